@@ -1,0 +1,9 @@
+"""Attention variants: one file per variant, registered by name (see `base.py` for the contract)."""
+
+from __future__ import annotations
+
+from attnbench.registry import Registry
+
+ATTENTION: Registry = Registry("attention", "attnbench.attention")
+
+__all__ = ["ATTENTION"]

@@ -1,0 +1,211 @@
+"""Pre-norm Transformer whose token mixer is the chosen attention variant (Vaswani et al. 2017).
+
+Notation: B batch, T input length, U target length, C token channels, D d_model, K classes,
+V target vocabulary.
+
+- classify: encoder blocks, then a head per position (``spec.target_per_position``) or on the
+  masked mean over positions.
+- transduce: encoder-decoder; decoder self-attention (causal) and cross-attention both use the
+  chosen variant.
+- ``none``: no token mixing (each block is its MLP only); in the encoder-decoder the decoder
+  receives the mean-pooled encoder output at every position instead of cross-attention (the
+  fixed-summary baseline of Cho et al. 2014).
+
+Variants that do not learn projections (dot, scaled, additive) get q/k/v/o projections here, so
+every variant mixes projected tokens; ``multihead`` brings its own (``attn.projects``).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from attnbench.backbones import BACKBONES
+from attnbench.backbones.base import (
+    AttentionFactory,
+    Backbone,
+    BackboneOutput,
+    TokenEmbedding,
+    padding_mask,
+)
+from attnbench.tasks.base import BOS, EOS, PAD, TaskSpec
+
+
+class Mixer(nn.Module):
+    """Attention as a token mixer: projections around variants that have none of their own."""
+
+    def __init__(self, make_attention: AttentionFactory, d_model: int) -> None:
+        super().__init__()
+        self.attn = make_attention(d_model, d_model, d_model)
+        self.baseline = bool(self.attn.baseline)
+        self.proj: nn.ModuleDict | None = None
+        if not self.attn.projects:
+            self.proj = nn.ModuleDict(
+                {n: nn.Linear(d_model, d_model) for n in ("q", "k", "v")}
+                | {"o": nn.Linear(self.attn.out_dim, d_model)}
+            )
+
+    def forward(
+        self, x: Tensor, memory: Tensor, mask: Tensor | None, need_weights: bool
+    ) -> tuple[Tensor, Tensor | None]:
+        if self.proj is None:
+            return self.attn(x, memory, memory, mask, need_weights)
+        q, k, v = self.proj["q"](x), self.proj["k"](memory), self.proj["v"](memory)
+        ctx, w = self.attn(q, k, v, mask, need_weights)  # (B, Tq, D), (B, Tq, Tk) | None
+        return self.proj["o"](ctx), w
+
+
+class Block(nn.Module):
+    """x + mix(ln x) [+ cross(ln x, memory)] + mlp(ln x); the `none` variant skips the mixing."""
+
+    def __init__(
+        self, make_attention: AttentionFactory, d_model: int, ffn_mult: int, dropout: float,
+        cross: bool,
+    ) -> None:
+        super().__init__()
+        self.ln1 = nn.LayerNorm(d_model)
+        self.mix = Mixer(make_attention, d_model)
+        self.cross = Mixer(make_attention, d_model) if cross else None
+        self.ln_cross = nn.LayerNorm(d_model) if cross else None
+        self.ln2 = nn.LayerNorm(d_model)
+        self.mlp = nn.Sequential(
+            nn.Linear(d_model, ffn_mult * d_model),
+            nn.GELU(),
+            nn.Linear(ffn_mult * d_model, d_model),
+        )
+        self.drop = nn.Dropout(dropout)
+
+    def forward(
+        self,
+        x: Tensor,  # (B, T, D)
+        self_mask: Tensor | None,  # (B, T, T)
+        memory: Tensor | None = None,  # (B, S, D)
+        memory_mask: Tensor | None = None,  # (B, T, S)
+        summary: Tensor | None = None,  # (B, 1, D): the `none` baseline's encoder summary
+        need_weights: bool = False,
+    ) -> tuple[Tensor, Tensor | None]:
+        weights = None
+        if not self.mix.baseline:
+            h = self.ln1(x)
+            ctx, weights = self.mix(h, h, self_mask, need_weights)
+            x = x + self.drop(ctx)
+        if self.cross is not None:
+            if self.cross.baseline:
+                x = x + summary
+            else:
+                ctx, weights = self.cross(self.ln_cross(x), memory, memory_mask, need_weights)
+                x = x + self.drop(ctx)
+        return x + self.drop(self.mlp(self.ln2(x))), weights
+
+
+@BACKBONES.register("transformer")
+class Transformer(Backbone):
+    kinds = frozenset({"classify", "transduce"})
+
+    def __init__(
+        self,
+        spec: TaskSpec,
+        make_attention: AttentionFactory,
+        *,
+        d_model: int = 64,
+        layers: int = 2,
+        decoder_layers: int = 2,
+        ffn_mult: int = 4,
+        dropout: float = 0.0,
+        max_len: int = 512,
+    ) -> None:
+        super().__init__()
+        for key, value in (("d_model", d_model), ("layers", layers), ("ffn_mult", ffn_mult),
+                           ("max_len", max_len)):
+            if value < 1:
+                raise ValueError(f"'backbone.{key}' = {value} is out of range: must be >= 1")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"'backbone.dropout' = {dropout} is out of range: must be in [0, 1)")
+        longest = max(spec.max_len, spec.max_target_len)
+        if longest > max_len:
+            raise ValueError(
+                f"sequence length {longest} is longer than the model's maximum "
+                f"'backbone.max_len' = {max_len}: raise backbone.max_len or shorten the task"
+            )
+        if spec.kind == "transduce" and decoder_layers < 1:
+            raise ValueError(f"'backbone.decoder_layers' = {decoder_layers}: must be >= 1")
+        self.spec = spec
+        self.embed = TokenEmbedding(spec.vocab_size, d_model)
+        self.pos = nn.Embedding(max_len, d_model)
+        self.encoder = nn.ModuleList(
+            Block(make_attention, d_model, ffn_mult, dropout, cross=False) for _ in range(layers)
+        )
+        self.ln_enc = nn.LayerNorm(d_model)
+        if spec.kind == "classify":
+            self.head = nn.Linear(d_model, spec.num_classes)
+        else:
+            self.tgt_embed = nn.Embedding(spec.target_vocab_size, d_model, padding_idx=PAD)
+            self.decoder = nn.ModuleList(
+                Block(make_attention, d_model, ffn_mult, dropout, cross=True)
+                for _ in range(decoder_layers)
+            )
+            self.ln_dec = nn.LayerNorm(d_model)
+            self.head = nn.Linear(d_model, spec.target_vocab_size)
+
+    def _positions(self, t: int, device: torch.device) -> Tensor:
+        return self.pos(torch.arange(t, device=device))  # (T, D)
+
+    def encode(self, inputs: Tensor, need_weights: bool = False) -> tuple[Tensor, Tensor, Tensor | None]:
+        keep = padding_mask(inputs)  # (B, T)
+        x = self.embed(inputs) + self._positions(keep.shape[1], inputs.device)  # (B, T, D)
+        mask = keep[:, None, :]  # (B, 1, T): every query may see every real token
+        weights = None
+        for block in self.encoder:
+            x, weights = block(x, mask, need_weights=need_weights)
+        return self.ln_enc(x), keep, weights
+
+    def forward(
+        self, inputs: Tensor, targets: Tensor | None = None, need_weights: bool = False
+    ) -> BackboneOutput:
+        memory, keep, weights = self.encode(inputs, need_weights)
+        if self.spec.kind == "classify":
+            if self.spec.target_per_position:
+                return BackboneOutput(logits=self.head(memory), weights=weights)  # (B, T, K)
+            w = keep.unsqueeze(-1).to(memory.dtype)  # (B, T, 1)
+            pooled = (memory * w).sum(1) / w.sum(1).clamp_min(1.0)  # (B, D)
+            return BackboneOutput(logits=self.head(pooled), weights=weights)
+        if targets is None:
+            raise ValueError("transduce forward needs targets (teacher forcing); use generate()")
+        bos = torch.full_like(targets[:, :1], BOS)
+        dec_in = torch.cat([bos, targets[:, :-1]], dim=1)  # (B, U)
+        h, cross = self._decode(dec_in, memory, keep, need_weights)
+        return BackboneOutput(logits=self.head(h), weights=cross)  # (B, U, V)
+
+    def _decode(
+        self, dec_in: Tensor, memory: Tensor, keep: Tensor, need_weights: bool
+    ) -> tuple[Tensor, Tensor | None]:
+        u = dec_in.shape[1]
+        y = self.tgt_embed(dec_in) + self._positions(u, dec_in.device)  # (B, U, D)
+        causal = torch.ones(u, u, dtype=torch.bool, device=dec_in.device).tril()  # (U, U)
+        self_mask = causal[None] & (dec_in != PAD)[:, None, :] | torch.eye(
+            u, dtype=torch.bool, device=dec_in.device
+        )  # (B, U, U): always see yourself
+        memory_mask = keep[:, None, :]  # (B, 1, T)
+        w = keep.unsqueeze(-1).to(memory.dtype)
+        summary = ((memory * w).sum(1) / w.sum(1).clamp_min(1.0)).unsqueeze(1)  # (B, 1, D)
+        weights = None
+        for block in self.decoder:
+            y, weights = block(y, self_mask, memory, memory_mask, summary, need_weights)
+        return self.ln_dec(y), weights
+
+    @torch.no_grad()
+    def generate(self, inputs: Tensor, max_len: int, need_weights: bool = False) -> BackboneOutput:
+        memory, keep, _ = self.encode(inputs)
+        b = inputs.shape[0]
+        tokens = torch.full((b, 1), BOS, dtype=torch.long, device=inputs.device)
+        done = torch.zeros(b, dtype=torch.bool, device=inputs.device)
+        weights = None
+        for _ in range(max_len):
+            h, weights = self._decode(tokens, memory, keep, need_weights)
+            nxt = self.head(h[:, -1]).argmax(-1)  # (B,)
+            nxt = torch.where(done, torch.full_like(nxt, PAD), nxt)
+            tokens = torch.cat([tokens, nxt[:, None]], dim=1)
+            done |= nxt == EOS
+            if bool(done.all()):
+                break
+        return BackboneOutput(tokens=tokens[:, 1:], weights=weights)

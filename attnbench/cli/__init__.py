@@ -1,0 +1,23 @@
+"""The `attnbench` command line: one file per command, each a thin wrapper over a plain function.
+
+Heavy imports (torch, mlflow, hydra) happen inside command bodies so `attnbench --help` is instant.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from attnbench.cli import listing, train
+
+app = typer.Typer(
+    name="attnbench",
+    help="Which attention mechanism works best, at what cost, on this task?",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain help: rich help rendering alone costs ~0.1 s of start-up
+)
+
+app.command("list")(listing.list_components)
+app.command("run", context_settings=train.HYDRA_ARGS)(train.run)
+app.command("sweep", context_settings=train.HYDRA_ARGS)(train.sweep)

@@ -1,0 +1,42 @@
+"""`attnbench run` and `attnbench sweep`: arguments go to Hydra (overrides, --cfg, --info, ...)."""
+
+from __future__ import annotations
+
+import typer
+
+from attnbench.cli._errors import exit_with
+
+HYDRA_ARGS = {"allow_extra_args": True, "ignore_unknown_options": True}
+
+DEBUG = typer.Option(False, "--debug", help="Show full tracebacks instead of one-line errors.")
+
+
+def run(ctx: typer.Context, debug: bool = DEBUG) -> None:
+    """Train one experiment.
+
+    Arguments are Hydra overrides, e.g. attention=additive trainer.lr=1e-3.
+
+    Hydra's own flags work too: --cfg job prints the composed config, --info shows the search path.
+    """
+    from attnbench.app import launch
+
+    exit_with(lambda: launch(ctx.args, multirun=False, debug=debug), debug)
+
+
+def sweep(
+    ctx: typer.Context,
+    resume: bool = typer.Option(
+        False, "--resume", help="Skip cells that already have a FINISHED run with the same config."
+    ),
+    debug: bool = DEBUG,
+) -> None:
+    """Run a grid of experiments (Hydra multirun).
+
+    Example: attention=none,dot,scaled,additive,multihead seed=0,1,2
+
+    Launchers: hydra/launcher=joblib hydra.launcher.n_jobs=2 (local), submitit_slurm, ray.
+    """
+    from attnbench.app import launch
+
+    args = [*ctx.args, *(["resume=true"] if resume else [])]
+    exit_with(lambda: launch(args, multirun=True, debug=debug), debug)

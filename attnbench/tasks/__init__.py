@@ -1,0 +1,9 @@
+"""Tasks: synthetic generators and file loaders, one file per task (see `base.py`)."""
+
+from __future__ import annotations
+
+from attnbench.registry import Registry
+
+TASKS: Registry = Registry("task", "attnbench.tasks")
+
+__all__ = ["TASKS"]

@@ -1,0 +1,1 @@
+"""Building the components from a config, seeding, and the train/eval loop."""
