@@ -122,8 +122,9 @@ def trainer_config(node: Mapping[str, Any]) -> TrainerConfig:
     return cfg
 
 
-def static_problems(cfg: Mapping[str, Any]) -> list[str]:
-    """Everything that can be checked without loading data or building a model."""
+def static_problems(cfg: Mapping[str, Any]) -> dict[str, list[str]]:
+    """Everything that can be checked without loading data or building a model, by group
+    ("attention", "backbone", "task", "trainer", and "" for the top level and compatibility)."""
     from attnbench.attention import ATTENTION
     from attnbench.attention.base import CONTEXT_ARGS as ATTN_CONTEXT
     from attnbench.backbones import BACKBONES
@@ -131,7 +132,8 @@ def static_problems(cfg: Mapping[str, Any]) -> list[str]:
     from attnbench.registry import check_params
     from attnbench.tasks import TASKS
 
-    problems: list[str] = []
+    found: dict[str, list[str]] = {g: [] for g in ("", "attention", "backbone", "task", "trainer")}
+    problems = found[""]
     for key in cfg:
         if key not in TOP_LEVEL_KEYS:
             problems.append(f"Unknown key '{key}'. Valid top-level keys: {', '.join(sorted(TOP_LEVEL_KEYS))}")
@@ -141,20 +143,20 @@ def static_problems(cfg: Mapping[str, Any]) -> list[str]:
     for group, (registry, context) in registries.items():
         node = cfg.get(group)
         if not isinstance(node, Mapping) or "name" not in node:
-            problems.append(f"'{group}' must name a {group}: choose one of {', '.join(registry.names())}")
+            found[group].append(f"'{group}' must name a {group}: choose one of {', '.join(registry.names())}")
             continue
         try:
             classes[group] = registry.get(str(node["name"]))
         except ConfigError as err:
-            problems.extend(err.problems)
+            found[group].extend(err.problems)
             continue
-        problems.extend(check_params(classes[group], component_params(node), group, context))
+        found[group].extend(check_params(classes[group], component_params(node), group, context))
     trainer = cfg.get("trainer")
     if isinstance(trainer, Mapping):
         try:
             trainer_config(trainer)
         except ConfigError as err:
-            problems.extend(err.problems)
+            found["trainer"].extend(err.problems)
     seed = cfg.get("seed")
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
         problems.append(f"'seed' = {seed!r} should be an integer >= 0")
@@ -167,7 +169,7 @@ def static_problems(cfg: Mapping[str, Any]) -> list[str]:
                 f"backbone '{cfg['backbone']['name']}' cannot run task '{cfg['task']['name']}' "
                 f"({kind}). Compatible backbones: {', '.join(ok)}"
             )
-    return problems
+    return found
 
 
 def check_uri(uri: str) -> list[str]:

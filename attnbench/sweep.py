@@ -47,11 +47,13 @@ def swept_keys(overrides: list[str]) -> set[str]:
 
 
 class SweepCallback(Callback):
-    """Opens and closes the sweep's parent run (Hydra instantiates it from conf/config.yaml)."""
+    """Opens and closes the sweep's parent run (Hydra instantiates it from conf/config.yaml).
+
+    Launchers pickle their callbacks to the workers: keep only plain values on `self`.
+    """
 
     def __init__(self) -> None:
         self.parent_run_id: str | None = None
-        self.tracker: Any = None
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         from attnbench.tracking import Tracker
@@ -63,12 +65,11 @@ class SweepCallback(Callback):
             exp_name = MULTI_TASK_EXPERIMENT
         else:
             exp_name = str(config.task.name)
-        self.tracker = Tracker(config.tracking.uri, config.runs_dir)
-        self.tracker.connect()
-        exp_id = self.tracker.experiment_id(exp_name)
+        tracker = Tracker(config.tracking.uri, config.runs_dir)
+        exp_id = tracker.experiment_id(exp_name)
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         sweep_dir = Path(config.hydra.sweep.dir)
-        self.parent_run_id = self.tracker.start_run(
+        self.parent_run_id = tracker.start_run(
             exp_id,
             f"sweep-{stamp}",
             {
@@ -77,7 +78,7 @@ class SweepCallback(Callback):
                 "attnbench.sweep_dir": str(sweep_dir.resolve()),
             },
         )
-        self.tracker.log_text(
+        tracker.log_text(
             self.parent_run_id, OmegaConf.to_yaml(OmegaConf.create(overrides)), "config/overrides.yaml"
         )
         sweep_dir.mkdir(parents=True, exist_ok=True)
@@ -88,12 +89,14 @@ class SweepCallback(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         from attnbench.app import STATE
         from attnbench.report import print_sweep_table, sweep_rows
+        from attnbench.tracking import Tracker
 
         if self.parent_run_id is None:
             return
-        rows = sweep_rows(self.tracker, self.parent_run_id)
+        tracker = Tracker(config.tracking.uri, config.runs_dir)
+        rows = sweep_rows(tracker, self.parent_run_id)
         summary = SweepSummary(self.parent_run_id, "", rows)
         status = "FAILED" if summary.failed else "FINISHED"
-        self.tracker.end_run(self.parent_run_id, status)
+        tracker.end_run(self.parent_run_id, status)
         print_sweep_table(summary)
         STATE.sweep = summary

@@ -50,6 +50,7 @@ class Tracker:
         self.local = uri is None
         self.uri = uri or f"sqlite:///{self.runs_dir / 'mlflow.db'}"
         self._client: Any = None
+        self._lock: FileLock | None = None
 
     # -- store ---------------------------------------------------------------------------
     @property
@@ -64,18 +65,21 @@ class Tracker:
     @contextmanager
     def lock(self):  # noqa: ANN201 - a context manager
         if self.uri.startswith("sqlite:"):
-            self.runs_dir.mkdir(parents=True, exist_ok=True)
-            with FileLock(str(self.runs_dir / ".mlflow.db.lock"), timeout=300):
+            if self._lock is None:  # one reentrant lock per tracker
+                self.runs_dir.mkdir(parents=True, exist_ok=True)
+                self._lock = FileLock(str(self.runs_dir / ".mlflow.db.lock"), timeout=300)
+            with self._lock:
                 yield
         else:
             yield
 
     def connect(self) -> None:
         """Create/migrate the store under the lock, or check the server answers (fail fast)."""
-        _quiet_libraries()
         if self.uri.startswith(("http://", "https://")):
             self._check_server()
         from mlflow import MlflowClient
+
+        _quiet_libraries()  # after the import: mlflow sets its own log level when imported
 
         try:
             with self.lock():
@@ -115,11 +119,12 @@ class Tracker:
 
     def experiment_id(self, name: str) -> str:
         """Get or create the experiment `name` (under the lock, so parallel jobs agree)."""
+        client = self.client
         with self.lock():
-            exp = self.client.get_experiment_by_name(name)
+            exp = client.get_experiment_by_name(name)
             if exp is not None:
                 return exp.experiment_id
-            return self.client.create_experiment(name, artifact_location=self._artifact_location(name))
+            return client.create_experiment(name, artifact_location=self._artifact_location(name))
 
     def _artifact_location(self, name: str) -> str | None:
         root = self.artifact_root()

@@ -51,32 +51,35 @@ def build_task(cfg: Mapping[str, Any]) -> Task:
 
 
 def build(cfg: Mapping[str, Any], data: TaskData | None = None) -> Built:
-    """Validate `cfg` completely, load the task's data and build the model (seeded)."""
-    problems = static_problems(cfg)
-    if problems:
+    """Validate `cfg` completely, load the task's data and build the model (seeded).
+
+    Goes as far as it can so that one ConfigError reports every problem: a bad trainer value
+    does not hide a bad backbone value.
+    """
+    found = static_problems(cfg)
+    problems = [p for group in found.values() for p in group]
+    components_ok = not (found["attention"] or found["backbone"] or found["task"] or found[""])
+    if not components_ok:
         raise ConfigError(problems[0], problems)
-    trainer = trainer_config(cfg["trainer"])
-    seed = int(cfg["seed"])
     if data is None:
         try:
-            data = build_task(cfg).load(seed)
+            data = build_task(cfg).load(int(cfg["seed"]))
         except ConfigError as err:  # DataError included
             problems.extend(err.problems)
         except ValueError as err:
             problems.append(_value_error(err))
     make_attention = attention_factory(cfg["attention"])
-    if data is None:  # still check the model's own values on a stand-in width
-        try:
-            make_attention(64, 64, 64)
-        except ValueError as err:
-            problems.append(_value_error(err))
-        raise ConfigError(problems[0], problems)
-    torch.manual_seed(seed)
+    model = None
     try:
-        model = BACKBONES.get(str(cfg["backbone"]["name"]))(
-            data.spec, make_attention, **component_params(cfg["backbone"])
-        )
+        if data is None:  # still check the attention's own values on a stand-in width
+            make_attention(64, 64, 64)
+        else:
+            torch.manual_seed(int(cfg["seed"]) if isinstance(cfg["seed"], int) else 0)
+            model = BACKBONES.get(str(cfg["backbone"]["name"]))(
+                data.spec, make_attention, **component_params(cfg["backbone"])
+            )
     except ValueError as err:
         problems.append(_value_error(err))
-        raise ConfigError(problems[0], problems) from err
-    return Built(data=data, model=model, trainer=trainer)
+    if problems or model is None or data is None:
+        raise ConfigError(problems[0], problems)
+    return Built(data=data, model=model, trainer=trainer_config(cfg["trainer"]))

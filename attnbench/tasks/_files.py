@@ -1,0 +1,257 @@
+"""Reading CSV, TSV and JSONL data files with one-line errors (``file:line: what was expected``).
+
+Every problem raises ``attnbench.errors.DataError`` whose message names the file, the line when
+there is one, and what was expected. Blank lines are skipped. Files are decoded as UTF-8 (a
+byte-order mark is allowed). TSV is split on tabs without any quoting (GLUE's and Tatoeba's
+convention: a ``"`` is an ordinary character); CSV follows RFC 4180 quoting (Python's ``csv``).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from attnbench.errors import DataError
+
+Format = Literal["csv", "tsv", "jsonl"]
+EXTENSIONS: dict[str, Format] = {
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".tab": "tsv",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+}
+
+
+@dataclass
+class Rows:
+    """Selected fields of the data rows of one source, with the line each row starts on."""
+
+    origin: str  # the file path as given (or a dataset name), used in messages
+    lines: list[int] = field(default_factory=list)
+    fields: list[tuple[str, ...]] = field(default_factory=list)
+    content: bytes = b""  # the raw file bytes, for the data fingerprint
+
+    def __len__(self) -> int:
+        return len(self.fields)
+
+    def column(self, i: int) -> list[str]:
+        return [f[i] for f in self.fields]
+
+    def where(self, i: int) -> str:
+        """``origin:line`` of row ``i``."""
+        return f"{self.origin}:{self.lines[i]}"
+
+    def subset(self, index: Sequence[int]) -> Rows:
+        return Rows(
+            self.origin,
+            [self.lines[i] for i in index],
+            [self.fields[i] for i in index],
+            self.content,
+        )
+
+
+def read_bytes(path: str, knob: str) -> bytes:
+    """The file's bytes; DataError if it is missing, not a file or empty."""
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise DataError(f"{path}: file not found (task.{knob})")
+    if not p.is_file():
+        raise DataError(f"{path}: not a file (task.{knob} must name a data file)")
+    data = p.read_bytes()
+    if not data.strip():
+        raise DataError(f"{path}: file is empty")
+    return data
+
+
+def decode(path: str, data: bytes) -> str:
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = data[: err.start].count(b"\n") + 1
+        column = err.start - (data.rfind(b"\n", 0, err.start) + 1) + 1
+        raise DataError(
+            f"{path}:{line}: not valid UTF-8 (byte 0x{data[err.start]:02x} at column {column}); "
+            "save the file as UTF-8"
+        ) from None
+
+
+def detect_format(path: str, fmt: str, knob: str = "format") -> Format:
+    if fmt != "auto":
+        return fmt  # type: ignore[return-value]
+    suffix = Path(path).suffix.lower()
+    if suffix not in EXTENSIONS:
+        raise DataError(
+            f"{path}: cannot tell the format from the extension {suffix or '(none)'!r}; "
+            f"set task.{knob} to one of csv, tsv, jsonl"
+        )
+    return EXTENSIONS[suffix]
+
+
+def _lines(text: str) -> Iterator[tuple[int, str]]:
+    """(line number, line without its end) of the non-blank lines."""
+    for number, line in enumerate(text.split("\n"), start=1):
+        line = line.rstrip("\r")
+        if line.strip():
+            yield number, line
+
+
+def _delimited(path: str, text: str, fmt: Format) -> Iterator[tuple[int, list[str]]]:
+    """(line number, fields) of the non-blank rows of a CSV or TSV text."""
+    if fmt == "tsv":
+        for number, line in _lines(text):
+            yield number, line.split("\t")
+        return
+    reader = csv.reader(io.StringIO(text, newline=""))
+    start = 1
+    try:
+        for row in reader:
+            if any(cell.strip() for cell in row):
+                yield start, row
+            start = reader.line_num + 1
+    except csv.Error as err:
+        raise DataError(f"{path}:{reader.line_num}: malformed CSV ({err})") from None
+
+
+def _missing_column(path: str, name: str, knob: str, found: Sequence[str]) -> DataError:
+    shown = ", ".join(repr(c) for c in found) or "(none)"
+    return DataError(f"{path}: no column {name!r} (task.{knob}); columns found: {shown}")
+
+
+def read_columns(path: str, fmt: Format, columns: Sequence[tuple[str, str]], knob: str) -> Rows:
+    """The named columns of every data row of a CSV/TSV file with a header row, or a JSONL file.
+
+    ``columns``: (column name, the task knob that names it) pairs, for the messages.
+    """
+    data = read_bytes(path, knob)
+    text = decode(path, data)
+    rows = Rows(path, content=data)
+    names = [name for name, _ in columns]
+    if fmt == "jsonl":
+        for number, line in _lines(text):
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise DataError(
+                    f"{path}:{number}: not valid JSON ({err.msg} at column {err.colno}); "
+                    "expected one JSON object per line"
+                ) from None
+            if not isinstance(obj, dict):
+                raise DataError(
+                    f"{path}:{number}: expected a JSON object per line, got {type(obj).__name__}"
+                )
+            for name, col_knob in columns:
+                if name not in obj:
+                    found = ", ".join(repr(k) for k in obj) or "(none)"
+                    raise DataError(
+                        f"{path}:{number}: no field {name!r} (task.{col_knob}); fields: {found}"
+                    )
+            values = []
+            for name in names:
+                value = obj[name]
+                if value is None or isinstance(value, (dict, list)):
+                    raise DataError(
+                        f"{path}:{number}: field {name!r} should be a string or number, "
+                        f"got {json.dumps(value)[:40]}"
+                    )
+                values.append(str(value))
+            rows.lines.append(number)
+            rows.fields.append(tuple(values))
+    else:
+        body = _delimited(path, text, fmt)
+        first = next(body, None)
+        if first is None:
+            raise DataError(f"{path}: file is empty (expected a header row naming the columns)")
+        header = [h.strip() for h in first[1]]
+        index = []
+        for name, col_knob in columns:
+            if name not in header:
+                raise _missing_column(path, name, col_knob, header)
+            index.append(header.index(name))
+        width = len(header)
+        for number, row in body:
+            if len(row) != width:
+                raise DataError(
+                    f"{path}:{number}: expected {width} {fmt.upper()} fields "
+                    f"({', '.join(header)}), got {len(row)}"
+                )
+            rows.lines.append(number)
+            rows.fields.append(tuple(row[i] for i in index))
+    if not rows.fields:
+        raise DataError(f"{path}: no data rows" + ("" if fmt == "jsonl" else " after the header"))
+    return rows
+
+
+def read_tsv_fields(path: str, index: Sequence[int], header: bool, knob: str) -> Rows:
+    """Fields ``index`` of each row of a tab-separated file; extra columns are ignored."""
+    data = read_bytes(path, knob)
+    text = decode(path, data)
+    rows = Rows(path, content=data)
+    need = max(index) + 1
+    body = _lines(text)
+    if header and next(body, None) is None:
+        raise DataError(f"{path}: file is empty")
+    for number, line in body:
+        fields = line.split("\t")
+        if len(fields) < need:
+            raise DataError(
+                f"{path}:{number}: expected at least {need} tab-separated fields, got {len(fields)}"
+            )
+        rows.lines.append(number)
+        rows.fields.append(tuple(fields[i] for i in index))
+    if not rows.fields:
+        raise DataError(f"{path}: no data rows" + (" after the header" if header else ""))
+    return rows
+
+
+def split_rows(rows: Rows, seed: int, fractions: dict[str, float]) -> tuple[Rows, dict[str, Rows]]:
+    """Carve the splits named in ``fractions`` (e.g. {"val": 0.1}) out of ``rows`` at random.
+
+    Each carved split gets ``round(fraction * n)`` rows, at least one; the rest is train, which
+    must keep at least one row. Returns (train, {name: rows}).
+    """
+    n = len(rows)
+    sizes = {name: max(1, round(f * n)) for name, f in fractions.items()}
+    if n - sum(sizes.values()) < 1:
+        shown = ", ".join(f"{name}_fraction={f}" for name, f in fractions.items())
+        raise DataError(
+            f"{rows.origin}: {n} rows are too few to split off {shown} and keep training rows"
+        )
+    order = np.random.default_rng(seed).permutation(n).tolist()
+    out: dict[str, Rows] = {}
+    start = 0
+    for name, size in sizes.items():
+        out[name] = rows.subset(sorted(order[start : start + size]))
+        start += size
+    return rows.subset(sorted(order[start:])), out
+
+
+def assemble_splits(
+    train: Rows,
+    val: Rows | None,
+    test: Rows | None,
+    seed: int,
+    val_fraction: float,
+    test_fraction: float,
+) -> dict[str, Rows]:
+    """train/val/test rows: given splits are used as they are, missing ones carved from train."""
+    fractions = {
+        name: f
+        for name, f, given in (("val", val_fraction, val), ("test", test_fraction, test))
+        if given is None
+    }
+    carved: dict[str, Rows] = {}
+    if fractions:
+        train, carved = split_rows(train, seed, fractions)
+    return {
+        "train": train,
+        "val": val if val is not None else carved["val"],
+        "test": test if test is not None else carved["test"],
+    }

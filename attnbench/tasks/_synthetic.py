@@ -1,0 +1,114 @@
+"""Shared generator of the sequence transduction tasks copy, reverse and sort.
+
+Notation: N examples, T input length (= ``length``), U = T + 1 target length, L a row's length.
+
+Inputs ``(N, T)``: L random symbols then PAD, L uniform in ``[min_len, length]`` (fixed L = length
+when ``min_len`` is None). Targets ``(N, U)``: the transformed L symbols, EOS, then PAD. Input and
+target share ids: symbol s is ``FIRST_TOKEN + s``. ``align`` ``(N, U)``: the input position each
+output symbol comes from (copy: j, reverse: L-1-j, sort: its position in a stable sort), -1 at
+EOS and PAD.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+import torch
+
+from attnbench.tasks._common import (
+    SPECIAL_ITOS,
+    SPLITS,
+    check_between,
+    check_min,
+    fingerprint,
+    generator,
+)
+from attnbench.tasks.base import EOS, FIRST_TOKEN, PAD, Kind, Split, TaskData, TaskSpec
+
+Transform = Literal["copy", "reverse", "sort"]
+
+
+def transform_split(symbols: torch.Tensor, lengths: torch.Tensor, transform: Transform) -> Split:
+    """symbols (N, T) in [0, V), lengths (N,) in [1, T] -> inputs, targets with EOS, align."""
+    n, t = symbols.shape
+    valid = torch.arange(t) < lengths[:, None]  # (N, T)
+    inputs = torch.where(valid, symbols + FIRST_TOKEN, PAD)  # (N, T)
+    j = torch.arange(t + 1).expand(n, t + 1)  # (N, U)
+    if transform == "copy":
+        src = j
+    elif transform == "reverse":
+        src = lengths[:, None] - 1 - j
+    elif transform == "sort":
+        key = torch.where(valid, symbols, 2**62)  # padding sorts last
+        order = key.argsort(dim=1, stable=True)  # (N, T)
+        src = torch.cat([order, order.new_zeros(n, 1)], dim=1)  # (N, U)
+    else:
+        raise ValueError(f"unknown transform {transform!r}")
+    out_valid = j < lengths[:, None]  # (N, U)
+    align = torch.where(out_valid, src, -1)
+    targets = inputs.gather(1, align.clamp(0, t - 1))  # (N, U)
+    targets = torch.where(out_valid, targets, PAD)
+    targets = torch.where(j == lengths[:, None], EOS, targets)
+    return Split(inputs, targets, align)
+
+
+class SequenceTask:
+    """Base of copy/reverse/sort: the subclass sets ``transform`` and registers itself."""
+
+    name: ClassVar[str]
+    transform: ClassVar[Transform]
+    kind: ClassVar[Kind] = "transduce"
+    metrics: ClassVar[tuple[str, ...]] = ("token_acc", "exact_match")
+
+    def __init__(
+        self,
+        *,
+        length: int = 20,
+        min_len: int | None = None,
+        vocab: int = 10,
+        n_train: int = 10000,
+        n_val: int = 1000,
+        n_test: int = 1000,
+    ) -> None:
+        check_min("length", length, 1)
+        if min_len is not None:
+            check_between("min_len", min_len, 1, length, f"must be in [1, length = {length}]")
+        check_min("vocab", vocab, 1)
+        for key, n in (("n_train", n_train), ("n_val", n_val), ("n_test", n_test)):
+            check_min(key, n, 1)
+        self.length = length
+        self.min_len = length if min_len is None else min_len
+        self.vocab = vocab
+        self.sizes = {"train": n_train, "val": n_val, "test": n_test}
+
+    def spec(self) -> TaskSpec:
+        return TaskSpec(
+            kind="transduce",
+            vocab_size=FIRST_TOKEN + self.vocab,
+            max_len=self.length,
+            target_vocab_size=FIRST_TOKEN + self.vocab,
+            max_target_len=self.length + 1,
+        )
+
+    def itos(self) -> list[str]:
+        return [*SPECIAL_ITOS, *(str(s) for s in range(self.vocab))]
+
+    def _split(self, n: int, g: torch.Generator) -> Split:
+        lengths = torch.randint(self.min_len, self.length + 1, (n,), generator=g)  # (N,)
+        symbols = torch.randint(self.vocab, (n, self.length), generator=g)  # (N, T)
+        return transform_split(symbols, lengths, self.transform)
+
+    def load(self, seed: int) -> TaskData:
+        splits = {s: self._split(self.sizes[s], generator(seed, self.name, s)) for s in SPLITS}
+        itos = self.itos()
+        return TaskData(
+            spec=self.spec(),
+            **splits,
+            primary_metric="exact_match",
+            metrics=self.metrics,
+            target_itos=itos,
+            fingerprint=fingerprint(
+                t for s in splits.values() for t in (s.inputs, s.targets, s.align)
+            ),
+            extra={"input_itos": itos},
+        )

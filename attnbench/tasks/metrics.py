@@ -1,0 +1,150 @@
+"""Evaluation metrics the trainer calls: plain functions of predictions and targets.
+
+Notation: N examples, T positions, U target length, U' predicted length, K classes, V vocabulary.
+
+``pred`` may be class/token ids with the shape of ``target`` or scores with one more trailing
+dimension (``(N, K)``, ``(N, T, K)``, ``(N, U, V)``), which are reduced with argmax.
+All metrics are "higher is better"; ``acc``, ``f1``, ``token_acc`` and ``exact_match`` are in
+[0, 1], ``bleu`` in [0, 100] (sacrebleu's scale).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from attnbench.tasks.base import BOS, EOS, IGNORE, PAD
+
+CLASSIFY_METRICS: tuple[str, ...] = ("acc", "f1")
+TRANSDUCE_METRICS: tuple[str, ...] = ("token_acc", "exact_match")
+METRIC_NAMES: tuple[str, ...] = (*CLASSIFY_METRICS, *TRANSDUCE_METRICS, "bleu")
+# SentencePiece's word-boundary marker: target vocabularies whose pieces carry it (the bpe and
+# char tokenisers) are detokenised by concatenation, others by joining tokens with spaces.
+WORD_MARK = "\u2581"
+
+
+def _ids(pred: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
+    """(pred ids, target) on the CPU; scores are reduced with argmax."""
+    if pred.dim() == target.dim() + 1:  # scores -> ids
+        pred = pred.argmax(dim=-1)
+    return pred.detach().long().cpu(), target.detach().long().cpu()
+
+
+def classify_metrics(pred: Tensor, target: Tensor) -> dict[str, float]:
+    """Accuracy and macro-F1 over the positions where ``target != IGNORE``.
+
+    ``target`` ``(N,)`` or ``(N, T)``; ``pred`` the same shape (ids) or with a trailing K (scores).
+    Macro-F1 averages over the classes present in ``target`` or ``pred`` (scikit-learn's
+    default). With no scored position both metrics are 0.
+    """
+    from sklearn.metrics import f1_score  # heavy import, only when scoring
+
+    pred, target = _ids(pred, target)
+    if pred.shape != target.shape:
+        raise ValueError(f"pred shape {tuple(pred.shape)} != target shape {tuple(target.shape)}")
+    mask = target != IGNORE
+    y_pred = pred[mask].cpu().numpy()
+    y_true = target[mask].cpu().numpy()
+    if y_true.size == 0:
+        return {"acc": 0.0, "f1": 0.0}
+    acc = float((y_pred == y_true).mean())
+    f1 = float(f1_score(y_true, y_pred, average="macro", zero_division=0))
+    return {"acc": acc, "f1": f1}
+
+
+def _canonical(pred: Tensor, width: int) -> Tensor:
+    """PAD after the first EOS, then right-pad with PAD / truncate to ``width`` columns."""
+    is_eos = pred == EOS
+    after_eos = (is_eos.long().cumsum(dim=1) - is_eos.long()) > 0  # strictly after first EOS
+    pred = pred.masked_fill(after_eos, PAD)
+    if pred.shape[1] < width:
+        pred = torch.nn.functional.pad(pred, (0, width - pred.shape[1]), value=PAD)
+    return pred[:, :width]
+
+
+def transduce_metrics(pred: Tensor, target: Tensor) -> dict[str, float]:
+    """Token accuracy and exact match of predicted sequences against EOS-terminated targets.
+
+    ``target`` ``(N, U)``: tokens, EOS, PAD. ``pred`` ``(N, U')`` ids (any U'; e.g. greedy
+    decoding stopped early) or ``(N, U, V)`` scores. Tokens of ``pred`` after its first EOS do
+    not count. ``token_acc``: the fraction of target positions up to and including EOS that
+    ``pred`` matches. ``exact_match``: the fraction of rows whose prediction up to its EOS equals
+    the target up to its EOS.
+    """
+    pred, target = _ids(pred, target)
+    if pred.dim() != 2 or target.dim() != 2 or pred.shape[0] != target.shape[0]:
+        raise ValueError(
+            f"pred {tuple(pred.shape)} and target {tuple(target.shape)} must be (N, U') and (N, U)"
+        )
+    if target.shape[0] == 0:
+        return {"token_acc": 0.0, "exact_match": 0.0}
+    pred = _canonical(pred, target.shape[1])  # (N, U)
+    mask = target != PAD
+    hit = pred == target
+    token_acc = float((hit & mask).sum()) / max(int(mask.sum()), 1)
+    exact = float(hit.all(dim=1).float().mean())
+    return {"token_acc": token_acc, "exact_match": exact}
+
+
+def detokenize(ids: Sequence[int], itos: Sequence[str], pieces: bool | None = None) -> str:
+    """Token ids up to the first EOS -> text (PAD and BOS skipped).
+
+    ``pieces``: concatenate and turn WORD_MARK into spaces (SentencePiece-style vocabularies)
+    instead of joining with spaces; None = decide from ``itos``.
+    """
+    if pieces is None:
+        pieces = uses_word_mark(itos)
+    tokens: list[str] = []
+    for i in ids:
+        if i == EOS:
+            break
+        if i in (PAD, BOS):
+            continue
+        tokens.append(itos[i] if 0 <= i < len(itos) else "<unk>")
+    if pieces:
+        return "".join(tokens).replace(WORD_MARK, " ").strip()
+    return " ".join(tokens)
+
+
+def uses_word_mark(itos: Sequence[str]) -> bool:
+    return any(s.startswith(WORD_MARK) for s in itos)
+
+
+def bleu(pred: Tensor, target: Tensor, itos: Sequence[str]) -> float:
+    """Corpus BLEU-4 (sacrebleu: 13a tokenisation, exp smoothing) of detokenised text.
+
+    ``pred`` ``(N, U')`` ids or ``(N, U, V)`` scores, ``target`` ``(N, U)``; both are cut at
+    their first EOS and turned into text with ``itos`` (see ``detokenize``).
+    """
+    import sacrebleu
+
+    pred, target = _ids(pred, target)
+    pieces = uses_word_mark(itos)
+    hyps = [detokenize(row, itos, pieces) for row in pred.tolist()]
+    refs = [detokenize(row, itos, pieces) for row in target.tolist()]
+    if not refs:
+        return 0.0
+    # Effective order only matters when the whole corpus has no n-grams of some order (e.g. all
+    # sentences shorter than 4 tokens): standard BLEU-4 is then 0 whatever the output.
+    return float(sacrebleu.corpus_bleu(hyps, [refs], use_effective_order=True).score)
+
+
+def compute_metrics(
+    names: Sequence[str], pred: Tensor, target: Tensor, itos: Sequence[str] | None = None
+) -> dict[str, float]:
+    """The metrics ``names`` (from METRIC_NAMES) of ``pred`` against ``target``."""
+    unknown = [n for n in names if n not in METRIC_NAMES]
+    if unknown:
+        raise ValueError(f"Unknown metric {unknown[0]!r}. Valid metrics: {', '.join(METRIC_NAMES)}")
+    out: dict[str, float] = {}
+    if any(n in CLASSIFY_METRICS for n in names):
+        out.update(classify_metrics(pred, target))
+    if any(n in TRANSDUCE_METRICS for n in names):
+        out.update(transduce_metrics(pred, target))
+    if "bleu" in names:
+        if itos is None:
+            raise ValueError("metric 'bleu' needs the target vocabulary (TaskData.target_itos)")
+        out["bleu"] = bleu(pred, target, itos)
+    return {n: out[n] for n in names}

@@ -1,0 +1,80 @@
+"""Shared fixtures: every test writes its MLflow store and Hydra outputs under tmp_path."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+REPO = Path(__file__).resolve().parents[1]
+CONF = REPO / "conf"
+SMOKE = ["trainer=smoke"]
+
+
+@pytest.fixture(scope="session")
+def empty_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A freshly created and migrated MLflow SQLite store, made once per test session.
+
+    Creating a store runs MLflow's migrations (several seconds); tests copy this file instead.
+    Tests of store creation itself use `fresh_runs_dir`.
+    """
+    from attnbench.tracking import Tracker
+
+    root = tmp_path_factory.mktemp("store")
+    Tracker(None, root).connect()
+    return root / "mlflow.db"
+
+
+@pytest.fixture
+def fresh_runs_dir(tmp_path: Path) -> Path:
+    return tmp_path / "runs"
+
+
+@pytest.fixture
+def runs_dir(fresh_runs_dir: Path, empty_store: Path) -> Path:
+    fresh_runs_dir.mkdir(parents=True)
+    shutil.copy(empty_store, fresh_runs_dir / "mlflow.db")
+    return fresh_runs_dir
+
+
+@pytest.fixture
+def cli(runs_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., object]:
+    """Invoke `attnbench ARGS...` in-process (Typer's CliRunner); run/sweep get the smoke trainer
+    and the temporary runs_dir appended unless `smoke=False`."""
+    from attnbench.cli import app
+
+    monkeypatch.chdir(runs_dir.parent)
+    runner = CliRunner()
+
+    def invoke(*args: str, smoke: bool = True, extra: Sequence[str] = ()) -> object:
+        argv = list(args)
+        if smoke and argv and argv[0] in ("run", "sweep"):
+            argv += [*SMOKE, f"runs_dir={runs_dir}"]
+        argv += list(extra)
+        result = runner.invoke(app, argv, catch_exceptions=False)
+        return result
+
+    return invoke
+
+
+def tracker_for(runs_dir: Path):  # noqa: ANN201 - attnbench.tracking.Tracker
+    from attnbench.tracking import Tracker
+
+    return Tracker(None, runs_dir)
+
+
+def all_runs(runs_dir: Path) -> list:
+    """Every run in the store under runs_dir (no store at all -> [])."""
+    if not (runs_dir / "mlflow.db").exists():
+        return []
+    tracker = tracker_for(runs_dir)
+    exps = tracker.client.search_experiments()
+    return tracker.search([e.experiment_id for e in exps])
+
+
+def attnbench_cmd() -> list[str]:
+    return [sys.executable, "-m", "attnbench"]

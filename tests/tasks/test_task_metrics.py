@@ -1,0 +1,94 @@
+"""Metrics against values computed by hand."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from attnbench.tasks.base import EOS, IGNORE, PAD
+from attnbench.tasks.metrics import (
+    bleu,
+    classify_metrics,
+    compute_metrics,
+    detokenize,
+    transduce_metrics,
+)
+
+T = torch.tensor
+
+
+def test_classify_per_sequence() -> None:
+    # class 0: P 1, R 1 -> F 1; class 1: P 1/2, R 1 -> 2/3; class 2: P 1, R 1/2 -> 2/3.
+    out = classify_metrics(T([0, 1, 1, 2]), T([0, 1, 2, 2]))
+    assert out["acc"] == pytest.approx(0.75)
+    assert out["f1"] == pytest.approx((1 + 2 / 3 + 2 / 3) / 3)
+
+
+def test_classify_per_position_ignores_positions_and_takes_scores() -> None:
+    target = T([[IGNORE, 1, IGNORE], [0, IGNORE, 1]])
+    pred = T([[5, 1, 5], [1, 0, 1]])  # the IGNORE positions would all be wrong
+    out = classify_metrics(pred, target)
+    # scored: (1,1) (1,0) (1,1): acc 2/3; class 0: P 0 R 0 -> 0; class 1: P 2/3 R 1 -> 0.8.
+    assert out["acc"] == pytest.approx(2 / 3)
+    assert out["f1"] == pytest.approx(0.4)
+    scores = torch.nn.functional.one_hot(pred.clamp(max=2), 3).float()  # (N, T, K)
+    assert classify_metrics(scores, target) == out
+    assert classify_metrics(T([[1]]), T([[IGNORE]])) == {"acc": 0.0, "f1": 0.0}
+
+
+def test_transduce_hand_values() -> None:
+    a, b, c = 4, 5, 6
+    target = T([[a, b, c, EOS, PAD], [a, EOS, PAD, PAD, PAD], [b, b, EOS, PAD, PAD]])
+    pred = T(
+        [
+            [a, b, c, EOS, a, a],  # exact; junk after EOS does not count; longer than target
+            [a, a, EOS, PAD, PAD, PAD],  # 1 of 2 target positions right
+            [b, EOS, b, EOS, PAD, PAD],  # stops early: b right, EOS at 1 wrong, 2 wrong
+        ]
+    )
+    out = transduce_metrics(pred, target)
+    assert out["token_acc"] == pytest.approx((4 + 1 + 1) / (4 + 2 + 3))
+    assert out["exact_match"] == pytest.approx(1 / 3)
+    short = T([[a, b], [a, EOS], [b, b]])  # no EOS where one is due
+    out = transduce_metrics(short, target)
+    assert out["token_acc"] == pytest.approx((2 + 2 + 2) / 9)
+    assert out["exact_match"] == pytest.approx(1 / 3)
+    scores = torch.nn.functional.one_hot(target, 8).float()  # (N, U, V)
+    assert transduce_metrics(scores, target) == {"token_acc": 1.0, "exact_match": 1.0}
+
+
+def test_bleu_hand_values() -> None:
+    itos = ["<pad>", "<bos>", "<eos>", "<unk>", "a", "b", "c", "d", "e", "x"]
+    ref = T([[4, 5, 6, 7, 8, EOS]])  # "a b c d e"
+    assert bleu(ref, ref, itos) == pytest.approx(100.0)
+    # "a b c d": every n-gram precision is 1, brevity penalty exp(1 - 5/4).
+    hyp = T([[4, 5, 6, 7, EOS, 9]])
+    assert bleu(hyp, ref, itos) == pytest.approx(100 * math.exp(1 - 5 / 4), abs=1e-6)
+    assert bleu(T([[9, 9, 9, EOS]]), ref, itos) == pytest.approx(0.0)
+
+
+def test_detokenize_word_pieces() -> None:
+    itos = ["<pad>", "<bos>", "<eos>", "<unk>", "\u2581Va", "\u2581!", "\u2581Sal", "ut"]
+    assert detokenize([1, 6, 7, 5, EOS, 4], itos) == "Salut !"
+    words = ["<pad>", "<bos>", "<eos>", "<unk>", "Va", "!"]
+    assert detokenize([4, 5, PAD, EOS], words) == "Va !"
+
+
+def test_compute_metrics_dispatch_and_errors() -> None:
+    target = T([0, 1, 1])
+    assert compute_metrics(["f1", "acc"], T([0, 1, 0]), target) == {
+        "f1": pytest.approx((2 / 3 + 2 / 3) / 2),
+        "acc": pytest.approx(2 / 3),
+    }
+    itos = ["<pad>", "<bos>", "<eos>", "<unk>", "a"]
+    seq = T([[4, EOS]])
+    assert compute_metrics(["bleu", "exact_match"], seq, seq, itos) == {
+        "bleu": pytest.approx(100.0),  # no 2-grams at all: only the orders present count
+        "exact_match": 1.0,
+    }
+    with pytest.raises(ValueError, match="Unknown metric 'rouge'. Valid metrics: acc"):
+        compute_metrics(["rouge"], target, target)
+    with pytest.raises(ValueError, match="target_itos"):
+        compute_metrics(["bleu"], seq, seq)

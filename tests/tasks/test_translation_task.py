@@ -1,0 +1,117 @@
+"""The translation loader on small TSV files written here (Tatoeba-style attribution column)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from attnbench.errors import DataError
+from attnbench.tasks import TASKS
+from attnbench.tasks.base import EOS, PAD
+from attnbench.tasks.metrics import compute_metrics, detokenize
+
+Translation = TASKS.get("translation")
+
+PAIRS = [
+    ("Go.", "Va !"),
+    ("Hi.", "Salut !"),
+    ("Run!", "Cours !"),
+    ("Who?", "Qui ?"),
+    ("Fire!", "Au feu !"),
+    ("Help!", "À l'aide !"),
+    ("Jump.", "Saute."),
+    ("Stop!", "Arrête-toi !"),
+    ("Wait!", "Attends !"),
+    ("I see.", "Je comprends."),
+]
+
+
+def tatoeba(tmp_path: Path, pairs=PAIRS, name: str = "fra.txt", header: str = "") -> str:
+    lines = [header] if header else []
+    for i, (src, tgt) in enumerate(pairs):
+        lines.append(f"{src}\t{tgt}\tCC-BY 2.0 (France) Attribution: tatoeba.org #{i} (CM)")
+    path = tmp_path / name
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return str(path)
+
+
+def test_tatoeba_pairs_round_trip(tmp_path: Path) -> None:
+    data = Translation(path=tatoeba(tmp_path)).load(0)
+    assert data.primary_metric == "bleu"
+    assert (len(data.train), len(data.val), len(data.test)) == (8, 1, 1)
+    itos = data.target_itos
+    src_itos = data.extra["input_itos"]
+    targets = {tgt for _, tgt in PAIRS}
+    by_source = dict(PAIRS)
+    for split in (data.train,):
+        for x, y in zip(split.inputs.tolist(), split.targets.tolist(), strict=True):
+            source = " ".join(src_itos[i] for i in x if i != PAD)
+            text = detokenize(y, itos)
+            assert text in targets and by_source[source] == text
+            n = y.index(EOS)
+            assert y[n + 1 :] == [PAD] * (len(y) - n - 1)
+    assert data.spec.max_target_len == 3 + 1  # "Au feu !" / "À l'aide !": 3 words + EOS
+    scores = compute_metrics(data.metrics, data.train.targets, data.train.targets, itos)
+    assert scores == {"token_acc": 1.0, "exact_match": 1.0, "bleu": pytest.approx(100.0)}
+
+
+def test_header_columns_and_separate_files(tmp_path: Path) -> None:
+    train = tatoeba(tmp_path, header="en\tfr\tattribution")
+    val = tatoeba(tmp_path, PAIRS[:2], "val.txt", header="en\tfr\tattribution")
+    test = tatoeba(tmp_path, PAIRS[2:5], "test.txt", header="en\tfr\tattribution")
+    task = Translation(
+        path=train, val_path=val, test_path=test, header=True, source_column=1, target_column=0
+    )
+    data = task.load(0)
+    assert (len(data.train), len(data.val), len(data.test)) == (10, 2, 3)
+    assert detokenize(data.val.targets[0].tolist(), data.target_itos) == "Go."
+
+
+def test_truncation_keeps_eos(tmp_path: Path) -> None:
+    long = [("a b c d e f", "u v w x y z")] * 10
+    data = Translation(path=tatoeba(tmp_path, long), max_len=3).load(0)
+    assert data.spec.max_len == 3 and data.spec.max_target_len == 4
+    assert data.train.targets[0].tolist()[-1] == EOS
+
+
+@pytest.mark.parametrize("tokenizer", ["char", "bpe"])
+def test_piece_tokenizers_detokenize_exactly(tmp_path: Path, tokenizer: str) -> None:
+    data = Translation(path=tatoeba(tmp_path), tokenizer=tokenizer, bpe_vocab_size=80).load(0)
+    texts = {detokenize(y, data.target_itos) for y in data.train.targets.tolist()}
+    assert texts <= {tgt for _, tgt in PAIRS} and len(texts) == 8
+    assert data.spec.target_vocab_size == len(data.target_itos)
+
+
+def test_errors_name_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "bad.tsv"
+    path.write_text("Go.\tVa !\nHi.\n", encoding="utf-8")
+    with pytest.raises(DataError) as err:
+        Translation(path=str(path)).load(0)
+    message = str(err.value)
+    assert message.startswith(f"{path}:2:") and "at least 2 tab-separated fields, got 1" in message
+    path.write_text("Go.\tVa !\nHi.\t \n", encoding="utf-8")
+    with pytest.raises(DataError, match=r":2: empty target sentence"):
+        Translation(path=str(path)).load(0)
+    path.write_bytes("Go.\tÇa va !\n".encode() + b"Hi.\tSalut \xff\n")
+    with pytest.raises(DataError, match=r"bad.tsv:2: not valid UTF-8"):
+        Translation(path=str(path)).load(0)
+    missing = str(tmp_path / "missing.tsv")
+    with pytest.raises(DataError, match="file not found"):
+        Translation(path=str(tmp_path / "fra.txt"), val_path=missing).load(0)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "needle"),
+    [
+        ({}, "'task.path' is required"),
+        (dict(path="p.tsv", source_column=-1), "'task.source_column' = -1"),
+        (dict(path="p.tsv", target_column=0), "must differ from source_column"),
+        (dict(path="p.tsv", bpe_vocab_size=4), "'task.bpe_vocab_size' = 4"),
+        (dict(path="p.tsv", max_vocab=0), "'task.max_vocab' = 0"),
+    ],
+)
+def test_bad_arguments(kwargs: dict, needle: str) -> None:
+    with pytest.raises(ValueError) as err:
+        Translation(**kwargs)
+    assert needle in str(err.value) and "\n" not in str(err.value)

@@ -1,0 +1,112 @@
+"""The CLI end to end on the smoke trainer: run, sweep, list, Hydra flags, bad input."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import yaml
+
+from tests.conftest import CONF, all_runs, attnbench_cmd, tracker_for
+
+
+def test_help_lists_commands(cli) -> None:
+    result = cli("--help")
+    assert result.exit_code == 0
+    for command in ("run", "sweep", "list"):
+        assert command in result.output
+
+
+def test_list_shows_every_yaml_under_conf(cli) -> None:
+    result = cli("list")
+    assert result.exit_code == 0
+    for group in ("attention", "backbone", "task", "trainer", "tracking"):
+        options = [p.stem for p in (CONF / group).glob("*.yaml")]
+        assert options, group
+        for option in options:
+            assert option in result.output, f"{group}/{option} missing from `attnbench list`"
+
+
+def test_run_logs_one_finished_run(cli, runs_dir: Path) -> None:
+    result = cli("run", "attention=additive")
+    assert result.exit_code == 0, result.output
+    runs = all_runs(runs_dir)
+    assert len(runs) == 1
+    run = runs[0]
+    assert run.status == "FINISHED"
+    assert run.name == "additive-transformer-assoc_recall-s0"
+    assert run.tags["attention"] == "additive" and run.tags["seed"] == "0"
+    assert run.params["attention.name"] == "additive"
+    assert run.params["backbone.d_model"] == "64"
+    for metric in ("train/loss", "val/acc", "test/acc", "cost/params", "cost/train_s"):
+        assert metric in run.metrics, metric
+    assert 0.0 <= run.metrics["test/acc"] <= 1.0
+    tracker = tracker_for(runs_dir)
+    dst = runs_dir.parent
+    saved = yaml.safe_load(tracker.download_artifact(run.run_id, "config/config.yaml", dst).read_text())
+    assert saved["attention"]["name"] == "additive"
+    assert saved["trainer"]["max_steps"] == 3
+    overrides = tracker.download_artifact(run.run_id, "config/overrides.yaml", dst).read_text()
+    assert "attention=additive" in yaml.safe_load(overrides)
+    artifacts = {a.path for a in tracker.client.list_artifacts(run.run_id, "checkpoints")}
+    assert artifacts == {"checkpoints/best.pt"}
+
+
+def test_sweep_makes_parent_and_named_children(cli, runs_dir: Path) -> None:
+    result = cli("sweep", "attention=none,dot", "seed=range(0,2)")
+    assert result.exit_code == 0, result.output
+    runs = all_runs(runs_dir)
+    parents = [r for r in runs if r.tags.get("attnbench.kind") == "sweep"]
+    assert len(parents) == 1 and parents[0].status == "FINISHED"
+    children = [r for r in runs if r.tags.get("mlflow.parentRunId") == parents[0].run_id]
+    assert sorted(r.name for r in children) == [
+        "dot-transformer-assoc_recall-s0",
+        "dot-transformer-assoc_recall-s1",
+        "none-transformer-assoc_recall-s0",
+        "none-transformer-assoc_recall-s1",
+    ]
+    assert all(r.status == "FINISHED" for r in children)
+    # the end-of-sweep table names every job
+    for r in children:
+        assert r.tags["attention"] in result.output
+
+
+def test_cfg_job_prints_composed_config_without_training(cli, runs_dir: Path) -> None:
+    result = cli("run", "attention=multihead", "attention.heads=2", "--cfg", "job", smoke=False)
+    assert result.exit_code == 0, result.output
+    composed = yaml.safe_load(result.output)
+    assert composed["attention"] == {"name": "multihead", "heads": 2, "dropout": 0.0}
+    assert not runs_dir.exists() or all_runs(runs_dir) == []
+
+
+def test_unknown_attention_is_one_line_exit_2_nothing_stored(cli, runs_dir: Path) -> None:
+    result = cli("run", "attention=nope")
+    assert result.exit_code == 2
+    lines = [ln for ln in result.output.splitlines() if ln.strip()]
+    assert len(lines) == 1, result.output
+    assert "nope" in lines[0]
+    for name in ("none", "dot", "scaled", "additive", "multihead"):
+        assert name in lines[0]
+    assert "Traceback" not in result.output
+    assert all_runs(runs_dir) == []
+
+
+def test_unknown_key_and_bad_type_reported_together(cli, runs_dir: Path) -> None:
+    result = cli("run", "trainer.lr=abc", "backbone.dropout=1.5")
+    assert result.exit_code == 2
+    assert len(result.output.strip().splitlines()) == 1
+    assert "trainer.lr" in result.output and "backbone.dropout" in result.output
+    assert all_runs(runs_dir) == []
+
+
+def test_joblib_launcher_two_parallel_jobs(runs_dir: Path, tmp_path: Path) -> None:
+    """A real subprocess with Hydra's joblib launcher: both jobs land under one parent."""
+    cmd = [*attnbench_cmd(), "sweep", "attention=dot,scaled", "hydra/launcher=joblib",
+           "hydra.launcher.n_jobs=2", "trainer=smoke", f"runs_dir={runs_dir}"]
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    runs = all_runs(runs_dir)
+    parent = next(r for r in runs if r.tags.get("attnbench.kind") == "sweep")
+    children = [r for r in runs if r.tags.get("mlflow.parentRunId") == parent.run_id]
+    assert sorted(r.tags["attention"] for r in children) == ["dot", "scaled"]
+    assert all(r.status == "FINISHED" and "test/acc" in r.metrics for r in children)
