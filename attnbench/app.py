@@ -9,10 +9,15 @@ API and validates it, so a typo is reported in one line before anything trains.
 from __future__ import annotations
 
 import itertools
+import json
 import os
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import hydra
@@ -20,9 +25,10 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from attnbench.config import GROUPS, conf_dir, group_options
-from attnbench.errors import AttnbenchError, ConfigError
+from attnbench.config import GROUPS, check_uri, conf_dir, group_options
+from attnbench.errors import AttnbenchError, ConfigError, IncompatibleError, Interrupted
 from attnbench.experiment import RunResult, SweepContext, job_name, run_experiment
+from attnbench.plugins import register_search_path
 
 DEBUG_ENV = "ATTNBENCH_DEBUG"
 # Hydra flags that print something instead of running jobs: nothing to validate first.
@@ -47,9 +53,27 @@ class AppState:
 STATE = AppState()
 
 
+register_search_path()  # plugin packages' config groups: attention=<plugin variant> composes
+
+
 @hydra.main(config_path=str(conf_dir()), config_name="config", version_base="1.3")
-def main(cfg: DictConfig) -> dict[str, Any]:
-    return asdict(run_job(cfg))
+def main(cfg: DictConfig) -> dict[str, Any] | float:
+    result = run_job(cfg)
+    hc = HydraConfig.get()
+    if hc.mode == RunMode.MULTIRUN and "BasicSweeper" not in str(hc.sweeper.get("_target_")):
+        # Optuna (like any optimising Hydra sweeper) needs each job to return one number.
+        return objective(result, str(hc.sweeper.get("direction", "maximize")))
+    return asdict(result)
+
+
+def objective(result: RunResult, direction: str = "maximize") -> float:
+    """The job's validation primary metric (tuning never looks at the test split). A job that did
+    not finish scores the worst value for `direction`, so the sweeper moves away from it and the
+    sweep goes on (Optuna refuses NaN)."""
+    value = result.metrics.get(result.primary or "")
+    if result.status == "FINISHED" and value is not None and value == value:
+        return float(value)
+    return float("inf") if direction.lower().startswith("min") else float("-inf")
 
 
 def run_job(cfg: DictConfig) -> RunResult:
@@ -73,6 +97,10 @@ def run_job(cfg: DictConfig) -> RunResult:
         )
     except KeyboardInterrupt:
         raise
+    except IncompatibleError as err:
+        if not multirun:
+            STATE.error = err
+        result = RunResult(job_name(plain), "SKIPPED", error=err.one_line())
     except Exception as err:
         if os.environ.get(DEBUG_ENV) == "1":
             raise
@@ -83,7 +111,23 @@ def run_job(cfg: DictConfig) -> RunResult:
         elif sweep is not None and isinstance(err, ConfigError):
             _record_invalid_job(plain, sweep, wrapped.one_line())
     STATE.results.append(result)
+    if multirun:  # the end-of-sweep table reads these, whichever process ran the job
+        write_result(Path(hc.runtime.output_dir), result)
     return result
+
+
+RESULT_FILE = "attnbench_result.json"
+
+
+def write_result(job_dir: Path, result: RunResult) -> None:
+    job_dir.mkdir(parents=True, exist_ok=True)
+    (job_dir / RESULT_FILE).write_text(json.dumps(asdict(result)))
+
+
+def read_results(sweep_dir: str | Path) -> list[RunResult]:
+    """Every job result written under a sweep folder, in job order."""
+    found = sorted(Path(sweep_dir).glob(f"*/{RESULT_FILE}"), key=lambda p: (len(p.parent.name), p.parent.name))
+    return [RunResult(**json.loads(p.read_text())) for p in found]
 
 
 def _record_invalid_job(cfg: dict[str, Any], sweep: SweepContext, reason: str) -> None:
@@ -102,24 +146,68 @@ def _record_invalid_job(cfg: dict[str, Any], sweep: SweepContext, reason: str) -
 
 # -- launching -------------------------------------------------------------------------------
 def launch(args: Sequence[str], multirun: bool, debug: bool = False) -> int:
-    """Run Hydra with `args`; returns the exit code. Raises ConfigError for invalid overrides."""
+    """Run Hydra with `args`; returns the exit code. Raises ConfigError for invalid overrides,
+    Interrupted on Ctrl-C (after closing the running job and the sweep as KILLED)."""
     args = list(args)
-    if debug:
-        os.environ[DEBUG_ENV] = "1"
-    if not any(a.split("=")[0] in HYDRA_INFO_FLAGS for a in args):
-        check_overrides(args)
-    STATE.reset()
-    argv = sys.argv
-    sys.argv = ["attnbench", *(["--multirun"] if multirun else []), *args]
-    try:
-        main()
-    finally:
-        sys.argv = argv
+    with sigint_guard():
+        try:
+            if any(a.split("=")[0] in HYDRA_INFO_FLAGS for a in args):
+                precheck_overrides(args, multirun)  # --cfg/--info: only what Hydra would choke on
+            else:
+                check_overrides(args, multirun=multirun)
+            STATE.reset()
+            _run_hydra(args, multirun, debug)
+        except KeyboardInterrupt:
+            from attnbench.sweep import interrupt_active_sweep
+
+            parent = interrupt_active_sweep()
+            where = f"; sweep {parent[:8]} marked KILLED" if parent else ""
+            raise Interrupted(
+                "interrupted (Ctrl-C): the running job is marked KILLED with its metrics so far "
+                f"and checkpoints/last.pt; finished runs are kept{where}"
+            ) from None
     if STATE.error is not None:
         raise STATE.error
     if STATE.sweep is not None and STATE.sweep.failed:
         return 1
     return 0
+
+
+def _run_hydra(args: list[str], multirun: bool, debug: bool) -> None:
+    argv, debug_env = sys.argv, os.environ.get(DEBUG_ENV)
+    sys.argv = ["attnbench", *(["--multirun"] if multirun else []), *args]
+    if debug:
+        os.environ[DEBUG_ENV] = "1"
+    try:
+        main()
+    finally:
+        sys.argv = argv
+        if debug_env is None:
+            os.environ.pop(DEBUG_ENV, None)
+        else:
+            os.environ[DEBUG_ENV] = debug_env
+
+
+@contextmanager
+def sigint_guard() -> Iterator[None]:
+    """First Ctrl-C raises KeyboardInterrupt (the job and the sweep are closed as KILLED);
+    a second one, while that cleanup runs, exits at once with 130."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def exit_now(signum: int, frame: Any) -> None:
+        os._exit(130)
+
+    def first(signum: int, frame: Any) -> None:
+        signal.signal(signal.SIGINT, exit_now)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, first)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def expand_overrides(args: Sequence[str]) -> list[list[str]]:
@@ -148,45 +236,181 @@ def expand_overrides(args: Sequence[str]) -> list[list[str]]:
     return [list(job) for job in itertools.islice(itertools.product(*per_key), MAX_CHECKED_JOBS)]
 
 
-def check_overrides(args: Sequence[str]) -> None:
-    """Compose and validate every job the overrides describe; raise ConfigError with all problems."""
+def check_overrides(args: Sequence[str], multirun: bool = False) -> list[str]:
+    """Compose and validate every job the overrides describe; raise ConfigError with all problems.
+
+    In a sweep, cells whose backbone cannot run the task are skipped (returned as notes), unless
+    every cell is such a cell.
+    """
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
     from attnbench.training.build import build
 
-    jobs = expand_overrides(args)
+    jobs = precheck_overrides(args, multirun)
     problems: list[str] = []
-    for group in GROUPS:  # unknown options first: the clearest message
-        for job in jobs:
-            for ov in job:
-                key, _, value = ov.lstrip("+~").partition("=")
-                if key == group and value and value != "null" and value not in group_options(group):
-                    msg = f"Unknown {group} '{value}'. Valid options: {', '.join(group_options(group))}"
-                    if msg not in problems:
-                        problems.append(msg)
-    if problems:
-        raise ConfigError(problems[0], problems)
+    notes: list[str] = []
+    incompatible = 0
+    servers: dict[str, str] = {}  # tracking server URI -> runs_dir, contacted once below
     GlobalHydra.instance().clear()
     data_cache: dict[str, Any] = {}
     with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
         for job in jobs:
-            try:
-                cfg = compose("config", overrides=job)
-            except Exception as err:  # noqa: BLE001 - Hydra/OmegaConf composition errors
-                msg = _compose_message(err)
-                if msg not in problems:
-                    problems.append(msg)
+            cfg, compose_problems = _compose_reporting(compose, job)
+            problems.extend(p for p in compose_problems if p not in problems)
+            if cfg is None:
                 continue
             plain = OmegaConf.to_container(cfg, resolve=True)
+            tracking = plain.get("tracking")
+            uri = tracking.get("uri") if isinstance(tracking, dict) else None
+            if isinstance(uri, str) and not check_uri(uri):
+                servers.setdefault(uri, str(plain.get("runs_dir") or "runs"))
             key = repr(plain.get("task"))  # data problems do not depend on the seed: load once
             try:
                 data_cache[key] = build(plain, data=data_cache.get(key)).data
+            except IncompatibleError as err:
+                if not multirun:
+                    problems.extend(p for p in err.problems if p not in problems)
+                elif err.one_line() not in notes:
+                    notes.append(err.one_line())
+                incompatible += 1
             except ConfigError as err:
                 problems.extend(p for p in err.problems if p not in problems)
     GlobalHydra.instance().clear()
+    problems.extend(_unreachable(servers))
+    if incompatible and incompatible == len(jobs):
+        problems.extend(notes)
     if problems:
         raise ConfigError(problems[0], problems)
+    return notes
+
+
+# Groups a run cannot do without (`experiment` is optional: null = no preset).
+REQUIRED_GROUPS = ("attention", "backbone", "task", "trainer", "tracking")
+
+
+def precheck_overrides(args: Sequence[str], multirun: bool) -> list[list[str]]:
+    """The checks that need no composition: syntax, `_target_`, a sweep given to `run`, unknown
+    or missing group options. Returns the jobs (override lists); raises ConfigError."""
+    problems = [
+        f"'{a}': _target_ cannot be set from the command line or a config; attnbench builds only "
+        "its registered components (choose them by name, e.g. attention=additive)"
+        for a in override_args(args) if "_target_" in a
+    ]
+    if not multirun:
+        problems += [
+            f"'{a}' lists several values: that is a sweep (attnbench sweep {a}); `run` takes one "
+            "value per key (quote a value that contains a comma)"
+            for a in _sweep_args(override_args(args))
+        ]
+    if problems:
+        raise ConfigError(problems[0], problems)
+    jobs = expand_overrides(override_args(args))
+    for group in GROUPS:  # unknown options first: the clearest message
+        options = group_options(group)
+        valid = f"Valid options: {', '.join(options)}" if options else f"conf/{group}/ has none yet"
+        for job in jobs:
+            for ov in job:
+                key, _, value = ov.lstrip("+~").partition("=")
+                if key != group:
+                    continue
+                if value in ("", "null"):
+                    msg = f"'{ov}': {group} cannot be empty. {valid}"
+                    msg = msg if group in REQUIRED_GROUPS else ""
+                elif value not in options:
+                    msg = f"Unknown {group} '{value}'. {valid}"
+                else:
+                    msg = ""
+                if msg and msg not in problems:
+                    problems.append(msg)
+    if problems:
+        raise ConfigError(problems[0], problems)
+    return jobs
+
+
+# Hydra flags followed by a value (`--cfg job`, `-cn name`); `--info` takes an optional topic.
+VALUE_FLAGS = ("--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn",
+               "--config-dir", "-cd", "--experimental-rerun")
+INFO_TOPICS = ("all", "config", "defaults", "defaults-tree", "plugins", "searchpath")
+
+
+def override_args(args: Sequence[str]) -> list[str]:
+    """`args` without Hydra's flags and their values: the overrides."""
+    out: list[str] = []
+    it = iter(enumerate(args))
+    for i, a in it:
+        if not a.startswith("-"):
+            out.append(a)
+        elif "=" not in a and (
+            a in VALUE_FLAGS
+            or (a in ("--info", "-i") and i + 1 < len(args) and args[i + 1] in INFO_TOPICS)
+        ):
+            next(it, None)  # skip the flag's value
+    return out
+
+
+def _sweep_args(args: Sequence[str]) -> list[str]:
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    parser = OverridesParser.create()
+    found = []
+    for a in args:
+        if a.startswith("-"):
+            continue
+        try:
+            if parser.parse_override(a).is_sweep_override():
+                found.append(a)
+        except HydraException:
+            pass  # reported by expand_overrides
+    return found
+
+
+def _compose_reporting(compose: Any, job: list[str]) -> tuple[DictConfig | None, list[str]]:
+    """Compose `job`; on an unknown key, report it and compose again without that override, so
+    the rest of the job is still validated (every problem in one message)."""
+    problems: list[str] = []
+    remaining = list(job)
+    while True:
+        try:
+            return compose("config", overrides=remaining), problems
+        except Exception as err:  # noqa: BLE001 - Hydra/OmegaConf composition errors
+            problems.append(_compose_message(err))
+            culprit = _culprit(err, remaining)
+            if culprit is None:
+                return None, problems
+            remaining.remove(culprit)
+
+
+def _culprit(err: Exception, overrides: list[str]) -> str | None:
+    """The override a composition error is about (named by its key in Hydra's message)."""
+    import re
+
+    text = " ".join(str(err).split())
+    verbs = "Could not override|An item is already at|Could not load|Could not find"
+    m = re.search(rf"(?:{verbs}) '([^']+)'", text)
+    if not m:
+        return None
+    key = m.group(1)
+    for ov in overrides:
+        ov_key = ov.lstrip("+~").partition("=")[0]
+        if ov_key == key or key.startswith(ov_key.replace(".", "/") + "/"):
+            return ov
+    return None
+
+
+def _unreachable(servers: dict[str, str]) -> list[str]:
+    """Contact each tracking server once, before anything trains (fail fast)."""
+    from attnbench.errors import TrackingError
+    from attnbench.tracking import Tracker
+
+    found = []
+    for uri, runs_dir in servers.items():
+        try:
+            Tracker(uri, runs_dir).preflight()
+        except TrackingError as err:
+            found.append(err.one_line())
+    return found
 
 
 def _compose_message(err: Exception) -> str:
@@ -206,17 +430,22 @@ def _compose_message(err: Exception) -> str:
     if m:
         group = m.group(1).split("/")[0]
         return f"Unknown {group} '{m.group(1).split('/')[-1]}'. Valid options: {', '.join(group_options(group))}"
-    return text[:300]
+    m = re.search(r"Could not find '([^']+)/([^'/]*)' Available options in '[^']+': (.*?) Conf", text)
+    if m:  # e.g. hydra/launcher=nope
+        options = ", ".join(m.group(3).split())
+        return f"Unknown {m.group(1)} '{m.group(2)}'. Valid options: {options}"
+    return text.split(" Config search path")[0][:300]
 
 
 def _valid_keys(parent: str) -> str:
     from hydra import compose
 
     try:
-        node = compose("config")
+        node = compose("config", return_hydra_config=parent.startswith("hydra"))
         for part in filter(None, parent.split(".")):
             node = node[part]
-        return ", ".join(sorted(k for k in node if k != "hydra"))
+        keys = sorted(k for k in node if k != "hydra" and not k.startswith("_"))
+        return ", ".join(keys) or "(none)"
     except Exception:  # noqa: BLE001
         return "see attnbench run --cfg job"
 

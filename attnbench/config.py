@@ -30,9 +30,13 @@ GROUPS: tuple[str, ...] = ("attention", "backbone", "task", "trainer", "tracking
 
 
 def group_options(group: str) -> list[str]:
-    """Options of a config group: the YAML files in its folder (the folder is the list)."""
+    """Options of a config group: the YAML files in its folder (the folder is the list), plus
+    the YAMLs installed plugin packages add to it (attnbench.plugins)."""
+    from attnbench.plugins import plugin_yamls
+
     folder = conf_dir() / group
-    return sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
+    options = {p.stem for p in folder.glob("*.yaml")} if folder.is_dir() else set()
+    return sorted(options | set(plugin_yamls(group)))
 
 
 def describe(path: Path) -> str:
@@ -124,7 +128,9 @@ def trainer_config(node: Mapping[str, Any]) -> TrainerConfig:
 
 def static_problems(cfg: Mapping[str, Any]) -> dict[str, list[str]]:
     """Everything that can be checked without loading data or building a model, by group
-    ("attention", "backbone", "task", "trainer", and "" for the top level and compatibility)."""
+    ("attention", "backbone", "task", "trainer", "" for the top level, "compat" for a backbone
+    that cannot run the task's kind, "tracking" for where results go: tracking.uri, runs_dir,
+    experiment_name)."""
     from attnbench.attention import ATTENTION
     from attnbench.attention.base import CONTEXT_ARGS as ATTN_CONTEXT
     from attnbench.backbones import BACKBONES
@@ -132,7 +138,9 @@ def static_problems(cfg: Mapping[str, Any]) -> dict[str, list[str]]:
     from attnbench.registry import check_params
     from attnbench.tasks import TASKS
 
-    found: dict[str, list[str]] = {g: [] for g in ("", "attention", "backbone", "task", "trainer")}
+    found: dict[str, list[str]] = {
+        g: [] for g in ("", "attention", "backbone", "task", "trainer", "compat", "tracking")
+    }
     problems = found[""]
     for key in cfg:
         if key not in TOP_LEVEL_KEYS:
@@ -157,6 +165,10 @@ def static_problems(cfg: Mapping[str, Any]) -> dict[str, list[str]]:
             trainer_config(trainer)
         except ConfigError as err:
             found["trainer"].extend(err.problems)
+    else:
+        options = ", ".join(group_options("trainer"))
+        found["trainer"].append(f"'trainer' must be set: choose one of {options}")
+    found["tracking"].extend(output_problems(cfg))
     seed = cfg.get("seed")
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
         problems.append(f"'seed' = {seed!r} should be an integer >= 0")
@@ -165,11 +177,34 @@ def static_problems(cfg: Mapping[str, Any]) -> dict[str, list[str]]:
         kind = classes["task"].kind
         if kind not in kinds:
             ok = [n for n in BACKBONES.names() if kind in BACKBONES.get(n).kinds]
-            problems.append(
+            found["compat"].append(
                 f"backbone '{cfg['backbone']['name']}' cannot run task '{cfg['task']['name']}' "
                 f"({kind}). Compatible backbones: {', '.join(ok)}"
             )
     return found
+
+
+def output_problems(cfg: Mapping[str, Any]) -> list[str]:
+    """Where results go: tracking.uri, runs_dir and experiment_name (checked, not contacted)."""
+    out: list[str] = []
+    tracking = cfg.get("tracking")
+    if not isinstance(tracking, Mapping):
+        out.append(f"'tracking' must be set: choose one of {', '.join(group_options('tracking'))}")
+    else:
+        uri = tracking.get("uri")
+        if uri is not None and not (isinstance(uri, str) and uri.strip()):
+            out.append(f"'tracking.uri' = {uri!r} should be null (the local store) or a URI string")
+        elif isinstance(uri, str):
+            out.extend(check_uri(uri))
+    runs_dir = cfg.get("runs_dir")
+    if not isinstance(runs_dir, str) or not runs_dir.strip():
+        out.append(f"'runs_dir' = {runs_dir!r} should be a folder path (default: runs)")
+    name = cfg.get("experiment_name")
+    if name is not None and not (isinstance(name, str) and name.strip()):
+        out.append(f"'experiment_name' = {name!r} should be null (one per task) or a name")
+    if not isinstance(cfg.get("resume", False), bool):
+        out.append(f"'resume' = {cfg.get('resume')!r} should be true or false")
+    return out
 
 
 def check_uri(uri: str) -> list[str]:
@@ -182,6 +217,8 @@ def check_uri(uri: str) -> list[str]:
         return [f"Malformed tracking.uri {uri!r}: expected one of {', '.join(s + '://' for s in schemes)}"]
     if parsed.scheme in ("http", "https") and not parsed.hostname:
         return [f"Malformed tracking.uri {uri!r}: no host (expected http://HOST:PORT)"]
+    if parsed.scheme == "sqlite" and parsed.path in ("", "/"):
+        return [f"Malformed tracking.uri {uri!r}: no database file (expected sqlite:///PATH/mlflow.db)"]
     try:
         parsed.port  # noqa: B018 - raises on a non-numeric port
     except ValueError:

@@ -24,6 +24,10 @@ class ConfigError(AttnbenchError):
     exit_code = 2
 
 
+class IncompatibleError(ConfigError):
+    """The backbone cannot run the task's kind: a sweep skips such a cell, `run` refuses it."""
+
+
 class DataError(ConfigError):
     """A data file that is missing, empty or malformed (exit 2)."""
 
@@ -38,3 +42,9 @@ class RunFailed(AttnbenchError):
     """Training failed at run time, e.g. a NaN loss (exit 1)."""
 
     exit_code = 1
+
+
+class Interrupted(AttnbenchError):
+    """Ctrl-C: the running job was closed as KILLED (exit 130, the shell's code for SIGINT)."""
+
+    exit_code = 130

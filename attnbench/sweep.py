@@ -21,6 +21,9 @@ from attnbench.experiment import SweepContext
 
 CONTEXT_FILE = "attnbench_sweep.json"
 MULTI_TASK_EXPERIMENT = "attnbench"
+# The sweep this (launching) process has open: `app.launch` closes it as KILLED on Ctrl-C, when
+# Hydra never calls `on_multirun_end`.
+ACTIVE: dict[str, Any] = {}
 
 
 def read_context(sweep_dir: str) -> SweepContext | None:
@@ -38,7 +41,11 @@ class SweepSummary:
 
     @property
     def failed(self) -> list[dict[str, Any]]:
-        return [r for r in self.rows if r["status"] != "FINISHED"]
+        return [r for r in self.rows if r["status"] not in ("FINISHED", "SKIPPED")]
+
+    @property
+    def skipped(self) -> list[dict[str, Any]]:
+        return [r for r in self.rows if r["status"] == "SKIPPED"]
 
 
 def swept_keys(overrides: list[str]) -> set[str]:
@@ -56,7 +63,7 @@ class SweepCallback(Callback):
         self.parent_run_id: str | None = None
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        from attnbench.tracking import Tracker
+        from attnbench.tracking import Tracker, process_tags
 
         overrides = list(config.hydra.overrides.task)
         if config.experiment_name:
@@ -67,6 +74,7 @@ class SweepCallback(Callback):
             exp_name = str(config.task.name)
         tracker = Tracker(config.tracking.uri, config.runs_dir)
         exp_id = tracker.experiment_id(exp_name)
+        report_stale(tracker.mark_stale_runs([exp_id]))  # so --resume re-runs those cells
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         sweep_dir = Path(config.hydra.sweep.dir)
         self.parent_run_id = tracker.start_run(
@@ -76,8 +84,11 @@ class SweepCallback(Callback):
                 "attnbench.kind": "sweep",
                 "attnbench.overrides": " ".join(overrides),
                 "attnbench.sweep_dir": str(sweep_dir.resolve()),
+                **process_tags(),
             },
         )
+        ACTIVE.update(uri=config.tracking.uri, runs_dir=str(config.runs_dir),
+                      parent_run_id=self.parent_run_id)
         tracker.log_text(
             self.parent_run_id, OmegaConf.to_yaml(OmegaConf.create(overrides)), "config/overrides.yaml"
         )
@@ -93,10 +104,55 @@ class SweepCallback(Callback):
 
         if self.parent_run_id is None:
             return
+        ACTIVE.clear()
+        from attnbench.app import read_results
+
         tracker = Tracker(config.tracking.uri, config.runs_dir)
         rows = sweep_rows(tracker, self.parent_run_id)
+        logged = {r["run_id"] for r in rows}
+        for result in read_results(config.hydra.sweep.dir):  # jobs that made no child run
+            if result.run_id not in logged:
+                attention, backbone, task, seed = result.name.rsplit("-", 3)
+                rows.append({"run_id": result.run_id, "attention": attention, "backbone": backbone,
+                             "task": task, "seed": seed.removeprefix("s"), "status": result.status,
+                             "metric": "", "test": None, "val": None, "params": None,
+                             "train_s": None, "error": result.error or ""})
         summary = SweepSummary(self.parent_run_id, "", rows)
         status = "FAILED" if summary.failed else "FINISHED"
         tracker.end_run(self.parent_run_id, status)
         print_sweep_table(summary)
         STATE.sweep = summary
+
+
+def report_stale(run_ids: list[str]) -> None:
+    if run_ids:
+        from attnbench.console import console
+
+        console.print(
+            f"marked {len(run_ids)} stale RUNNING run(s) FAILED (their process is gone): "
+            + ", ".join(r[:8] for r in run_ids),
+            highlight=False,
+        )
+
+
+def interrupt_active_sweep(reason: str = "interrupted (Ctrl-C)") -> str | None:
+    """Close the sweep this process has open as KILLED, with its still-RUNNING jobs.
+
+    Called on Ctrl-C (Hydra then never reaches `on_multirun_end`); returns the parent run id.
+    Jobs that already ended keep their status; the finished ones are not lost.
+    """
+    from attnbench.tracking import ERROR_TAG, Tracker
+
+    if not ACTIVE:
+        return None
+    info = dict(ACTIVE)
+    ACTIVE.clear()
+    tracker = Tracker(info["uri"], info["runs_dir"])
+    parent = info["parent_run_id"]
+    for child in tracker.children(parent):
+        if child.status == "RUNNING":  # e.g. a joblib worker stopped before it could close it
+            tracker.set_tags(child.run_id, {ERROR_TAG: reason})
+            tracker.end_run(child.run_id, "KILLED")
+    tracker.set_tags(parent, {ERROR_TAG: reason})
+    tracker.end_run(parent, "KILLED")
+    return parent

@@ -17,7 +17,7 @@ from attnbench.attention.base import Attention
 from attnbench.backbones import BACKBONES
 from attnbench.backbones.base import AttentionFactory, Backbone
 from attnbench.config import TrainerConfig, component_params, static_problems, trainer_config
-from attnbench.errors import ConfigError
+from attnbench.errors import ConfigError, IncompatibleError
 from attnbench.tasks import TASKS
 from attnbench.tasks.base import Task, TaskData
 
@@ -34,9 +34,21 @@ def attention_factory(node: Mapping[str, Any]) -> AttentionFactory:
     params = component_params(node)
 
     def make(d_query: int, d_key: int, d_value: int) -> Attention:
-        return cls(d_query, d_key, d_value, **params)
+        try:
+            return cls(d_query, d_key, d_value, **params)
+        except ValueError as err:  # name the group: "dropout" alone could be the backbone's
+            raise ValueError(_in_group("attention", str(node["name"]), params, err)) from err
 
     return make
+
+
+def _in_group(group: str, name: str, params: Mapping[str, Any], err: Exception) -> str:
+    """A component's ValueError, saying which config key (or at least which group) it is about."""
+    msg = _value_error(err)
+    first, _, rest = msg.partition(" ")
+    if first in params:
+        return f"'{group}.{first}' {rest}"
+    return msg if msg.startswith(f"{name}:") else f"{group} {name}: {msg}"
 
 
 def _value_error(err: Exception) -> str:
@@ -58,12 +70,17 @@ def build(cfg: Mapping[str, Any], data: TaskData | None = None) -> Built:
     """
     found = static_problems(cfg)
     problems = [p for group in found.values() for p in group]
-    components_ok = not (found["attention"] or found["backbone"] or found["task"] or found[""])
+    if found["compat"] and problems == found["compat"]:
+        raise IncompatibleError(problems[0])
+    # Top-level, trainer and tracking problems do not stop the data and model checks below.
+    components_ok = not any(found[g] for g in ("attention", "backbone", "task", "compat"))
     if not components_ok:
         raise ConfigError(problems[0], problems)
+    seed = cfg.get("seed")
+    seed = seed if isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0 else 0
     if data is None:
         try:
-            data = build_task(cfg).load(int(cfg["seed"]))
+            data = build_task(cfg).load(seed)
         except ConfigError as err:  # DataError included
             problems.extend(err.problems)
         except ValueError as err:
@@ -74,7 +91,7 @@ def build(cfg: Mapping[str, Any], data: TaskData | None = None) -> Built:
         if data is None:  # still check the attention's own values on a stand-in width
             make_attention(64, 64, 64)
         else:
-            torch.manual_seed(int(cfg["seed"]) if isinstance(cfg["seed"], int) else 0)
+            torch.manual_seed(seed)
             model = BACKBONES.get(str(cfg["backbone"]["name"]))(
                 data.spec, make_attention, **component_params(cfg["backbone"])
             )
