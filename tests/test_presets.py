@@ -1,0 +1,48 @@
+"""Every experiment preset in conf/experiment/ runs its grid with the smoke trainer, so presets
+cannot rot. Seeds are fixed to 0 and jobs run in-process (basic launcher) to keep this quick."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import yaml
+
+from attnbench.benchmarks.figures import write_reviews
+from tests.conftest import CONF, all_runs
+
+PRESETS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
+# Presets with their own sweeper plugin are exercised by tests/launchers.
+GRID_PRESETS = [
+    p for p in PRESETS
+    if "override /hydra/sweeper" not in (CONF / "experiment" / f"{p}.yaml").read_text()
+]
+
+
+def grid(preset: str) -> dict[str, list[str]]:
+    params = yaml.safe_load((CONF / "experiment" / f"{preset}.yaml").read_text())["hydra"]["sweeper"]["params"]
+    return {k: str(v).split(",") for k, v in params.items()}
+
+
+def test_classic_presets_exist() -> None:
+    for name in ("bahdanau_length", "vaswani_scaling", "heads_ablation", "recall_capacity", "text_pooling"):
+        assert name in GRID_PRESETS
+        assert len(grid(name)["seed"]) >= 3, f"{name} must average over at least 3 seeds"
+
+
+@pytest.mark.parametrize("preset", GRID_PRESETS)
+def test_preset_runs_its_grid(preset: str, cli, runs_dir: Path, tmp_path: Path) -> None:
+    extra = ["seed=0", "hydra/launcher=basic"]
+    if "task.path" in (CONF / "experiment" / f"{preset}.yaml").read_text():
+        extra.append(f"task.path={write_reviews(tmp_path / 'reviews.csv', n=200)}")
+    result = cli("sweep", f"experiment={preset}", extra=extra)
+    assert result.exit_code == 0, result.output
+    cells = math.prod(len(v) for k, v in grid(preset).items() if k != "seed")
+    runs = [r for r in all_runs(runs_dir) if r.tags.get("attnbench.kind") != "sweep"]
+    assert len(runs) == cells
+    assert all(r.status == "FINISHED" for r in runs)
+    assert len({r.name for r in runs}) == cells, "every cell needs its own run name"
+    assert {r.tags["attnbench.version"] for r in runs}
+    exp = {r.experiment_id for r in runs}
+    assert len(exp) == 1
