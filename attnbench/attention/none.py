@@ -1,0 +1,48 @@
+"""No attention: the control every other variant is compared against.
+
+Notation: B batch, Tq query length, Tk key length, Dq/Dk/Dv widths.
+
+The module returns a zero context and never any weights. Backbones see ``baseline = True`` and use
+their own no-attention path instead (final encoder state, mean pooling, identity token mixer), so
+the zero context only matters to code that calls the module directly.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from torch import Tensor, nn
+
+from attnbench.attention import ATTENTION
+from attnbench.attention.base import expand_mask
+
+
+@ATTENTION.register("none")
+class NoAttention(nn.Module):
+    baseline: ClassVar[bool] = True
+    # Nothing to project: a backbone must not wrap this variant in projections of its own.
+    projects: ClassVar[bool] = True
+    reference: ClassVar[str] = (
+        "No attention: Sutskever et al. 2014 (fixed-size encoder state), Cho et al. 2014"
+    )
+
+    def __init__(self, d_query: int, d_key: int, d_value: int) -> None:
+        super().__init__()
+        for arg, dim in (("d_query", d_query), ("d_key", d_key), ("d_value", d_value)):
+            if dim < 1:
+                raise ValueError(f"{arg} must be a positive width (>= 1), got {dim}")
+        self.d_value = d_value
+        self.out_dim = d_value
+
+    def forward(
+        self,
+        query: Tensor,
+        key: Tensor,
+        value: Tensor,
+        mask: Tensor | None = None,
+        need_weights: bool = False,
+    ) -> tuple[Tensor, None]:
+        b, tq, _ = query.shape
+        expand_mask(mask, b, tq, key.shape[1])  # same mask checks as every other variant
+        # weights stay None even when asked: there is no distribution over keys to show.
+        return value.new_zeros(b, tq, self.d_value), None  # (B, Tq, Dv)
