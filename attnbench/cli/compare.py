@@ -1,0 +1,58 @@
+"""`attnbench compare`: mean ± CI per group over seeds, paired tests against the best, cost
+columns, plots (all the work is in `attnbench.report.compare`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from attnbench.cli._errors import exit_with
+
+FORMAT_HELP = "table (rich, default), markdown, csv or json; -o FILE infers it from the suffix."
+OUTPUT = typer.Option(None, "--output", "-o", help="Also write the table to this file.")
+RUNS_DIR = typer.Option(Path("runs"), "--runs-dir", help="The local store's folder.")
+
+
+def compare(
+    experiment: str = typer.Option(
+        None, "--experiment", "-e", help="Compare every FINISHED run of this MLflow experiment."
+    ),
+    sweep: str = typer.Option(
+        None, "--sweep", help="Compare the runs of this sweep (its parent run id)."
+    ),
+    by: str = typer.Option(
+        "attention", "--by", help="Comma-separated config keys to group by (tags or params)."
+    ),
+    metric: str = typer.Option(
+        None, "--metric", "-m", help="Metric to compare (default: test/<primary metric>)."
+    ),
+    fmt: str = typer.Option(None, "--format", "-f", help=FORMAT_HELP),
+    output: Path = OUTPUT,
+    plots: bool = typer.Option(True, "--plots/--no-plots", help="Write the three plots."),
+    runs_dir: Path = RUNS_DIR,
+    tracking_uri: str = typer.Option(
+        None, "--tracking-uri", help="An MLflow tracking URI instead of the local store."
+    ),
+    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks."),
+) -> None:
+    """Compare attention variants (default: the latest sweep) with statistics over seeds.
+
+    Example: attnbench compare -e reverse --by attention,backbone --metric test/exact_match
+    """
+    from attnbench.report import compare as run_compare
+
+    exit_with(
+        lambda: run_compare(
+            experiment=experiment,
+            sweep=sweep,
+            by=by.split(","),
+            metric=metric,
+            fmt=fmt,
+            output=output,
+            plots=plots,
+            runs_dir=runs_dir,
+            tracking_uri=tracking_uri,
+        ),
+        debug,
+    )

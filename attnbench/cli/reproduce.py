@@ -1,0 +1,35 @@
+"""`attnbench reproduce RUN_ID`: re-run a run from its saved config and diff the final metrics
+(the work is in `attnbench.reproduce`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from attnbench.cli._errors import exit_with
+
+RUNS_DIR = typer.Option(Path("runs"), "--runs-dir", help="The local store's folder.")
+
+
+def reproduce(
+    run_id: str = typer.Argument(..., help="The MLflow run id to reproduce."),
+    tol: float = typer.Option(
+        0.0, "--tol", min=0.0, help="Largest absolute difference still counted as a match."
+    ),
+    runs_dir: Path = RUNS_DIR,
+    tracking_uri: str = typer.Option(
+        None, "--tracking-uri", help="An MLflow tracking URI instead of the local store."
+    ),
+    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks."),
+) -> None:
+    """Re-run RUN_ID from its saved config as a new run tagged reproduces=RUN_ID.
+
+    Exits 0 when the final metrics match (identical on CPU; --tol for looser checks), 1 otherwise.
+    """
+    from attnbench.reproduce import reproduce as run_reproduce
+
+    exit_with(
+        lambda: run_reproduce(run_id, tol=tol, runs_dir=runs_dir, tracking_uri=tracking_uri),
+        debug,
+    )

@@ -1,0 +1,144 @@
+"""Statistics for `attnbench compare`: aggregation over seeds and paired tests against the best.
+
+Pure functions over plain numbers (no MLflow, no torch), tested against hand-computed values.
+
+Rules (stated in every comparison's caption, see ``RULE``):
+
+- Aggregation over the runs of a group: n, mean, sample standard deviation (ddof = 1), the 95 %
+  Student-t confidence interval ``mean ± t(0.975, n-1) · std / √n`` (none when n < 2), min, max.
+- Each group is compared with the best group on the runs they share a pairing key with (the
+  seed, plus any run identity not grouped on): differences ``best - other`` per pair.
+- Test: the paired t-test; the Wilcoxon signed-rank test instead when there are at least 6 pairs
+  and Shapiro-Wilk rejects normality of the differences (p < 0.05). Below 6 pairs Wilcoxon cannot
+  reach p < 0.05 at all (its smallest two-sided p is 2 / 2ⁿ), so it would mark everything tied,
+  and normality cannot usefully be checked; the t-test is the only informative choice there.
+- Tied with the best: p ≥ 0.05. With fewer than 2 pairs no test is possible: tied when the two
+  groups' confidence intervals overlap, unknown (None) when either group has a single run.
+- No correction for multiple comparisons: with many groups, some "not tied" marks are chance.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Hashable, Mapping, Sequence
+from dataclasses import dataclass
+
+ALPHA = 0.05
+CONFIDENCE = 0.95
+WILCOXON_MIN_PAIRS = 6
+
+RULE = (
+    "mean ± half-width of the 95 % t-interval over seeds; tied = not significantly different "
+    "from the best (p ≥ 0.05): paired t-test over seeds, Wilcoxon signed-rank when ≥ 6 pairs and "
+    "Shapiro-Wilk rejects normal differences; CI overlap when < 2 pairs; no multiple-comparison "
+    "correction"
+)
+
+
+@dataclass(frozen=True)
+class Summary:
+    n: int
+    mean: float
+    std: float | None  # sample std (ddof = 1); None when n < 2
+    ci_low: float | None  # 95 % t-interval; None when n < 2
+    ci_high: float | None
+    min: float
+    max: float
+
+    @property
+    def half_width(self) -> float | None:
+        return None if self.ci_high is None else self.ci_high - self.mean
+
+
+@dataclass(frozen=True)
+class PairedTest:
+    test: str  # "paired t-test" | "Wilcoxon" | "CI overlap" | "none"
+    n_pairs: int
+    p_value: float | None
+    mean_diff: float | None  # mean of best - other over the pairs
+    tied: bool | None  # None = cannot tell (too few runs)
+
+
+def t_quantile(q: float, df: int) -> float:
+    from scipy import stats
+
+    return float(stats.t.ppf(q, df))
+
+
+def summarize(values: Sequence[float]) -> Summary:
+    """n, mean, std, 95 % t-interval, min, max of the values of one group."""
+    xs = [float(v) for v in values]
+    if not xs:
+        raise ValueError("summarize() needs at least one value")
+    n = len(xs)
+    mean = math.fsum(xs) / n
+    if n < 2:
+        return Summary(n, mean, None, None, None, min(xs), max(xs))
+    std = math.sqrt(math.fsum((x - mean) ** 2 for x in xs) / (n - 1))
+    half = t_quantile(0.5 + CONFIDENCE / 2, n - 1) * std / math.sqrt(n)
+    return Summary(n, mean, std, mean - half, mean + half, min(xs), max(xs))
+
+
+def choose_test(diffs: Sequence[float]) -> str:
+    """The paired test for these differences (see the module docstring for the rule)."""
+    if len(diffs) < 2:
+        return "none"
+    if len(diffs) >= WILCOXON_MIN_PAIRS and len(set(diffs)) > 1:
+        from scipy import stats
+
+        if float(stats.shapiro(diffs).pvalue) < ALPHA:
+            return "Wilcoxon"
+    return "paired t-test"
+
+
+def paired_test(
+    best: Mapping[Hashable, float], other: Mapping[Hashable, float], alpha: float = ALPHA
+) -> PairedTest:
+    """Compare a group with the best one on their shared pairing keys (e.g. seeds)."""
+    keys = [k for k in best if k in other]
+    diffs = [float(best[k]) - float(other[k]) for k in keys]
+    n = len(diffs)
+    if n < 2:
+        return _overlap(list(best.values()), list(other.values()), n)
+    mean_diff = math.fsum(diffs) / n
+    test = choose_test(diffs)
+    if all(d == diffs[0] for d in diffs):  # no spread: the tests divide by zero
+        p = 1.0 if diffs[0] == 0 else 0.0
+        return PairedTest(test, n, p, mean_diff, p >= alpha)
+    from scipy import stats
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        if test == "Wilcoxon":
+            p = float(stats.wilcoxon(diffs).pvalue)
+        else:
+            p = float(stats.ttest_1samp(diffs, 0.0).pvalue)  # = ttest_rel(best, other)
+    if math.isnan(p):
+        p = 1.0
+    return PairedTest(test, n, p, mean_diff, p >= alpha)
+
+
+def _overlap(best: Sequence[float], other: Sequence[float], n_pairs: int) -> PairedTest:
+    if len(best) < 2 or len(other) < 2:
+        return PairedTest("none", n_pairs, None, None, None)
+    a, b = summarize(best), summarize(other)
+    assert a.ci_low is not None and a.ci_high is not None
+    assert b.ci_low is not None and b.ci_high is not None
+    tied = a.ci_low <= b.ci_high and b.ci_low <= a.ci_high
+    return PairedTest("CI overlap", n_pairs, None, a.mean - b.mean, tied)
+
+
+def pareto_front(points: Sequence[tuple[float, float]], higher_is_better: bool = True) -> list[int]:
+    """Indices of the points (cost, metric) no other point beats on both (lower cost, better
+    metric), ordered by cost."""
+    sign = 1.0 if higher_is_better else -1.0
+    order = sorted(range(len(points)), key=lambda i: (points[i][0], -sign * points[i][1]))
+    front: list[int] = []
+    best_so_far = -math.inf
+    for i in order:
+        score = sign * points[i][1]
+        if score > best_so_far:
+            front.append(i)
+            best_so_far = score
+    return front

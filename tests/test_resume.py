@@ -1,0 +1,77 @@
+"""`attnbench sweep ... --resume`: an interrupted 6-job sweep re-run with --resume trains exactly
+the jobs that did not finish."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from attnbench.app import STATE, objective
+from tests.conftest import all_runs
+
+GRID = ("attention=none,dot,scaled", "seed=0,1")  # 6 jobs
+
+
+def job_runs(runs_dir: Path) -> list:
+    return [r for r in all_runs(runs_dir) if r.tags.get("attnbench.kind") != "sweep"]
+
+
+def test_interrupted_sweep_resumes_only_the_missing_jobs(
+    cli, runs_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import attnbench.training.loop as loop
+
+    real_fit = loop.fit
+    calls = {"n": 0}
+
+    def fit_then_ctrl_c(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        calls["n"] += 1
+        if calls["n"] == 3:  # Ctrl-C while the 3rd job trains: 2 jobs finished
+            raise KeyboardInterrupt
+        return real_fit(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "fit", fit_then_ctrl_c)
+    result = cli("sweep", *GRID)
+    assert result.exit_code != 0
+    runs = job_runs(runs_dir)
+    assert sorted(r.status for r in runs) == ["FINISHED", "FINISHED", "KILLED"]
+    done_before = {r.run_id for r in runs if r.status == "FINISHED"}
+    monkeypatch.setattr(loop, "fit", real_fit)
+
+    result = cli("sweep", *GRID, "--resume")
+    assert result.exit_code == 0, result.output
+    assert "skipped 2 of 6 cells (already finished)" in result.output
+    runs = job_runs(runs_dir)
+    new = [r for r in runs if r.run_id not in done_before and r.status != "KILLED"]
+    assert len(new) == 4  # exactly the killed job and the three that never started
+    assert all(r.status == "FINISHED" for r in new)
+    parent = next(
+        r
+        for r in all_runs(runs_dir)
+        if r.tags.get("attnbench.kind") == "sweep" and r.status == "FINISHED"
+    )
+    assert {r.tags["mlflow.parentRunId"] for r in new} == {parent.run_id}
+    reused = [r for r in runs if r.run_id in done_before]
+    assert all(r.tags["attnbench.resumed_by"] == parent.run_id for r in reused)
+    cells = {(r.tags["attention"], r.tags["seed"]) for r in [*new, *reused]}
+    assert len(cells) == 6
+
+    # compare on the resumed sweep sees the whole grid: 3 groups of 2 seeds
+    result = cli("compare", "--format", "json", "--no-plots")
+    assert result.exit_code == 0, result.output
+    assert '"n": 2' in result.stdout and result.stdout.count('"n": 2') == 3
+
+
+def test_resume_on_run_skips_a_finished_config(cli, runs_dir: Path) -> None:
+    assert cli("run", "attention=scaled").exit_code == 0
+    result = cli("run", "attention=scaled", "resume=true")
+    assert result.exit_code == 0, result.output
+    assert "skip scaled-transformer-assoc_recall-s0: already FINISHED" in result.output
+    (run,) = job_runs(runs_dir)
+    (skipped,) = STATE.results
+    assert (skipped.status, skipped.run_id, skipped.primary) == ("SKIPPED", run.run_id, "val/acc")
+    assert objective(skipped) == skipped.metrics["val/acc"]  # an Optuna sweep reads the old score
+    result = cli("run", "attention=scaled", "trainer.lr=0.001", "resume=true")  # another config
+    assert result.exit_code == 0, result.output
+    assert len(job_runs(runs_dir)) == 2
