@@ -1,0 +1,1 @@
+"""attnbench plugin: cosine attention (see cosine.py), selectable as `attention=cosine`."""

@@ -1,0 +1,1 @@
+"""Config groups this plugin adds to attnbench (found through the `attnbench.conf` entry point)."""
