@@ -23,6 +23,7 @@ from typing import Any
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
+from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, OmegaConf
 
 from attnbench.config import GROUPS, check_uri, conf_dir, group_options
@@ -32,7 +33,8 @@ from attnbench.plugins import register_search_path
 
 DEBUG_ENV = "ATTNBENCH_DEBUG"
 # Hydra flags that print something instead of running jobs: nothing to validate first.
-HYDRA_INFO_FLAGS = ("--cfg", "-c", "--info", "-i", "--hydra-help", "--help", "-h", "--shell-completion", "-sc")
+HYDRA_INFO_FLAGS = ("--cfg", "-c", "--info", "-i", "--hydra-help", "--help", "-h",
+                    "--shell-completion", "-sc")
 MAX_CHECKED_JOBS = 256
 
 
@@ -71,7 +73,7 @@ def objective(result: RunResult, direction: str = "maximize") -> float:
     not finish scores the worst value for `direction`, so the sweeper moves away from it and the
     sweep goes on (Optuna refuses NaN)."""
     value = result.metrics.get(result.primary or "")
-    if result.status == "FINISHED" and value is not None and value == value:
+    if result.status in ("FINISHED", "SKIPPED") and value is not None and value == value:
         return float(value)
     return float("inf") if direction.lower().startswith("min") else float("-inf")
 
@@ -83,7 +85,12 @@ def run_job(cfg: DictConfig) -> RunResult:
     hc = HydraConfig.get()
     multirun = hc.mode == RunMode.MULTIRUN
     plain = OmegaConf.to_container(cfg, resolve=True)
-    sweep: SweepContext | None = read_context(hc.sweep.dir) if multirun else None
+    sweep_dir, job_dir = Path(hc.sweep.dir), Path(hc.runtime.output_dir)
+    if Path.cwd() != Path(hc.runtime.cwd):  # a remote worker (Ray) runs elsewhere: same folders
+        plain["runs_dir"] = to_absolute_path(str(plain["runs_dir"]))
+        sweep_dir = Path(to_absolute_path(hc.sweep.dir))
+        job_dir = sweep_dir / str(hc.sweep.subdir)
+    sweep: SweepContext | None = read_context(str(sweep_dir)) if multirun else None
     n_jobs = int(hc.launcher.get("n_jobs", 1) or 1) if multirun else 1
     if n_jobs < 0:
         n_jobs = os.cpu_count() or 1
@@ -104,15 +111,17 @@ def run_job(cfg: DictConfig) -> RunResult:
     except Exception as err:
         if os.environ.get(DEBUG_ENV) == "1":
             raise
-        wrapped = err if isinstance(err, AttnbenchError) else AttnbenchError(f"{type(err).__name__}: {err}")
-        result = RunResult(job_name(plain), "FAILED", error=wrapped.one_line())
+        wrapped = (err if isinstance(err, AttnbenchError)
+                   else AttnbenchError(f"{type(err).__name__}: {err}"))
+        run_id = getattr(err, "attnbench_run_id", None)  # set once the run exists in the store
+        result = RunResult(job_name(plain), "FAILED", run_id, error=wrapped.one_line())
         if not multirun:
             STATE.error = wrapped
         elif sweep is not None and isinstance(err, ConfigError):
-            _record_invalid_job(plain, sweep, wrapped.one_line())
+            result.run_id = _record_invalid_job(plain, sweep, wrapped.one_line())
     STATE.results.append(result)
     if multirun:  # the end-of-sweep table reads these, whichever process ran the job
-        write_result(Path(hc.runtime.output_dir), result)
+        write_result(job_dir, result)
     return result
 
 
@@ -126,22 +135,28 @@ def write_result(job_dir: Path, result: RunResult) -> None:
 
 def read_results(sweep_dir: str | Path) -> list[RunResult]:
     """Every job result written under a sweep folder, in job order."""
-    found = sorted(Path(sweep_dir).glob(f"*/{RESULT_FILE}"), key=lambda p: (len(p.parent.name), p.parent.name))
+    found = sorted(Path(sweep_dir).glob(f"*/{RESULT_FILE}"),
+                   key=lambda p: (len(p.parent.name), p.parent.name))
     return [RunResult(**json.loads(p.read_text())) for p in found]
 
 
-def _record_invalid_job(cfg: dict[str, Any], sweep: SweepContext, reason: str) -> None:
-    """A sweep job whose config is invalid still shows in the sweep, as a FAILED run with why."""
+def _record_invalid_job(cfg: dict[str, Any], sweep: SweepContext, reason: str) -> str | None:
+    """A sweep job whose config is invalid still shows in the sweep, as a FAILED run with why
+    (its run id; None if even that cannot be written: the job's result file still says why)."""
     from attnbench.tracking import Tracker
 
-    tracker = Tracker(cfg["tracking"]["uri"], cfg["runs_dir"])
-    run_id = tracker.start_run(
-        tracker.experiment_id(sweep.experiment_name), job_name(cfg),
-        {"attention": cfg["attention"]["name"], "backbone": cfg["backbone"]["name"],
-         "task": cfg["task"]["name"], "seed": cfg["seed"], "attnbench.error": reason},
-        sweep.parent_run_id,
-    )
-    tracker.end_run(run_id, "FAILED")
+    try:
+        tracker = Tracker(cfg["tracking"]["uri"], cfg["runs_dir"])
+        run_id = tracker.start_run(
+            tracker.experiment_id(sweep.experiment_name), job_name(cfg),
+            {"attention": cfg["attention"]["name"], "backbone": cfg["backbone"]["name"],
+             "task": cfg["task"]["name"], "seed": cfg["seed"], "attnbench.error": reason},
+            sweep.parent_run_id,
+        )
+        tracker.end_run(run_id, "FAILED")
+    except Exception:  # noqa: BLE001 - run_job must not raise in a sweep
+        return None
+    return run_id
 
 
 # -- launching -------------------------------------------------------------------------------
@@ -160,16 +175,21 @@ def launch(args: Sequence[str], multirun: bool, debug: bool = False) -> int:
         except KeyboardInterrupt:
             from attnbench.sweep import interrupt_active_sweep
 
-            parent = interrupt_active_sweep()
+            try:
+                parent = interrupt_active_sweep()
+            except Exception:  # noqa: BLE001 - the store is unusable: the next sweep finds it stale
+                parent = None
             where = f"; sweep {parent[:8]} marked KILLED" if parent else ""
             raise Interrupted(
-                "interrupted (Ctrl-C): the running job is marked KILLED with its metrics so far "
+                "interrupted (Ctrl-C): an unfinished run is marked KILLED with its metrics so far "
                 f"and checkpoints/last.pt; finished runs are kept{where}"
             ) from None
     if STATE.error is not None:
         raise STATE.error
     if STATE.sweep is not None and STATE.sweep.failed:
         return 1
+    if multirun and STATE.sweep is None and any(r.status == "FAILED" for r in STATE.results):
+        return 1  # the sweep callback failed (Hydra only warns): still report the failed jobs
     return 0
 
 
@@ -217,7 +237,9 @@ def expand_overrides(args: Sequence[str]) -> list[list[str]]:
     from hydra.errors import HydraException
 
     try:
-        overrides = OverridesParser.create().parse_overrides([a for a in args if not a.startswith("-")])
+        overrides = OverridesParser.create().parse_overrides(
+            [a for a in args if not a.startswith("-")]
+        )
     except HydraException as err:
         raise ConfigError(f"Cannot parse override: {str(err).strip().splitlines()[0]}") from err
     per_key: list[list[str]] = []
@@ -260,6 +282,11 @@ def check_overrides(args: Sequence[str], multirun: bool = False) -> list[str]:
             problems.extend(p for p in compose_problems if p not in problems)
             if cfg is None:
                 continue
+            missing = [f"'{k}' needs a value: set it on the command line ({k}=...)"
+                       for k in sorted(OmegaConf.missing_keys(cfg))]
+            if missing:
+                problems.extend(p for p in missing if p not in problems)
+                continue
             plain = OmegaConf.to_container(cfg, resolve=True)
             tracking = plain.get("tracking")
             uri = tracking.get("uri") if isinstance(tracking, dict) else None
@@ -295,7 +322,7 @@ def precheck_overrides(args: Sequence[str], multirun: bool) -> list[list[str]]:
     problems = [
         f"'{a}': _target_ cannot be set from the command line or a config; attnbench builds only "
         "its registered components (choose them by name, e.g. attention=additive)"
-        for a in override_args(args) if "_target_" in a
+        for a in override_args(args) if _sets_target(a)
     ]
     if not multirun:
         problems += [
@@ -305,7 +332,8 @@ def precheck_overrides(args: Sequence[str], multirun: bool) -> list[list[str]]:
         ]
     if problems:
         raise ConfigError(problems[0], problems)
-    jobs = expand_overrides(override_args(args))
+    cli = override_args(args)
+    jobs = expand_overrides([*_preset_grid(cli), *cli] if multirun else cli)
     for group in GROUPS:  # unknown options first: the clearest message
         options = group_options(group)
         valid = f"Valid options: {', '.join(options)}" if options else f"conf/{group}/ has none yet"
@@ -328,6 +356,35 @@ def precheck_overrides(args: Sequence[str], multirun: bool) -> list[list[str]]:
     return jobs
 
 
+def _preset_grid(cli: list[str]) -> list[str]:
+    """The grid an experiment preset declares in `hydra.sweeper.params` (Hydra's basic sweeper
+    runs it), minus the keys the command line sets itself: those win, as in Hydra."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(cli)
+    except HydraException:
+        return []  # reported by expand_overrides
+    fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
+    if not any(o.key_or_group in ("experiment", "hydra/sweeper") for o in parsed):
+        return []
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
+            sweeper = compose("config", overrides=fixed, return_hydra_config=True).hydra.sweeper
+    except Exception:  # noqa: BLE001 - composition problems are reported by check_overrides
+        return []
+    finally:
+        GlobalHydra.instance().clear()
+    if not str(sweeper.get("_target_", "")).endswith("BasicSweeper") or not sweeper.get("params"):
+        return []
+    given = {o.get_key_element().lstrip("+~") for o in parsed}
+    return [f"{k}={v}" for k, v in sweeper.params.items() if k not in given]
+
+
 # Hydra flags followed by a value (`--cfg job`, `-cn name`); `--info` takes an optional topic.
 VALUE_FLAGS = ("--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn",
                "--config-dir", "-cd", "--experimental-rerun")
@@ -347,6 +404,12 @@ def override_args(args: Sequence[str]) -> list[str]:
         ):
             next(it, None)  # skip the flag's value
     return out
+
+
+def _sets_target(override: str) -> bool:
+    """`+x._target_=...` or a dict value `+x={_target_: ...}`: would make Hydra import a name."""
+    key, _, value = override.lstrip("+~").partition("=")
+    return "_target_" in key.split(".") or "_target_:" in value.replace(" ", "")
 
 
 def _sweep_args(args: Sequence[str]) -> list[str]:
@@ -429,8 +492,10 @@ def _compose_message(err: Exception) -> str:
     m = re.search(r"Could not load '([^']+)'", text)
     if m:
         group = m.group(1).split("/")[0]
-        return f"Unknown {group} '{m.group(1).split('/')[-1]}'. Valid options: {', '.join(group_options(group))}"
-    m = re.search(r"Could not find '([^']+)/([^'/]*)' Available options in '[^']+': (.*?) Conf", text)
+        options = ", ".join(group_options(group))
+        return f"Unknown {group} '{m.group(1).split('/')[-1]}'. Valid options: {options}"
+    not_found = r"Could not find '([^']+)/([^'/]*)' Available options in '[^']+': (.*?) Conf"
+    m = re.search(not_found, text)
     if m:  # e.g. hydra/launcher=nope
         options = ", ".join(m.group(3).split())
         return f"Unknown {m.group(1)} '{m.group(2)}'. Valid options: {options}"

@@ -144,14 +144,16 @@ def static_problems(cfg: Mapping[str, Any]) -> dict[str, list[str]]:
     problems = found[""]
     for key in cfg:
         if key not in TOP_LEVEL_KEYS:
-            problems.append(f"Unknown key '{key}'. Valid top-level keys: {', '.join(sorted(TOP_LEVEL_KEYS))}")
+            valid = ", ".join(sorted(TOP_LEVEL_KEYS))
+            problems.append(f"Unknown key '{key}'. Valid top-level keys: {valid}")
     registries = {"attention": (ATTENTION, ATTN_CONTEXT), "backbone": (BACKBONES, BACKBONE_CONTEXT),
                   "task": (TASKS, ())}
     classes: dict[str, type] = {}
     for group, (registry, context) in registries.items():
         node = cfg.get(group)
         if not isinstance(node, Mapping) or "name" not in node:
-            found[group].append(f"'{group}' must name a {group}: choose one of {', '.join(registry.names())}")
+            choices = ", ".join(registry.names())
+            found[group].append(f"'{group}' must name a {group}: choose one of {choices}")
             continue
         try:
             classes[group] = registry.get(str(node["name"]))
@@ -214,7 +216,8 @@ def check_uri(uri: str) -> list[str]:
     parsed = urlparse(uri)
     schemes = ("sqlite", "http", "https", "postgresql", "mysql", "file", "databricks")
     if parsed.scheme.split("+")[0] not in schemes:
-        return [f"Malformed tracking.uri {uri!r}: expected one of {', '.join(s + '://' for s in schemes)}"]
+        expected = ", ".join(s + "://" for s in schemes)
+        return [f"Malformed tracking.uri {uri!r}: expected one of {expected}"]
     if parsed.scheme in ("http", "https") and not parsed.hostname:
         return [f"Malformed tracking.uri {uri!r}: no host (expected http://HOST:PORT)"]
     if parsed.scheme == "sqlite" and parsed.path in ("", "/"):

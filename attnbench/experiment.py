@@ -7,6 +7,7 @@ failure after the run started marks it FAILED (or KILLED on Ctrl-C) with the rea
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import tempfile
@@ -30,6 +31,8 @@ class SweepContext:
 
     parent_run_id: str
     experiment_name: str
+    # Keys the sweep varies besides attention/backbone/task/seed: they go into run names.
+    swept: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -39,6 +42,7 @@ class RunResult:
     run_id: str | None = None
     metrics: dict[str, float] = field(default_factory=dict)
     error: str | None = None
+    primary: str | None = None  # e.g. "val/acc": what an optimising sweeper (Optuna) maximises
 
 
 def config_hash(cfg: Mapping[str, Any], data_fingerprint: str) -> str:
@@ -49,8 +53,19 @@ def config_hash(cfg: Mapping[str, Any], data_fingerprint: str) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def job_name(cfg: Mapping[str, Any]) -> str:
-    return run_name(cfg["attention"]["name"], cfg["backbone"]["name"], cfg["task"]["name"], cfg["seed"])
+def job_name(cfg: Mapping[str, Any], swept: Sequence[str] = ()) -> str:
+    """`<attention>-<backbone>-<task>-s<seed>`, plus `-<key><value>` for each other swept key
+    (e.g. `multihead-transformer-assoc_recall-s0-heads4`) so the cells of a sweep differ."""
+    name = run_name(
+        cfg["attention"]["name"], cfg["backbone"]["name"], cfg["task"]["name"], cfg["seed"]
+    )
+    for key in swept:
+        node: Any = cfg
+        for part in key.split("."):
+            node = node.get(part) if isinstance(node, Mapping) else None
+        if node is not None and not isinstance(node, Mapping):
+            name += f"-{key.split('.')[-1]}{node}"
+    return name
 
 
 def experiment_name(cfg: Mapping[str, Any]) -> str:
@@ -67,25 +82,32 @@ def run_experiment(
     tags: Mapping[str, str] | None = None,
 ) -> RunResult:
     """Train and evaluate one config (a plain dict without the `hydra` node)."""
-    import torch
     import yaml
 
     from attnbench.console import RichProgress
-    from attnbench.tracking import Tracker
+    from attnbench.diagnostics import log_diagnostics
+    from attnbench.tracking import LAST_FILE_TAG, Tracker, process_tags
     from attnbench.training.build import build
+    from attnbench.training.checkpoint import save_checkpoint
     from attnbench.training.loop import fit
     from attnbench.training.seeding import seed_everything, set_threads
 
     cfg = {k: v for k, v in cfg.items() if k != "hydra"}
-    name = job_name(cfg)
+    name = job_name(cfg, sweep.swept if sweep else ())
     seed = int(cfg["seed"])
     seed_everything(seed, bool(cfg["trainer"].get("deterministic", True)))
     threads = set_threads(int(cfg["trainer"].get("threads", 0)), parallel_jobs)
     built = build(cfg)  # every config/data problem, before the store is touched
     tracker = Tracker(cfg["tracking"]["uri"], cfg["runs_dir"])
-    tracker.connect()
-    exp_id = tracker.experiment_id(sweep.experiment_name if sweep else experiment_name(cfg))
+    exp_name = sweep.experiment_name if sweep else experiment_name(cfg)
     chash = config_hash(cfg, built.data.fingerprint)
+    if cfg.get("resume"):
+        from attnbench.resume import skip_if_finished
+
+        parent = sweep.parent_run_id if sweep else None
+        skipped = skip_if_finished(tracker, tracker.experiment_id(exp_name), chash, name, parent)
+        if skipped is not None:
+            return skipped
     run_tags = {
         "attention": cfg["attention"]["name"],
         "backbone": cfg["backbone"]["name"],
@@ -96,37 +118,103 @@ def run_experiment(
         "attnbench.data_fingerprint": built.data.fingerprint,
         "attnbench.threads": threads,
         "attnbench.primary_metric": built.data.primary_metric,
+        **process_tags(),  # pid + host: a run left RUNNING by a killed process is found stale
         **(tags or {}),
     }
-    run_id = tracker.start_run(exp_id, name, run_tags, sweep.parent_run_id if sweep else None)
+    # The weights at the end of the latest epoch, kept locally and logged only if the run is
+    # interrupted or fails (checkpoints/last.pt): Ctrl-C does not throw away finished epochs.
+    scratch = tempfile.TemporaryDirectory(prefix="attnbench-")
+    last = LastCheckpoint(Path(scratch.name) / "last.pt")
+
+    def keep_last(epoch: int, best_state: dict[str, Any]) -> None:
+        save_checkpoint(built.model.state_dict(), last.path)
+        last.path.with_suffix(".epoch").write_text(str(epoch))
+        if not last.epoch:  # say where it is: whoever closes a killed run (sweep, stale check)
+            run_id = _opened(opening)  # can still keep it
+            if run_id is not None:
+                tracker.set_tags(run_id, {LAST_FILE_TAG: str(last.path)})
+        last.epoch = epoch
+
+    def open_run() -> str:
+        run_id = tracker.start_run(
+            tracker.experiment_id(exp_name), name, run_tags, sweep.parent_run_id if sweep else None
+        )
+        try:
+            tracker.log_params(run_id, flatten(cfg))
+            tracker.log_text(run_id, yaml.safe_dump(cfg, sort_keys=False), "config/config.yaml")
+            tracker.log_text(run_id, yaml.safe_dump(list(overrides)), "config/overrides.yaml")
+        except BaseException as err:
+            _close(tracker, run_id, "FAILED", _reason(err), last)
+            raise
+        return run_id
+
+    # MLflow's import and the run's creation (2-4 s of CPU, half a small run's start-up) happen
+    # on a thread once training runs; metrics wait in the sink until the run exists, and the
+    # first validation waits for the thread (see `fit`'s before_eval).
+    opening = tracker.open_run(open_run)
     try:
-        tracker.log_params(run_id, flatten(cfg))
-        tracker.log_text(run_id, yaml.safe_dump(cfg, sort_keys=False), "config/config.yaml")
-        tracker.log_text(run_id, yaml.safe_dump(list(overrides)), "config/overrides.yaml")
         progress = RichProgress(name) if show_progress and cfg["trainer"].get("progress") else None
-        result = fit(built.model, built.data, built.trainer, seed, tracker.sink(run_id), progress)
+        result = fit(
+            built.model, built.data, built.trainer, seed, tracker.sink(opening), progress,
+            on_epoch_end=keep_last, before_eval=lambda: _opened(opening),
+        )
+        run_id = opening.result()
         final = {f"test/{k}": v for k, v in result.test.items()}
         final |= {f"cost/{k}": v for k, v in result.cost.items()}
+        final |= log_diagnostics(built.model, built.data, built.trainer, tracker, run_id)
         tracker.log_metrics(run_id, final, result.steps)
         with tempfile.TemporaryDirectory() as tmp:
             ckpt = Path(tmp) / "best.pt"
-            torch.save(result.best_state, ckpt)
+            save_checkpoint(result.best_state, ckpt)
             tracker.log_artifact(run_id, ckpt, "checkpoints")
         tracker.set_tags(run_id, {"attnbench.best_epoch": result.best_epoch})
         tracker.end_run(run_id, "FINISHED")
         metrics = final | {f"val/{k}": v for k, v in result.val.items()}
-        return RunResult(name, "FINISHED", run_id, metrics)
+        primary = f"val/{built.data.primary_metric}"
+        return RunResult(name, "FINISHED", run_id, metrics, primary=primary)
     except KeyboardInterrupt:
-        _close(tracker, run_id, "KILLED", "interrupted (Ctrl-C)")
+        run_id = _opened(opening)
+        if run_id is not None:
+            _close(tracker, run_id, "KILLED", "interrupted (Ctrl-C)", last)
         raise
     except BaseException as err:
-        reason = err.one_line() if isinstance(err, AttnbenchError) else f"{type(err).__name__}: {err}"
-        _close(tracker, run_id, "FAILED", reason)
+        run_id = _opened(opening)
+        if run_id is None:  # the run could not be opened: nothing to close
+            raise
+        _close(tracker, run_id, "FAILED", _reason(err), last)
+        with contextlib.suppress(AttributeError):  # the sweep table matches failure to run
+            err.attnbench_run_id = run_id  # type: ignore[attr-defined]
         raise
+    finally:
+        scratch.cleanup()
 
 
-def _close(tracker: Any, run_id: str, status: str, reason: str) -> None:
+def _reason(err: BaseException) -> str:
+    return err.one_line() if isinstance(err, AttnbenchError) else f"{type(err).__name__}: {err}"
+
+
+def _opened(opening: Any) -> str | None:
+    """The id of a run that may still be opening (waits for it); None if it could not open
+    (its own error closed whatever it had created)."""
+    try:
+        return opening.result()
+    except Exception:  # noqa: BLE001 - reported by the caller's error
+        return None
+
+
+@dataclass
+class LastCheckpoint:
+    path: Path
+    epoch: int = 0
+
+
+def _close(tracker: Any, run_id: str, status: str, reason: str, last: LastCheckpoint) -> None:
+    """End a run that did not finish: the reason as a tag, the last epoch's weights kept."""
     try:
         tracker.set_tags(run_id, {"attnbench.error": reason.splitlines()[0] if reason else status})
+        if last.epoch and last.path.is_file():
+            with contextlib.suppress(Exception):  # the status matters more than the weights
+                tracker.log_artifact(run_id, last.path, "checkpoints")
+                tracker.set_tags(run_id, {"attnbench.last_epoch": last.epoch})
     finally:
         tracker.end_run(run_id, status)

@@ -56,6 +56,7 @@ def run_row(run: RunInfo) -> dict[str, Any]:
     metric = run.tags.get("attnbench.primary_metric", "acc")
     return {
         "run_id": run.run_id,
+        "name": run.name,
         "attention": run.tags.get("attention", "?"),
         "backbone": run.tags.get("backbone", "?"),
         "task": run.tags.get("task", "?"),
@@ -112,7 +113,19 @@ def print_sweep_table(summary: Any) -> None:
         title += f", skipped {len(resumed)} of {len(rows)} cells (already finished)"
     if len(summary.skipped) > len(resumed):
         title += f", {len(summary.skipped) - len(resumed)} skipped"
+    cells = [_cell(r) for r in rows]
+    if any(cells):  # the sweep varies more than attention/backbone/task/seed: show what
+        columns.insert(4, "cell")
+        for row, cell in zip(table_rows, cells, strict=True):
+            row.insert(4, cell)
+        best = {col + (col >= 4): i for col, i in best.items()}
     console.print(results_table(title, columns, table_rows, best))
+
+
+def _cell(row: dict[str, Any]) -> str:
+    """What a run name adds after `<attention>-<backbone>-<task>-s<seed>` (e.g. `heads4`)."""
+    parts = str(row.get("name") or "").split("-")
+    return "-".join(parts[4:])
 
 
 # -- compare: which runs -----------------------------------------------------------------------
@@ -327,6 +340,13 @@ def compare_runs(
     for g in groups[1:]:
         g.test = stats.paired_test(best.values, g.values)
         g.status = {True: "tied", False: "worse", None: "?"}[g.test.tied]
+    notes = []
+    pooled = sorted({key for g in groups for key in pooled_keys(g.runs, by)})
+    if pooled:
+        notes.append(
+            f"groups pool runs that differ in {', '.join(pooled)}: add "
+            f"{'it' if len(pooled) == 1 else 'them'} to --by to split the groups"
+        )
     return Comparison(
         selection.label,
         selection.name,
@@ -337,7 +357,18 @@ def compare_runs(
         excluded=len(selection.runs) - len(usable),
         duplicates=duplicates,
         parent=selection.parent,
+        notes=notes,
     )
+
+
+def pooled_keys(runs: Sequence[RunInfo], by: Sequence[str]) -> list[str]:
+    """Config keys other than the seed whose values differ between the runs of one group (their
+    pairing keys: the grouped keys are already left out)."""
+    values: dict[str, set] = {}
+    for run in runs:
+        for key, value in pairing_key(run, by):
+            values.setdefault(key, set()).add(value)
+    return [k for k, v in values.items() if len(v) > 1 and k != "seed"]
 
 
 def _group(key: dict[str, str], slot: dict[tuple, RunInfo], metric: str) -> Group:
@@ -462,7 +493,12 @@ def to_markdown(comp: Comparison) -> str:
         f"### {comp.label}: {comp.metric} by {', '.join(comp.by)}",
         "",
         "| " + " | ".join(columns) + " |",
-        "|" + "|".join("---" if i < len(comp.by) else "---:" for i in range(len(columns))) + "|",
+        "|"
+        + "|".join(
+            "---" if i < len(comp.by) or col in ("test", "vs best") else "---:"
+            for i, col in enumerate(columns)
+        )
+        + "|",
         *("| " + " | ".join(row) + " |" for row in esc),
         "",
         f"_{comp.caption}_",
@@ -499,15 +535,13 @@ RENDER = {"markdown": to_markdown, "csv": to_csv, "json": to_json}
 SUFFIX = {"markdown": "md", "csv": "csv", "json": "json"}
 
 
-def curve_metric(tracker: Tracker, comp: Comparison) -> str:
-    """The history to plot: val/<name> of the compared metric when it has several points (one per
-    epoch), else the metric itself, else train/loss (logged every `trainer.log_every` steps)."""
-    name = comp.metric.split("/", 1)[-1]
-    probe = comp.groups[0].runs[0].run_id
-    for key in dict.fromkeys((f"val/{name}", comp.metric)):
-        if len(tracker.metric_history(probe, key)) > 1:
-            return key
-    return "train/loss"
+def curve_metrics(comp: Comparison) -> list[str]:
+    """The histories to plot: train/loss (every `trainer.log_every` steps) and the validation
+    history of the compared metric (once per epoch), or the metric itself when it is not a
+    test/val metric (e.g. attn/entropy)."""
+    split, _, name = comp.metric.partition("/")
+    other = f"val/{name}" if split in ("test", "val") else comp.metric
+    return list(dict.fromkeys(("train/loss", other)))
 
 
 def write_report(
@@ -543,12 +577,14 @@ def write_plots(tracker: Tracker, comp: Comparison, out_dir: Path) -> list[Path]
         for g in comp.groups
     ]
     title = f"{comp.label}\n{comp.metric} by {', '.join(comp.by)}"
-    key = curve_metric(tracker, comp)
-    curves = {g.label: [tracker.metric_history(r.run_id, key) for r in g.runs] for g in comp.groups}
+    panels = {
+        key: {g.label: [tracker.metric_history(r.run_id, key) for r in g.runs] for g in comp.groups}
+        for key in curve_metrics(comp)
+    }
     note = "status vs best: " + stats.RULE
     return [
         plots.metric_ci(points, comp.metric, out_dir / PLOTS[0], title, note),
-        plots.learning_curves(curves, key, out_dir / PLOTS[1], f"{comp.label}: {key}"),
+        plots.learning_curves(panels, out_dir / PLOTS[1], f"{comp.label}: learning curves"),
         plots.cost_pareto(points, comp.metric, out_dir / PLOTS[2], title, comp.higher_is_better),
     ]
 
@@ -595,6 +631,7 @@ def compare(
 
     fmt = output_format(fmt, output)
     tracker = open_store(runs_dir, tracking_uri)
+    tracker.mark_stale_runs()  # runs left RUNNING by a killed process: FAILED, not compared
     comp = compare_runs(select_runs(tracker, experiment, sweep), by, metric)
     out_dir = report_dir(runs_dir, comp)
     written = write_report(tracker, comp, out_dir, plots)

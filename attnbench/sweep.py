@@ -48,6 +48,16 @@ class SweepSummary:
         return [r for r in self.rows if r["status"] == "SKIPPED"]
 
 
+# Keys every run name already shows.
+NAMED = {"attention", "backbone", "task", "seed"}
+
+
+def grid_keys(config: DictConfig) -> set[str]:
+    """Keys a sweeper's own `params` vary (experiment presets, Optuna search spaces)."""
+    params = config.hydra.sweeper.get("params") or {}
+    return {str(k) for k in params}
+
+
 def swept_keys(overrides: list[str]) -> set[str]:
     parsed = OverridesParser.create().parse_overrides(overrides)
     return {o.key_or_group for o in parsed if o.is_sweep_override()}
@@ -68,7 +78,7 @@ class SweepCallback(Callback):
         overrides = list(config.hydra.overrides.task)
         if config.experiment_name:
             exp_name = str(config.experiment_name)
-        elif "task" in swept_keys(overrides):
+        elif "task" in swept_keys(overrides) | grid_keys(config):
             exp_name = MULTI_TASK_EXPERIMENT
         else:
             exp_name = str(config.task.name)
@@ -89,12 +99,12 @@ class SweepCallback(Callback):
         )
         ACTIVE.update(uri=config.tracking.uri, runs_dir=str(config.runs_dir),
                       parent_run_id=self.parent_run_id)
-        tracker.log_text(
-            self.parent_run_id, OmegaConf.to_yaml(OmegaConf.create(overrides)), "config/overrides.yaml"
-        )
+        tracker.log_text(self.parent_run_id, OmegaConf.to_yaml(OmegaConf.create(overrides)),
+                         "config/overrides.yaml")
         sweep_dir.mkdir(parents=True, exist_ok=True)
         (sweep_dir / CONTEXT_FILE).write_text(
-            json.dumps({"parent_run_id": self.parent_run_id, "experiment_name": exp_name})
+            json.dumps({"parent_run_id": self.parent_run_id, "experiment_name": exp_name,
+                        "swept": sorted((swept_keys(overrides) | grid_keys(config)) - NAMED)})
         )
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
@@ -112,7 +122,7 @@ class SweepCallback(Callback):
         logged = {r["run_id"] for r in rows}
         for result in read_results(config.hydra.sweep.dir):  # jobs that made no child run
             if result.run_id not in logged:
-                attention, backbone, task, seed = result.name.rsplit("-", 3)
+                attention, backbone, task, seed = result.name.split("-")[:4]
                 rows.append({"run_id": result.run_id, "attention": attention, "backbone": backbone,
                              "task": task, "seed": seed.removeprefix("s"), "status": result.status,
                              "metric": "", "test": None, "val": None, "params": None,
@@ -141,7 +151,9 @@ def interrupt_active_sweep(reason: str = "interrupted (Ctrl-C)") -> str | None:
     Called on Ctrl-C (Hydra then never reaches `on_multirun_end`); returns the parent run id.
     Jobs that already ended keep their status; the finished ones are not lost.
     """
-    from attnbench.tracking import ERROR_TAG, Tracker
+    import time
+
+    from attnbench.tracking import ERROR_TAG, PID_TAG, Tracker, process_alive
 
     if not ACTIVE:
         return None
@@ -149,9 +161,16 @@ def interrupt_active_sweep(reason: str = "interrupted (Ctrl-C)") -> str | None:
     ACTIVE.clear()
     tracker = Tracker(info["uri"], info["runs_dir"])
     parent = info["parent_run_id"]
+    deadline = time.monotonic() + 10  # a worker still alive is closing its own run: let it
+    while time.monotonic() < deadline and any(
+        r.status == "RUNNING" and process_alive(int(r.tags.get(PID_TAG, "0") or 0))
+        for r in tracker.children(parent)
+    ):
+        time.sleep(0.2)
     for child in tracker.children(parent):
         if child.status == "RUNNING":  # e.g. a joblib worker stopped before it could close it
             tracker.set_tags(child.run_id, {ERROR_TAG: reason})
+            tracker.keep_last_checkpoint(child)
             tracker.end_run(child.run_id, "KILLED")
     tracker.set_tags(parent, {ERROR_TAG: reason})
     tracker.end_run(parent, "KILLED")

@@ -37,19 +37,21 @@ def test_console_script_points_at_the_cli() -> None:
     assert callable(getattr(mod, attr))
 
 
-def test_quickstart_commands_run(runs_dir: Path, tmp_path: Path) -> None:
+def test_quickstart_commands_run(runs_dir: Path) -> None:
     exe = Path(sys.executable).parent / "attnbench"
     commands = block("quickstart")
     assert [shlex.split(c)[0] for c in commands] == ["attnbench"] * len(commands)
     for command in commands:
         argv = [str(exe), *shlex.split(command)[1:]]
         if argv[1] in ("run", "sweep"):
-            argv += [*SMOKE, f"runs_dir={runs_dir}"]
-        proc = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+            argv += SMOKE
+        # cwd is runs_dir's parent: every command uses its default store, runs/, as a user's would
+        proc = subprocess.run(argv, cwd=runs_dir.parent, capture_output=True, text=True, timeout=600)
         assert proc.returncode == 0, f"{command}\n{proc.stdout[-1500:]}\n{proc.stderr[-1500:]}"
         assert "Traceback" not in proc.stderr
     runs = all_runs(runs_dir)
-    # one `run` + a 5-variant sweep (parent + 5 children)
+    # one `run` + a 5-variant sweep (parent + 5 children); compare wrote its report
     assert sum(r.tags.get("attnbench.kind") == "sweep" for r in runs) == 1
     assert len(runs) == 1 + 1 + 5
     assert all(r.status == "FINISHED" for r in runs)
+    assert list((runs_dir / "reports").glob("*/*.png")), "compare wrote no plots"

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from attnbench.cli import listing, train
+from attnbench.cli import bench, compare, listing, reproduce, train, ui
 
 app = typer.Typer(
     name="attnbench",
@@ -21,3 +21,7 @@ app = typer.Typer(
 app.command("list")(listing.list_components)
 app.command("run", context_settings=train.HYDRA_ARGS)(train.run)
 app.command("sweep", context_settings=train.HYDRA_ARGS)(train.sweep)
+app.command("compare")(compare.compare)
+app.command("reproduce")(reproduce.reproduce)
+app.command("ui")(ui.ui)
+app.command("bench", context_settings=bench.HYDRA_ARGS)(bench.bench)

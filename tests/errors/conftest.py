@@ -1,0 +1,39 @@
+"""Bad data files for the corpus, written once per session."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+FILES: dict[str, bytes] = {
+    "good.csv": b"text,label\nhello world,pos\nbad day,neg\ngood day,pos\nawful,neg\n",
+    "empty.csv": b"",
+    "blank.tsv": b"\n\n  \n",
+    "header_only.csv": b"text,label\n",
+    "wrong_columns.csv": b"sentence,y\nhello,pos\nbye,neg\n",
+    "latin1.csv": b"text,label\nh\xe9llo,pos\nbad,neg\n",
+    "ragged.tsv": b"text\tlabel\nhello\tpos\nbad\n",
+    "one_class.csv": b"text,label\nhello,pos\nbye,pos\nagain,pos\n",
+    "broken.jsonl": b'{"text": "a", "label": "x"}\n{"text": "b", "label": \n',
+    "notes.txt": b"text,label\nhello,pos\n",
+    "pairs_ragged.tsv": b"a b\tc d\nx\n",
+}
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("bad_data")
+    for name, content in FILES.items():
+        (root / name).write_bytes(content)
+    return root
+
+
+@pytest.fixture(scope="session")
+def unused_port() -> int:
+    """A local port nothing listens on (bound, then released)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
