@@ -53,12 +53,19 @@ def fmt(value: Any, digits: int = 4) -> str:
     if isinstance(value, float):
         if value.is_integer() and abs(value) >= 1000:
             return f"{int(value):,}"
-        return f"{value:.{digits}g}" if abs(value) < 1e-3 and value else f"{value:.{digits}f}".rstrip("0").rstrip(".")
+        return (
+            f"{value:.{digits}g}"
+            if abs(value) < 1e-3 and value
+            else f"{value:.{digits}f}".rstrip("0").rstrip(".")
+        )
     return str(value)
 
 
 def results_table(
-    title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], best: dict[int, int] | None = None
+    title: str,
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    best: dict[int, int] | None = None,
 ) -> Table:
     """A rich table; `best` maps a column index to the row index to highlight."""
     table = Table(title=title, title_justify="left")

@@ -43,7 +43,9 @@ def test_run_logs_one_finished_run(cli, runs_dir: Path) -> None:
     assert 0.0 <= run.metrics["test/acc"] <= 1.0
     tracker = tracker_for(runs_dir)
     dst = runs_dir.parent
-    saved = yaml.safe_load(tracker.download_artifact(run.run_id, "config/config.yaml", dst).read_text())
+    saved = yaml.safe_load(
+        tracker.download_artifact(run.run_id, "config/config.yaml", dst).read_text()
+    )
     assert saved["attention"]["name"] == "additive"
     assert saved["trainer"]["max_steps"] == 3
     overrides = tracker.download_artifact(run.run_id, "config/overrides.yaml", dst).read_text()
@@ -101,8 +103,15 @@ def test_unknown_key_and_bad_type_reported_together(cli, runs_dir: Path) -> None
 
 def test_joblib_launcher_two_parallel_jobs(runs_dir: Path, tmp_path: Path) -> None:
     """A real subprocess with Hydra's joblib launcher: both jobs land under one parent."""
-    cmd = [*attnbench_cmd(), "sweep", "attention=dot,scaled", "hydra/launcher=joblib",
-           "hydra.launcher.n_jobs=2", "trainer=smoke", f"runs_dir={runs_dir}"]
+    cmd = [
+        *attnbench_cmd(),
+        "sweep",
+        "attention=dot,scaled",
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+        "trainer=smoke",
+        f"runs_dir={runs_dir}",
+    ]
     proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     runs = all_runs(runs_dir)

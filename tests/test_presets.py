@@ -15,18 +15,27 @@ from tests.conftest import CONF, all_runs
 PRESETS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
 # Presets with their own sweeper plugin are exercised by tests/launchers.
 GRID_PRESETS = [
-    p for p in PRESETS
+    p
+    for p in PRESETS
     if "override /hydra/sweeper" not in (CONF / "experiment" / f"{p}.yaml").read_text()
 ]
 
 
 def grid(preset: str) -> dict[str, list[str]]:
-    params = yaml.safe_load((CONF / "experiment" / f"{preset}.yaml").read_text())["hydra"]["sweeper"]["params"]
+    params = yaml.safe_load((CONF / "experiment" / f"{preset}.yaml").read_text())["hydra"][
+        "sweeper"
+    ]["params"]
     return {k: str(v).split(",") for k, v in params.items()}
 
 
 def test_classic_presets_exist() -> None:
-    for name in ("bahdanau_length", "vaswani_scaling", "heads_ablation", "recall_capacity", "text_pooling"):
+    for name in (
+        "bahdanau_length",
+        "vaswani_scaling",
+        "heads_ablation",
+        "recall_capacity",
+        "text_pooling",
+    ):
         assert name in GRID_PRESETS
         assert len(grid(name)["seed"]) >= 3, f"{name} must average over at least 3 seeds"
 

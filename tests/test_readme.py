@@ -46,7 +46,9 @@ def test_quickstart_commands_run(runs_dir: Path) -> None:
         if argv[1] in ("run", "sweep"):
             argv += SMOKE
         # cwd is runs_dir's parent: every command uses its default store, runs/, as a user's would
-        proc = subprocess.run(argv, cwd=runs_dir.parent, capture_output=True, text=True, timeout=600)
+        proc = subprocess.run(
+            argv, cwd=runs_dir.parent, capture_output=True, text=True, timeout=600
+        )
         assert proc.returncode == 0, f"{command}\n{proc.stdout[-1500:]}\n{proc.stderr[-1500:]}"
         assert "Traceback" not in proc.stderr
     runs = all_runs(runs_dir)

@@ -59,7 +59,11 @@ class Block(nn.Module):
     """x + mix(ln x) [+ cross(ln x, memory)] + mlp(ln x); the `none` variant skips the mixing."""
 
     def __init__(
-        self, make_attention: AttentionFactory, d_model: int, ffn_mult: int, dropout: float,
+        self,
+        make_attention: AttentionFactory,
+        d_model: int,
+        ffn_mult: int,
+        dropout: float,
         cross: bool,
     ) -> None:
         super().__init__()
@@ -115,8 +119,12 @@ class Transformer(Backbone):
         max_len: int = 512,
     ) -> None:
         super().__init__()
-        for key, value in (("d_model", d_model), ("layers", layers), ("ffn_mult", ffn_mult),
-                           ("max_len", max_len)):
+        for key, value in (
+            ("d_model", d_model),
+            ("layers", layers),
+            ("ffn_mult", ffn_mult),
+            ("max_len", max_len),
+        ):
             if value < 1:
                 raise ValueError(f"'backbone.{key}' = {value} is out of range: must be >= 1")
         if not 0.0 <= dropout < 1.0:
@@ -150,7 +158,9 @@ class Transformer(Backbone):
     def _positions(self, t: int, device: torch.device) -> Tensor:
         return self.pos(torch.arange(t, device=device))  # (T, D)
 
-    def encode(self, inputs: Tensor, need_weights: bool = False) -> tuple[Tensor, Tensor, Tensor | None]:
+    def encode(
+        self, inputs: Tensor, need_weights: bool = False
+    ) -> tuple[Tensor, Tensor, Tensor | None]:
         keep = padding_mask(inputs)  # (B, T)
         x = self.embed(inputs) + self._positions(keep.shape[1], inputs.device)  # (B, T, D)
         mask = keep[:, None, :]  # (B, 1, T): every query may see every real token

@@ -1,0 +1,172 @@
+"""Write docs/RESULTS.md from the classic-result presets, with attnbench's own commands.
+
+    python -m attnbench.benchmarks.results heads_ablation vaswani_scaling   # run, then write
+    python -m attnbench.benchmarks.results --no-run heads_ablation         # reuse the last sweep
+
+For each preset: `attnbench sweep experiment=<preset>` on the store in --runs-dir, then
+`attnbench compare --sweep <parent> --by <the preset's grid keys> --format markdown`, and a
+section with the exact commands, the commit, the machine, the table and the plots. The verdict
+(does it agree with the paper, and why it might not) is a person's judgement: it is read from
+docs/verdicts/<preset>.md when that file exists.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from attnbench.config import conf_dir
+from attnbench.tracking import Tracker
+
+DOCS = Path("docs")
+TEXT_PRESETS = {"text_pooling"}
+
+
+def grid_keys(preset: str) -> list[str]:
+    cfg = yaml.safe_load((conf_dir() / "experiment" / f"{preset}.yaml").read_text())
+    return [k for k in cfg["hydra"]["sweeper"]["params"] if k != "seed"]
+
+
+def attnbench(*args: str) -> None:
+    cmd = [sys.executable, "-m", "attnbench", *args]
+    print("$ attnbench", " ".join(args), flush=True)
+    subprocess.run(cmd, check=True)
+
+
+def latest_sweep(tracker: Tracker, experiment: str) -> str:
+    exp = tracker.client.get_experiment_by_name(experiment)
+    runs = tracker.search(
+        [exp.experiment_id],
+        "tags.attnbench.kind = 'sweep'",
+        order_by=["attributes.start_time DESC"],
+    )
+    return runs[0].run_id
+
+
+def machine() -> str:
+    import torch
+
+    return (
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}, torch {torch.__version__}"
+    )
+
+
+def commit() -> str:
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def section(preset: str, runs_dir: Path, extra: list[str], run: bool) -> str:
+    sweep_args = ["sweep", f"experiment={preset}", f"runs_dir={runs_dir}", *extra]
+    if run:
+        attnbench(*sweep_args)
+    tracker = Tracker(None, runs_dir)
+    parent = latest_sweep(tracker, preset)
+    by = (
+        ",".join(["attention", *grid_keys(preset)])
+        if "attention" not in grid_keys(preset)
+        else ",".join(grid_keys(preset))
+    )
+    table = DOCS / "results" / f"{preset}.md"
+    table.parent.mkdir(parents=True, exist_ok=True)
+    compare_args = [
+        "compare",
+        "--sweep",
+        parent,
+        "--by",
+        by,
+        "--format",
+        "markdown",
+        "-o",
+        str(table),
+        "--runs-dir",
+        str(runs_dir),
+    ]
+    attnbench(*compare_args)
+    plots = sorted((runs_dir / "reports").glob(f"*-{tracker.get_run(parent).name}/*.png"))
+    shown = []
+    for png in plots:
+        dst = DOCS / "results" / f"{preset}-{png.name}"
+        shutil.copy(png, dst)
+        shown.append(f"![{png.stem}](results/{dst.name})")
+    verdict = DOCS / "verdicts" / f"{preset}.md"
+    lines = [
+        f"## {preset}",
+        "",
+        "```bash",
+        "attnbench " + " ".join(a for a in sweep_args if not a.startswith("runs_dir=")),
+        "attnbench " + " ".join(a for a in compare_args[:5]).replace(parent, "<sweep id>"),
+        "```",
+        "",
+        f"Commit `{commit()}` · {machine()} · sweep `{parent}`",
+        "",
+        table.read_text(encoding="utf-8").strip(),
+        "",
+        *shown,
+        "",
+        verdict.read_text(encoding="utf-8").strip()
+        if verdict.exists()
+        else "_Verdict not written yet (docs/verdicts/" + preset + ".md)._",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m attnbench.benchmarks.results",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("presets", nargs="+")
+    parser.add_argument("--runs-dir", default="runs/results")
+    parser.add_argument("--no-run", action="store_true", help="reuse each preset's latest sweep")
+    parser.add_argument(
+        "--text-path",
+        help="text_pooling: the CSV/TSV to classify "
+        "(default: the synthetic reviews file the figures benchmark writes)",
+    )
+    ns = parser.parse_args(argv)
+    runs_dir = Path(ns.runs_dir).resolve()
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    out = DOCS / "RESULTS.md"
+    existing = out.read_text(encoding="utf-8") if out.exists() else ""
+    sections = dict(_split(existing))
+    for preset in ns.presets:
+        extra: list[str] = []
+        if preset in TEXT_PRESETS:
+            from attnbench.benchmarks.figures import write_reviews
+
+            path = Path(ns.text_path) if ns.text_path else write_reviews(runs_dir / "reviews.csv")
+            extra.append(f"task.path={path.resolve()}")
+        sections[preset] = section(preset, runs_dir, extra, not ns.no_run)
+    header = (
+        "# Classic results, reproduced with attnbench\n\n"
+        "Generated by `python -m attnbench.benchmarks.results` (see its docstring); each "
+        "table is `attnbench compare --format markdown` on the preset's sweep: mean ± 95 % "
+        "CI over seeds, and the paired test against the best group.\n\n"
+    )
+    out.write_text(header + "\n".join(sections[k] for k in sections), encoding="utf-8")
+    print(f"wrote {out}")
+    return 0
+
+
+def _split(text: str) -> list[tuple[str, str]]:
+    parts = text.split("\n## ")[1:]
+    return [(p.split("\n", 1)[0].strip(), "## " + p.rstrip() + "\n") for p in parts]
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
