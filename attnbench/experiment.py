@@ -156,7 +156,7 @@ def run_experiment(
         progress = RichProgress(name) if show_progress and cfg["trainer"].get("progress") else None
         result = fit(
             built.model, built.data, built.trainer, seed, tracker.sink(opening), progress,
-            on_epoch_end=keep_last, before_eval=lambda: _opened(opening),
+            on_epoch_end=keep_last, before_eval=opening.result,
         )
         run_id = opening.result()
         final = {f"test/{k}": v for k, v in result.test.items()}

@@ -460,6 +460,8 @@ class RunSink:
         self._raise_error()
         if isinstance(self.run, PendingRun):
             self.run.start()
+            if self.run.done():
+                self.run.result()  # a run that could not be opened stops training here
         self._queue.put((dict(metrics), int(step), int(time.time() * 1000)))
         if self._thread is None:
             self._thread = threading.Thread(

@@ -45,7 +45,9 @@ class FitResult:
     best_state: dict[str, Tensor] = field(repr=False, default_factory=dict)
 
 
-def batches(split: Split, size: int, generator: torch.Generator | None) -> Iterator[tuple[Tensor, Tensor]]:
+def batches(
+    split: Split, size: int, generator: torch.Generator | None
+) -> Iterator[tuple[Tensor, Tensor]]:
     n = len(split)
     order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
     for start in range(0, n, size):
@@ -95,8 +97,14 @@ def fit(
     sink: MetricSink,
     progress: Progress | None = None,
     on_epoch_end: Callable[[int, dict[str, Tensor]], None] | None = None,
+    before_eval: Callable[[], object] | None = None,
 ) -> FitResult:
-    """Train, validate every epoch, keep the best-validation weights, test with them."""
+    """Train, validate every epoch, keep the best-validation weights, test with them.
+
+    `before_eval` runs before each validation (outside the timed training): experiment.py waits
+    there for the thread opening the MLflow run, whose imports must not overlap the ones
+    evaluation makes (metric libraries): two threads importing overlapping packages can deadlock.
+    """
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = math.ceil(len(data.train) / cfg.batch_size)
@@ -136,13 +144,17 @@ def fit(
                     mean_loss = float(torch.stack(window).mean())
                     window.clear()
                     if not math.isfinite(mean_loss):
-                        raise RunFailed(f"loss became {mean_loss} at step {step}: lower trainer.lr?")
+                        raise RunFailed(
+                            f"loss became {mean_loss} at step {step}: lower trainer.lr?"
+                        )
                     sink.log_metrics({"train/loss": mean_loss}, step)
                     if progress:
                         progress.advance(step, mean_loss, f"epoch {epoch}/{cfg.epochs}")
                 if step >= total:
                     break
             train_s += time.perf_counter() - t0
+            if before_eval:
+                before_eval()
             val = evaluate(model, data, data.val, cfg)
             sink.log_metrics({f"val/{k}": v for k, v in val.items()} | {"epoch": epoch}, step)
             if not best_val or val[primary] > best_val[primary]:

@@ -1,0 +1,65 @@
+"""The training loop's MLflow sink: writes happen off the training thread, none is lost, and a
+run that cannot be opened stops training with a one-line error."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from attnbench.errors import TrackingError
+from tests.conftest import SMOKE, tracker_for
+
+
+def test_background_sink_writes_every_metric_before_the_run_ends(runs_dir: Path) -> None:
+    tracker = tracker_for(runs_dir)
+    run_id = tracker.start_run(tracker.experiment_id("sink"), "sink", {})
+    sink = tracker.sink(run_id)
+    t0 = time.time()
+    for step in range(1, 201):
+        sink.log_metrics({"train/loss": 1.0 / step}, step)
+    tracker.end_run(run_id)  # waits for the queued writes
+    history = tracker.metric_history(run_id, "train/loss")
+    assert [s for s, _ in history] == list(range(1, 201))
+    assert history[-1][1] == pytest.approx(1 / 200)
+    stamps = [m.timestamp for m in tracker.client.get_metric_history(run_id, "train/loss")]
+    assert min(stamps) >= int(t0 * 1000) - 1  # the time of the call, not of the write
+    assert tracker.get_run(run_id).status == "FINISHED"
+
+
+def test_a_run_that_cannot_open_stops_the_sink(runs_dir: Path) -> None:
+    tracker = tracker_for(runs_dir)
+    go = threading.Event()
+
+    def fail() -> str:
+        go.wait(10)
+        raise TrackingError("Cannot use the MLflow store: disk full")
+
+    opening = tracker.open_run(fail)
+    sink = tracker.sink(opening)
+    sink.log_metrics({"train/loss": 1.0}, 1)  # queued; starts the opening thread
+    go.set()
+    with pytest.raises(TrackingError, match="disk full"):
+        opening.result()
+    with pytest.raises(TrackingError, match="disk full"):
+        sink.log_metrics({"train/loss": 0.5}, 2)
+
+
+def test_run_experiment_reports_an_unusable_store_in_one_line(tmp_path: Path) -> None:
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from attnbench.config import conf_dir
+    from attnbench.experiment import run_experiment
+
+    blocked = tmp_path / "runs"
+    blocked.write_text("a file where the runs folder should be")
+    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
+        cfg = OmegaConf.to_container(
+            compose("config", overrides=[*SMOKE, f"runs_dir={blocked}"]), resolve=True
+        )
+    with pytest.raises(TrackingError) as err:
+        run_experiment(cfg)
+    assert "Cannot use the MLflow store" in err.value.one_line()
