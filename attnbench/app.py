@@ -29,7 +29,7 @@ from omegaconf import DictConfig, OmegaConf
 from attnbench.config import GROUPS, check_uri, conf_dir, group_options
 from attnbench.errors import AttnbenchError, ConfigError, IncompatibleError, Interrupted
 from attnbench.experiment import RunResult, SweepContext, job_name, run_experiment
-from attnbench.plugins import register_search_path
+from attnbench.plugin_path import register_search_path
 
 DEBUG_ENV = "ATTNBENCH_DEBUG"
 # Hydra flags that print something instead of running jobs: nothing to validate first.

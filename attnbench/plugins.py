@@ -9,7 +9,7 @@ A plugin package declares two entry points in its pyproject.toml:
     my_pkg = "my_pkg.conf"                          # e.g. my_pkg/conf/attention/cosine.yaml
 
 The config packages are appended to Hydra's config search path (as ``pkg://my_pkg.conf``) by
-the search-path plugin below, so ``attention=cosine`` composes, sweeps and validates like a
+the search-path plugin in `attnbench.plugin_path`, so ``attention=cosine`` composes, sweeps and validates like a
 built-in option, and `attnbench list` shows it with the package it came from. YAML still only
 names a registered component (``name: cosine``): no import paths are opened from config files.
 """
@@ -21,9 +21,6 @@ from dataclasses import dataclass
 from importlib.metadata import entry_points
 from importlib.resources import files
 from typing import TYPE_CHECKING
-
-from hydra.core.config_search_path import ConfigSearchPath
-from hydra.plugins.search_path_plugin import SearchPathPlugin
 
 if TYPE_CHECKING:
     from importlib.abc import Traversable
@@ -66,20 +63,3 @@ def plugin_yamls(group: str) -> dict[str, tuple[Traversable, PluginConf]]:
             if item.name.endswith(".yaml"):
                 out.setdefault(item.name[: -len(".yaml")], (item, plugin))
     return out
-
-
-class AttnbenchPluginSearchPath(SearchPathPlugin):
-    """Appends every plugin's config package to Hydra's search path (after attnbench's conf/,
-    so a plugin cannot shadow a built-in option)."""
-
-    def manipulate_search_path(self, search_path: ConfigSearchPath) -> None:
-        for plugin in conf_packages():
-            search_path.append(provider=PROVIDER, path=f"pkg://{plugin.package}")
-
-
-def register_search_path() -> None:
-    """Register the search-path plugin with Hydra (idempotent; Hydra's launchers carry the
-    registration to their workers with the rest of Hydra's state)."""
-    from hydra.core.plugins import Plugins
-
-    Plugins.instance().register(AttnbenchPluginSearchPath)
