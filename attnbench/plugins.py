@@ -10,8 +10,9 @@ A plugin package declares two entry points in its pyproject.toml:
 
 The config packages are appended to Hydra's config search path (as ``pkg://my_pkg.conf``) by
 the search-path plugin in `attnbench.plugin_path`, so ``attention=cosine`` composes, sweeps
-and validates like a built-in option, and `attnbench list` shows it with the package it came from. YAML still only
-names a registered component (``name: cosine``): no import paths are opened from config files.
+and validates like a built-in option, and `attnbench list` shows it with the package it came
+from. YAML still only names a registered component (``name: cosine``): no import paths are
+opened from config files.
 """
 
 from __future__ import annotations
