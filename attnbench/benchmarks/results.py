@@ -110,7 +110,8 @@ def section(preset: str, runs_dir: Path, extra: list[str], run: bool) -> str:
         "attnbench " + " ".join(a for a in compare_args[:5]).replace(parent, "<sweep id>"),
         "```",
         "",
-        f"Commit `{commit()}` · {machine()} · sweep `{parent}`",
+        f"Written at commit `{commit()}` · {machine()} · sweep `{parent}` (its runs carry the "
+        "package version and data fingerprint as tags)",
         "",
         table.read_text(encoding="utf-8").strip(),
         "",
