@@ -195,7 +195,9 @@ def launch(args: Sequence[str], multirun: bool, debug: bool = False) -> int:
 
 def _run_hydra(args: list[str], multirun: bool, debug: bool) -> None:
     argv, debug_env = sys.argv, os.environ.get(DEBUG_ENV)
-    sys.argv = ["attnbench", *(["--multirun"] if multirun else []), *args]
+    # --cfg/--info print instead of running; Hydra refuses them next to --multirun.
+    info = any(a.split("=")[0] in HYDRA_INFO_FLAGS for a in args)
+    sys.argv = ["attnbench", *(["--multirun"] if multirun and not info else []), *args]
     if debug:
         os.environ[DEBUG_ENV] = "1"
     try:
