@@ -46,6 +46,18 @@ def check_fraction(key: str, value: float) -> None:
         raise out_of_range(key, value, "must be in (0, 1)")
 
 
+def check_split_fractions(val_fraction: float, test_fraction: float) -> None:
+    """The val/test shares carved from a training file: each in range, together below 1."""
+    check_fraction("val_fraction", val_fraction)
+    check_fraction("test_fraction", test_fraction)
+    if val_fraction + test_fraction >= 1:
+        raise out_of_range(
+            "test_fraction",
+            test_fraction,
+            f"val_fraction + test_fraction = {val_fraction + test_fraction} must be < 1",
+        )
+
+
 def split_seed(seed: int, task: str, split: str) -> int:
     """A 63-bit seed for one split of one task, stable across platforms and Python versions.
 

@@ -24,7 +24,13 @@ import torch
 
 from attnbench.errors import DataError
 from attnbench.tasks import TASKS
-from attnbench.tasks._common import SPLITS, check_fraction, check_min, fingerprint, out_of_range
+from attnbench.tasks._common import (
+    SPLITS,
+    check_min,
+    check_split_fractions,
+    fingerprint,
+    out_of_range,
+)
 from attnbench.tasks._common import split_seed as derive_seed
 from attnbench.tasks._files import Rows, assemble_splits, detect_format, read_columns
 from attnbench.tasks._tokenize import TokenizerKind, TokenizerSettings, fit, pad
@@ -87,14 +93,7 @@ class TextClassification:
             )
         if format not in FORMATS:
             raise out_of_range("format", format, f"must be one of {', '.join(FORMATS)}")
-        check_fraction("val_fraction", val_fraction)
-        check_fraction("test_fraction", test_fraction)
-        if val_fraction + test_fraction >= 1:
-            raise out_of_range(
-                "test_fraction",
-                test_fraction,
-                f"val_fraction + test_fraction = {val_fraction + test_fraction} must be < 1",
-            )
+        check_split_fractions(val_fraction, test_fraction)
         check_min("max_len", max_len, 1)
         self.tokens = TokenizerSettings(tokenizer, lowercase, min_freq, max_vocab, bpe_vocab_size)
         self.tokens.check()

@@ -22,7 +22,13 @@ from typing import ClassVar
 
 from attnbench.errors import DataError
 from attnbench.tasks import TASKS
-from attnbench.tasks._common import SPLITS, check_fraction, check_min, fingerprint, out_of_range
+from attnbench.tasks._common import (
+    SPLITS,
+    check_min,
+    check_split_fractions,
+    fingerprint,
+    out_of_range,
+)
 from attnbench.tasks._common import split_seed as derive_seed
 from attnbench.tasks._files import Rows, assemble_splits, read_tsv_fields
 from attnbench.tasks._tokenize import TokenizerKind, TokenizerSettings, fit, pad
@@ -64,14 +70,7 @@ class Translation:
             raise out_of_range(
                 "target_column", target_column, f"must differ from source_column = {source_column}"
             )
-        check_fraction("val_fraction", val_fraction)
-        check_fraction("test_fraction", test_fraction)
-        if val_fraction + test_fraction >= 1:
-            raise out_of_range(
-                "test_fraction",
-                test_fraction,
-                f"val_fraction + test_fraction = {val_fraction + test_fraction} must be < 1",
-            )
+        check_split_fractions(val_fraction, test_fraction)
         check_min("max_len", max_len, 1)
         self.tokens = TokenizerSettings(tokenizer, lowercase, min_freq, max_vocab, bpe_vocab_size)
         self.tokens.check()
