@@ -15,44 +15,11 @@ from attnbench.backbones import BACKBONES
 from attnbench.backbones.base import CONTEXT_ARGS, padding_mask
 from attnbench.registry import check_params, params_of
 from attnbench.tasks.base import PAD, TaskSpec
+from tests.backbones.helpers import VARIANTS, Factory
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
 VOCAB, T, K = 12, 9, 3
 SIZES = {"embed_dim": 8, "hidden": 8}  # 2*hidden = 16: 1, 2, 4 or 8 heads all divide it
-
-
-def attention_configs() -> list:
-    params = []
-    for path in sorted((CONF / "attention").glob("*.yaml")):
-        cfg = yaml.safe_load(path.read_text()) or {}
-        params.append(pytest.param(cfg.pop("name", path.stem), cfg, id=path.stem))
-    return params
-
-
-VARIANTS = attention_configs()
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> typing.Iterator[None]:
-    """Tiny models: one intra-op thread is faster and immune to oversubscription on a busy box."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-class Factory:
-    """make_attention for the backbone; remembers the modules it built."""
-
-    def __init__(self, name: str, params: dict) -> None:
-        self.cls = ATTENTION.get(name)
-        self.params = params
-        self.built: list[nn.Module] = []
-
-    def __call__(self, d_query: int, d_key: int, d_value: int) -> nn.Module:
-        module = self.cls(d_query, d_key, d_value, **self.params)
-        self.built.append(module)
-        return module
 
 
 def spec(per_position: bool = False, channels: int = 1) -> TaskSpec:

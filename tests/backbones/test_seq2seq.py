@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import typing
 from pathlib import Path
 
 import pytest
@@ -15,6 +14,7 @@ from attnbench.backbones import BACKBONES
 from attnbench.backbones.base import CONTEXT_ARGS, padding_mask
 from attnbench.registry import check_params, params_of
 from attnbench.tasks.base import EOS, PAD, TaskSpec
+from tests.backbones.helpers import VARIANTS, Factory
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
 VOCAB, T, V, U = 12, 7, 10, 8
@@ -22,40 +22,6 @@ SIZES = {"embed_dim": 8, "hidden": 8}  # decoder width 16: 1, 2, 4 or 8 heads al
 SPEC = TaskSpec(
     kind="transduce", vocab_size=VOCAB, max_len=T, target_vocab_size=V, max_target_len=U
 )
-
-
-def attention_configs() -> list:
-    params = []
-    for path in sorted((CONF / "attention").glob("*.yaml")):
-        cfg = yaml.safe_load(path.read_text()) or {}
-        params.append(pytest.param(cfg.pop("name", path.stem), cfg, id=path.stem))
-    return params
-
-
-VARIANTS = attention_configs()
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> typing.Iterator[None]:
-    """Tiny models: one intra-op thread is faster and immune to oversubscription on a busy box."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-class Factory:
-    """make_attention for the backbone; remembers the modules it built."""
-
-    def __init__(self, name: str, params: dict) -> None:
-        self.cls = ATTENTION.get(name)
-        self.params = params
-        self.built: list[nn.Module] = []
-
-    def __call__(self, d_query: int, d_key: int, d_value: int) -> nn.Module:
-        module = self.cls(d_query, d_key, d_value, **self.params)
-        self.built.append(module)
-        return module
 
 
 def build(name: str, params: dict, **kw) -> tuple[nn.Module, Factory]:
