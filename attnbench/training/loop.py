@@ -1,4 +1,4 @@
-"""The train/eval loop: AdamW, validation every epoch, test on the best-validation weights.
+"""The train/eval loop: AdamW (optim.py), validation every epoch, test on the best weights.
 
 Notation: B batch, T input length, U target length, K classes, V target vocabulary.
 """
@@ -22,6 +22,7 @@ from attnbench.config import TrainerConfig
 from attnbench.errors import RunFailed
 from attnbench.tasks.base import IGNORE, PAD, Split, TaskData
 from attnbench.tasks.metrics import compute_metrics
+from attnbench.training.optim import AdamW
 
 
 class MetricSink(Protocol):
@@ -106,14 +107,15 @@ def fit(
     evaluation makes (metric libraries): two threads importing overlapping packages can deadlock.
     """
     gen = torch.Generator().manual_seed(seed)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    # torch.optim.AdamW + LambdaLR warm-up, bit for bit, minus torch.optim's 1 s import (optim.py)
+    opt = AdamW(
+        model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
+        warmup_steps=cfg.warmup_steps,
+    )
     steps_per_epoch = math.ceil(len(data.train) / cfg.batch_size)
     total = steps_per_epoch * cfg.epochs
     if cfg.max_steps:
         total = min(total, cfg.max_steps)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / cfg.warmup_steps) if cfg.warmup_steps else 1.0
-    )
     primary = data.primary_metric
     best_val: dict[str, float] = {}
     best_state: dict[str, Tensor] = {}
@@ -131,12 +133,11 @@ def fit(
             for x, y in batches(data.train, cfg.batch_size, gen):
                 out = model(x, y if data.spec.kind == "transduce" else None)
                 loss = loss_fn(out.logits, y, data.spec.kind)
-                opt.zero_grad(set_to_none=True)
+                opt.zero_grad()
                 loss.backward()
                 if cfg.grad_clip:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
                 opt.step()
-                sched.step()
                 step += 1
                 samples += x.shape[0]
                 window.append(loss.detach())
