@@ -14,12 +14,13 @@ queries, keys and values (self-attention shapes; dropout off):
   against a big float32 matmul timed in the same run;
 - the scaling exponent: the log–log slope of time vs T per variant.
 
-Each variant may be joined by two references at the same T, built from the variant's own weights:
+Each variant may be joined by references at the same T, built from the variant's own weights:
 
 - ``naive``: the textbook formula with every intermediate materialised (softmax(QKᵀ)V; the
   (B, T, T, Hd) broadcast of additive attention);
-- ``bare``: the same computation as plain torch calls on the same tensors, i.e. the floor of the
-  variant's fast path (dot/scaled: one SDPA call; multihead: its four projections + one SDPA).
+- ``bare``: one bare SDPA call on the tensors the variant's fused path hands it (dot/scaled: the
+  inputs; multihead: its projected (B, H, T, Dh) heads, made once), the floor of the fast path;
+- ``plain`` (multihead): the whole variant as plain torch calls: four projections + one SDPA.
 
 A case whose estimated memory exceeds ``mem_fraction`` of the available memory is skipped with a
 note, as is a case that runs out of memory anyway. Results print as a table, a PNG plot of time
@@ -51,7 +52,7 @@ from torch import Tensor, nn
 from attnbench.errors import ConfigError
 
 CONFIG_NAME = "bench"  # conf/bench.yaml
-KINDS = ("variant", "bare", "naive")
+KINDS = ("variant", "bare", "plain", "naive")
 FLOAT_BYTES = 4  # float32
 MIN_REPEATS = 3
 
@@ -109,7 +110,7 @@ class Case:
     """One thing to time at one length: a variant, or one of its references."""
 
     variant: str
-    kind: str  # "variant" | "bare" | "naive"
+    kind: str  # one of KINDS
     n: int
 
     @property
@@ -117,8 +118,15 @@ class Case:
         return self.variant if self.kind == "variant" else f"{self.variant}_{self.kind}"
 
 
-# -- the references: the same maths as plain torch calls, from the variant's own weights ----------
-Reference = Callable[[Any, Tensor, Tensor, Tensor], Tensor]
+# -- the references ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Reference:
+    """What a reference case times: ``fn(attn, *inputs)``. ``inputs`` turns the case's random
+    (B, T, D) queries, keys and values into the tensors the timed call takes (its gradient leaves);
+    None means it takes them as they are and returns the variant's (B, T, out_dim) output."""
+
+    fn: Callable[..., Tensor]
+    inputs: Callable[[Any, Tensor, Tensor, Tensor], tuple[Tensor, ...]] | None = None
 
 
 def _dot_naive(attn: Any, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
@@ -143,10 +151,20 @@ def _heads(attn: Any, q: Tensor, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor, 
     return split[0], split[1], split[2]
 
 
+def _projected_heads(attn: Any, q: Tensor, k: Tensor, v: Tensor) -> tuple[Tensor, ...]:
+    """The (B, H, T, Dh) tensors multihead hands its SDPA call, as fresh leaves (same strides)."""
+    with torch.no_grad():
+        return tuple(x.detach().requires_grad_() for x in _heads(attn, q, k, v))
+
+
 def _merge(attn: Any, ctx: Tensor) -> Tensor:
     b, _, t, _ = ctx.shape
     ctx = ctx.transpose(1, 2).reshape(b, t, attn.d_model)  # (B, T, D)
     return F.linear(ctx, attn.out_proj.weight, attn.out_proj.bias)
+
+
+def _sdpa(attn: Any, qh: Tensor, kh: Tensor, vh: Tensor) -> Tensor:
+    return F.scaled_dot_product_attention(qh, kh, vh)  # (B, H, T, Dh)
 
 
 def _multihead_naive(attn: Any, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
@@ -155,7 +173,7 @@ def _multihead_naive(attn: Any, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
     return _merge(attn, weights @ vh)
 
 
-def _multihead_bare(attn: Any, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+def _multihead_plain(attn: Any, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
     qh, kh, vh = _heads(attn, q, k, v)
     return _merge(attn, F.scaled_dot_product_attention(qh, kh, vh))
 
@@ -167,14 +185,17 @@ def _additive_naive(attn: Any, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
     return torch.softmax(scores, dim=-1) @ v
 
 
+# bare: one SDPA call on the tensors the variant's own SDPA call sees (multihead: its projected
+# heads), the issue's floor; plain: the whole variant as plain torch calls; naive: materialised.
 REFERENCES: dict[tuple[str, str], Reference] = {
-    ("dot", "naive"): _dot_naive,
-    ("dot", "bare"): _dot_bare,
-    ("scaled", "naive"): _dot_naive,
-    ("scaled", "bare"): _dot_bare,
-    ("multihead", "naive"): _multihead_naive,
-    ("multihead", "bare"): _multihead_bare,
-    ("additive", "naive"): _additive_naive,
+    ("dot", "naive"): Reference(_dot_naive),
+    ("dot", "bare"): Reference(_dot_bare),
+    ("scaled", "naive"): Reference(_dot_naive),
+    ("scaled", "bare"): Reference(_dot_bare),
+    ("multihead", "naive"): Reference(_multihead_naive),
+    ("multihead", "plain"): Reference(_multihead_plain),
+    ("multihead", "bare"): Reference(_sdpa, _projected_heads),
+    ("additive", "naive"): Reference(_additive_naive),
 }
 
 
@@ -222,19 +243,27 @@ def build_runner(case: Case, node: Mapping[str, Any], settings: BenchSettings) -
 
         def fn() -> Tensor:
             return attn(q, k, v)[0]
-    else:
-        ref = REFERENCES[(case.variant, case.kind)]
+
+        return Runner(fn, [q, k, v, *attn.parameters()], torch.randn(b, t, int(attn.out_dim)))
+    ref = REFERENCES[(case.variant, case.kind)]
+    if ref.inputs is None:
 
         def fn() -> Tensor:
-            return ref(attn, q, k, v)
+            return ref.fn(attn, q, k, v)
 
-    grad = torch.randn(b, t, int(attn.out_dim))  # (B, T, Dv)
-    return Runner(fn, [q, k, v, *attn.parameters()], grad)
+        return Runner(fn, [q, k, v, *attn.parameters()], torch.randn(b, t, int(attn.out_dim)))
+    inputs = ref.inputs(attn, q, k, v)
+
+    def fn() -> Tensor:
+        return ref.fn(attn, *inputs)
+
+    return Runner(fn, list(inputs), torch.randn_like(inputs[0]))  # SDPA: output shape = query's
 
 
 def cases_for(variant: str, n: int, settings: BenchSettings) -> list[Case]:
     kinds = ["variant"]
-    kinds += [k for k in ("bare", "naive") if getattr(settings, k) and (variant, k) in REFERENCES]
+    wanted = {"bare": settings.bare, "plain": settings.bare, "naive": settings.naive}
+    kinds += [k for k in KINDS[1:] if wanted[k] and (variant, k) in REFERENCES]
     return [Case(variant, k, n) for k in kinds]
 
 
@@ -247,6 +276,8 @@ def flop_count(case: Case, node: Mapping[str, Any], settings: BenchSettings) -> 
     if case.variant in ("dot", "scaled"):
         return 3 * core
     if case.variant == "multihead":
+        if case.kind == "bare":  # the SDPA call alone
+            return 3 * core
         return 3 * (core + 4 * 2.0 * b * t * d * d)  # + q, k, v and output projections
     return None
 
@@ -626,6 +657,7 @@ def results_table(result: BenchResult) -> Any:
         "time ms",
         "IQR ms",
         "÷ bare",
+        "÷ plain",
         "÷ naive",
         "peak MB",
         "mem ÷ naive",
@@ -645,8 +677,7 @@ def results_table(result: BenchResult) -> Any:
             str(row.n),
             _f(row.median_ms, ".2f"),
             _f(row.iqr_ms, ".2f"),
-            _f(ratio(result.rows, row, "bare") if row.kind != "bare" else None, ".3f"),
-            _f(ratio(result.rows, row, "naive") if row.kind != "naive" else None, ".3f"),
+            *(_f(ratio(result.rows, row, k) if row.kind != k else None, ".3f") for k in KINDS[1:]),
             _f(row.peak_mb, ".1f"),
             _f(
                 ratio(result.rows, row, "naive", "peak_mb")
@@ -680,7 +711,7 @@ def plot(result: BenchResult, path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    styles = {"variant": "-", "bare": "--", "naive": ":"}
+    styles = {"variant": "-", "bare": "--", "plain": "-.", "naive": ":"}
     fig, (ax_t, ax_m) = plt.subplots(1, 2, figsize=(12, 4.8))
     colors: dict[str, Any] = {}
     for label in result.exponents:
@@ -734,13 +765,12 @@ def write_files(result: BenchResult, out_dir: Path) -> dict[str, Path]:
     with csv_path.open("w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
         names = [f.name for f in fields(Row)]
-        writer.writerow([*names, "x_bare", "x_naive", "mem_x_naive", "exponent"])
+        writer.writerow([*names, *(f"x_{k}" for k in KINDS[1:]), "mem_x_naive", "exponent"])
         for r in result.rows:
             writer.writerow(
                 [
                     *(getattr(r, n) for n in names),
-                    ratio(result.rows, r, "bare"),
-                    ratio(result.rows, r, "naive"),
+                    *(ratio(result.rows, r, k) for k in KINDS[1:]),
                     ratio(result.rows, r, "naive", "peak_mb"),
                     result.exponents.get(r.label),
                 ]
@@ -799,8 +829,10 @@ def log_to_mlflow(result: BenchResult, files: Mapping[str, Path], table_text: st
                 "peak_mem_mb": r.peak_mb,
                 "gflops": r.gflops,
                 "pct_of_peak": r.pct_peak,
-                "x_bare": ratio(result.rows, r, "bare") if r.kind != "bare" else None,
-                "x_naive": ratio(result.rows, r, "naive") if r.kind != "naive" else None,
+                **{
+                    f"x_{k}": ratio(result.rows, r, k) if r.kind != k else None
+                    for k in KINDS[1:]
+                },
             }
             metrics.update({metric_key(r.label, k): v for k, v in values.items() if v is not None})
         for n, metrics in sorted(by_n.items()):

@@ -2,8 +2,9 @@
 
 tests/attention/test_conformance.py already checks every variant's fast path against its weights
 path and the paper formulas on tiny inputs. Here: the benchmark's own references (``naive``:
-everything materialised, ``bare``: plain torch calls) compute exactly what the variant computes,
-so a ratio in the bench table compares like with like; the chunked additive kernel equals the
+everything materialised, ``plain``/``bare``: plain torch calls) compute exactly what the variant
+computes (multihead's ``bare``: exactly its SDPA step, on its own projected heads), so a ratio in
+the bench table compares like with like; the chunked additive kernel equals the
 naive broadcast at sizes with many chunks (default and small budgets, values and gradients);
 and chunking bounds the measured peak memory.
 
@@ -25,6 +26,7 @@ from attnbench.bench import (
     REFERENCES,
     BenchSettings,
     Case,
+    _merge,
     build_runner,
     estimate_bytes,
     measure_memory,
@@ -49,7 +51,10 @@ def outputs_and_grads(case: Case, settings: BenchSettings) -> tuple[Tensor, list
     return out.detach(), [t.grad.clone() for t in runner.leaves]
 
 
-@pytest.mark.parametrize(("variant", "kind"), sorted(REFERENCES))
+SAME_FUNCTION = sorted(key for key, ref in REFERENCES.items() if ref.inputs is None)
+
+
+@pytest.mark.parametrize(("variant", "kind"), SAME_FUNCTION)
 def test_bench_references_equal_the_variant(variant: str, kind: str) -> None:
     settings = BenchSettings(batch=2, dim=16, seq_lens=[24])
     fast, g_fast = outputs_and_grads(Case(variant, "variant", 24), settings)
@@ -58,6 +63,27 @@ def test_bench_references_equal_the_variant(variant: str, kind: str) -> None:
     assert len(g_fast) == len(g_ref)
     for a, b in zip(g_fast, g_ref, strict=True):
         torch.testing.assert_close(a, b, atol=TOL, rtol=0)
+
+
+def test_multihead_bare_is_its_own_sdpa_step() -> None:
+    """The floor multihead is compared with: one SDPA call on the (B, H, T, Dh) heads its own
+    projections make; out-projecting that call's output gives the module's output."""
+    settings = BenchSettings(batch=2, dim=16, seq_lens=[24])
+    assert sorted(k for (v, k), ref in REFERENCES.items() if ref.inputs is not None) == ["bare"]
+    fast, _ = outputs_and_grads(Case("multihead", "variant", 24), settings)
+    runner = build_runner(Case("multihead", "bare", 24), NODES["multihead"], settings)
+    assert [tuple(t.shape) for t in runner.leaves] == [(2, 4, 24, 4)] * 3  # (B, H, T, Dh) leaves
+    assert all(t.is_leaf and t.requires_grad for t in runner.leaves)
+    heads_out = runner.fn()
+    assert heads_out.shape == runner.grad.shape == (2, 4, 24, 4)
+    torch.manual_seed(settings.seed)  # the module build_runner made for this case, same weights
+    from attnbench.training.build import attention_factory
+
+    attn = attention_factory(NODES["multihead"])(16, 16, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(_merge(attn, heads_out), fast, atol=TOL, rtol=0)
+    heads_out.backward(runner.grad)
+    assert all(t.grad is not None and t.grad.abs().sum() > 0 for t in runner.leaves)
 
 
 @pytest.mark.parametrize("budget", [DEFAULT_CHUNK_BYTES, 2**16, 2**12])
