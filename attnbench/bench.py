@@ -72,7 +72,7 @@ class BenchSettings:
     bare: bool = True
     memory: bool = True
     threads: int = 0
-    mem_fraction: float = 0.5
+    mem_fraction: float = 0.7
     peak_size: int = 2048
     seed: int = 0
 
