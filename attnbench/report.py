@@ -135,6 +135,7 @@ class Selection:
     label: str  # what was compared, for titles
     name: str  # the reports/ folder name
     parent: RunInfo | None = None  # the sweep's parent run (artifacts go there)
+    note: str = ""  # what the user should know about the choice (printed on stderr)
 
 
 def open_store(runs_dir: str | Path = "runs", tracking_uri: str | None = None) -> Tracker:
@@ -176,6 +177,7 @@ def select_runs(
             if r.tags.get(SWEEP_KIND_TAG) != "sweep"
         ]
         return Selection(runs, f"experiment {experiment}", experiment)
+    note = ""
     if sweep:
         parent = tracker.get_run(sweep)
         if parent.tags.get(SWEEP_KIND_TAG) != "sweep":
@@ -200,7 +202,14 @@ def select_runs(
                 f"No sweep in the store {tracker.uri}: run `attnbench sweep ...` first, or compare "
                 f"the runs of an experiment with --experiment NAME{hint}"
             )
-        parent = sweeps[0]
+        # A sweep still running has half its cells: the default is the latest one that ended.
+        ended = [s for s in sweeps if s.status != "RUNNING"]
+        parent = ended[0] if ended else sweeps[0]
+        if parent is not sweeps[0]:
+            note = (
+                f"the newest sweep, {sweeps[0].name} ({sweeps[0].run_id[:8]}), is still running: "
+                f"comparing the latest finished one; --sweep {sweeps[0].run_id} compares it"
+            )
     runs = {r.run_id: r for r in [*resumed_runs(tracker, parent), *tracker.children(parent)]}
     exp_name = experiments.get(parent.experiment_id, parent.experiment_id)
     return Selection(
@@ -208,6 +217,7 @@ def select_runs(
         f"sweep {parent.name} ({parent.run_id[:8]}, experiment {exp_name})",
         f"{exp_name}-{parent.name}",
         parent,
+        note,
     )
 
 
@@ -632,7 +642,10 @@ def compare(
     fmt = output_format(fmt, output)
     tracker = open_store(runs_dir, tracking_uri)
     tracker.mark_stale_runs()  # runs left RUNNING by a killed process: FAILED, not compared
-    comp = compare_runs(select_runs(tracker, experiment, sweep), by, metric)
+    selection = select_runs(tracker, experiment, sweep)
+    if selection.note:
+        err_console.print(f"note: {selection.note}", highlight=False, markup=False)
+    comp = compare_runs(selection, by, metric)
     out_dir = report_dir(runs_dir, comp)
     written = write_report(tracker, comp, out_dir, plots)
     if output is not None:

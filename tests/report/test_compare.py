@@ -239,6 +239,31 @@ def fake_run(i: int, attention: str, seed: int, value: float, lr: str = "0.003")
     )
 
 
+def test_default_skips_a_sweep_still_running(cli, runs_dir: Path, store) -> None:
+    """A sweep in progress has only some cells: the default is the latest one that ended, and
+    stderr says which sweep was passed over and how to compare it anyway."""
+    parent, _ = store
+    tracker = tracker_for(runs_dir)
+    running = tracker.start_run(
+        tracker.experiment_id("toy"), "sweep-live", {"attnbench.kind": "sweep"}
+    )
+    child = tracker.start_run(
+        tracker.experiment_id("toy"), "scaled-transformer-toy-s0",
+        {"attention": "scaled", "seed": 0, "attnbench.primary_metric": "acc"}, running,
+    )
+    tracker.log_metrics(child, {"test/acc": 0.1}, 1)
+    tracker.end_run(child, "FINISHED")
+    result = cli("compare", "--format", "json", "--no-plots")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["sweep_run_id"] == parent
+    assert f"sweep-live ({running[:8]}), is still running" in result.stderr
+    assert f"--sweep {running}" in result.stderr
+    tracker.end_run(running, "FINISHED")  # once it ends, it is the default
+    result = cli("compare", "--format", "json", "--no-plots")
+    assert json.loads(result.stdout)["sweep_run_id"] == running
+    assert "still running" not in result.stderr
+
+
 def test_latest_duplicate_wins_and_pairs_ignore_grouped_keys() -> None:
     runs = [
         fake_run(1, "dot", 0, 0.1),
