@@ -8,9 +8,11 @@ from __future__ import annotations
 import typer
 
 from attnbench.cli import bench, compare, listing, reproduce, train, ui
+from attnbench.cli._errors import OneLineUsageErrors
 
 app = typer.Typer(
     name="attnbench",
+    cls=OneLineUsageErrors,
     help="Which attention mechanism works best, at what cost, on this task?",
     no_args_is_help=True,
     add_completion=False,

@@ -6,11 +6,25 @@ Exit codes: 2 for a usage/config problem, 1 for a runtime failure, 130 for Ctrl-
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import sys
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from typing import Any
 
 import click
 import typer
+from typer.core import TyperGroup
+
+try:  # recent Typer carries its own copy of click; older Typer uses click itself
+    from typer._click import exceptions as _usage
+except ImportError:  # pragma: no cover - depends on the installed Typer
+    from click import exceptions as _usage
+
+# What the command line itself may raise (as opposed to a command body): exits and usage errors.
+_CLI_EXITS: tuple[type[BaseException], ...] = tuple(
+    {typer.Exit, typer.Abort, click.exceptions.Exit, click.exceptions.Abort,
+     click.ClickException, _usage.ClickException}
+)
 
 
 @contextmanager
@@ -19,7 +33,7 @@ def reported(debug: bool = False) -> Iterator[None]:
 
     try:
         yield
-    except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+    except _CLI_EXITS:
         raise  # Typer's own exits and usage errors
     except AttnbenchError as err:
         _fail(err.one_line(), err.exit_code, debug)
@@ -47,3 +61,34 @@ def exit_with(fn: Callable[[], int], debug: bool = False) -> None:
     with reported(debug):
         code = fn()
     raise typer.Exit(code)
+
+
+class OneLineUsageErrors(TyperGroup):
+    """The `attnbench` group: a usage error (unknown option or command, missing argument, bad
+    option value) is one `error:` line naming the problem and where the choices are, exit 2,
+    instead of click's usage block. Help (`--help`, or no arguments) prints as usual."""
+
+    def main(
+        self, args: Sequence[str] | None = None, *a: Any, standalone_mode: bool = True, **kw: Any
+    ) -> Any:
+        if not standalone_mode:
+            return super().main(args, *a, standalone_mode=False, **kw)
+        try:
+            code = super().main(args, *a, standalone_mode=False, **kw)
+        except _usage.UsageError as err:
+            if type(err).__name__ == "NoArgsIsHelpError":  # `attnbench` alone: the help
+                err.show()
+                sys.exit(err.exit_code)
+            from attnbench.console import error
+
+            where = err.ctx.command_path if err.ctx is not None else "attnbench"
+            message = " ".join(err.format_message().split()).rstrip(".")
+            error(f"{message} (see '{where} --help')")
+            sys.exit(err.exit_code)
+        except _usage.ClickException as err:
+            err.show()
+            sys.exit(err.exit_code)
+        except (_usage.Abort, typer.Abort):
+            print("Aborted!", file=sys.stderr)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)

@@ -13,7 +13,7 @@ RUNS_DIR = typer.Option(Path("runs"), "--runs-dir", help="The local store's fold
 
 
 def reproduce(
-    run_id: str = typer.Argument(..., help="The MLflow run id to reproduce."),
+    run_id: str = typer.Argument(..., metavar="RUN_ID", help="The MLflow run id to reproduce."),
     tol: float = typer.Option(
         0.0, "--tol", min=0.0, help="Largest absolute difference still counted as a match."
     ),

@@ -161,6 +161,18 @@ CASES = [
          "No run with id 'deadbeef'", smoke=False),
     case("reproduce-no-store", "reproduce deadbeef --runs-dir {runs}/missing", "No MLflow store",
          smoke=False),
+    # -- the command line itself (click's usage errors, made one line)
+    case("cli-unknown-command", "nope", "No such command 'nope'", "(see 'attnbench --help')",
+         smoke=False),
+    case("cli-command-typo", "compre", "No such command 'compre'", "compare", smoke=False),
+    case("cli-unknown-option", "compare --nope", "No such option: --nope",
+         "(see 'attnbench compare --help')", smoke=False),
+    case("cli-missing-argument", "reproduce", "Missing argument 'RUN_ID'",
+         "(see 'attnbench reproduce --help')", smoke=False),
+    case("cli-option-needs-value", "compare --sweep", "Option '--sweep' requires an argument",
+         smoke=False),
+    case("cli-option-bad-int", "ui --port abc", "Invalid value for '--port'", "integer",
+         smoke=False),
 ]
 
 
