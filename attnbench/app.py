@@ -167,7 +167,8 @@ def launch(args: Sequence[str], multirun: bool, debug: bool = False) -> int:
     with sigint_guard():
         try:
             if any(a.split("=")[0] in HYDRA_INFO_FLAGS for a in args):
-                precheck_overrides(args, multirun)  # --cfg/--info: only what Hydra would choke on
+                jobs = precheck_overrides(args, multirun)  # only what Hydra would choke on
+                _one_job_to_show(args, jobs)
             else:
                 check_overrides(args, multirun=multirun)
             STATE.reset()
@@ -191,6 +192,16 @@ def launch(args: Sequence[str], multirun: bool, debug: bool = False) -> int:
     if multirun and STATE.sweep is None and any(r.status == "FAILED" for r in STATE.results):
         return 1  # the sweep callback failed (Hydra only warns): still report the failed jobs
     return 0
+
+
+def _one_job_to_show(args: Sequence[str], jobs: Sequence[Sequence[str]]) -> None:
+    """--cfg/--info show one job's config: a sweep of several jobs gets a one-line error."""
+    shows_config = any(a.split("=")[0] in ("--cfg", "-c", "--info", "-i") for a in args)
+    if shows_config and len(jobs) > 1:
+        raise ConfigError(
+            f"--cfg/--info show one job's config, and these overrides make {len(jobs)} jobs: "
+            f"give each swept key one value to see that job, e.g. {' '.join(jobs[0])}"
+        )
 
 
 def _run_hydra(args: list[str], multirun: bool, debug: bool) -> None:

@@ -20,6 +20,10 @@ try:  # recent Typer carries its own copy of click; older Typer uses click itsel
 except ImportError:  # pragma: no cover - depends on the installed Typer
     from click import exceptions as _usage
 
+_ABORTS: tuple[type[BaseException], ...] = tuple(
+    {typer.Abort, getattr(_usage, "Abort", typer.Abort)}  # Typer's click copy has none
+)
+
 # What the command line itself may raise (as opposed to a command body): exits and usage errors.
 _CLI_EXITS: tuple[type[BaseException], ...] = tuple(
     {typer.Exit, typer.Abort, click.exceptions.Exit, click.exceptions.Abort,
@@ -88,7 +92,7 @@ class OneLineUsageErrors(TyperGroup):
         except _usage.ClickException as err:
             err.show()
             sys.exit(err.exit_code)
-        except (_usage.Abort, typer.Abort):
+        except _ABORTS:
             print("Aborted!", file=sys.stderr)
             sys.exit(1)
         sys.exit(code if isinstance(code, int) else 0)

@@ -56,6 +56,8 @@ CASES = [
     case("syntax-paren", "sweep seed=range(0,3", "Cannot parse override"),
     case("run-with-sweep-values", "run attention=dot,scaled", "is a sweep", "attnbench sweep"),
     case("run-with-range", "run seed=range(0,3)", "is a sweep"),
+    case("sweep-cfg-many-jobs", "sweep attention=dot,scaled --cfg job",
+         "--cfg/--info show one job's config", "make 2 jobs", "e.g. attention=dot"),
     # -- unknown keys
     case("key-unknown-top", "run foo=1", "Unknown key 'foo'", "runs_dir, seed"),
     case("key-unknown-plus-top", "run +foo=1", "Unknown key 'foo'", "seed"),
