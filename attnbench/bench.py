@@ -879,6 +879,7 @@ def bench(plan: BenchPlan, log: Callable[[str], None] = lambda _msg: None) -> Be
     console.print(
         f"plot: {result.png}\nMLflow run: {result.run_id} (experiment '{plan.experiment_name}')",
         highlight=False,
+        markup=False,
     )
     return result
 
@@ -1005,6 +1006,8 @@ def _compose_message(err: Exception, default: Any) -> str:
 
 def run_bench(args: Sequence[str]) -> int:
     """`attnbench bench ARGS`: compose, validate, measure, report. Returns the exit code."""
+    from rich.markup import escape
+
     from attnbench.console import err_console
 
     plan = compose_plan(args)
@@ -1012,7 +1015,9 @@ def run_bench(args: Sequence[str]) -> int:
     t0 = time.perf_counter()
 
     def log(msg: str) -> None:
-        err_console.print(f"[dim]bench {time.perf_counter() - t0:6.1f}s:[/] {msg}", highlight=False)
+        err_console.print(
+            f"[dim]bench {time.perf_counter() - t0:6.1f}s:[/] {escape(msg)}", highlight=False
+        )
 
     bench(plan, log)
     return 0

@@ -16,7 +16,10 @@ err_console = Console(stderr=True, soft_wrap=True)
 
 def error(message: str) -> None:
     """One line on stderr, never wrapped."""
-    err_console.print(f"[bold red]error:[/] {message}", markup=True, highlight=False)
+    from rich.markup import escape
+
+    # escape: a message quotes user input and names like "imdb[train]", not markup
+    err_console.print(f"[bold red]error:[/] {escape(message)}", markup=True, highlight=False)
 
 
 class RichProgress:

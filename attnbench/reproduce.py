@@ -131,7 +131,10 @@ def reproduce(
                 f"the original used {threads} torch threads, which this machine cannot give"
             )
         jobs = found or 1
-    console.print(f"reproducing {original.name} ({run_id}) from its saved config", highlight=False)
+    console.print(
+        f"reproducing {original.name} ({run_id}) from its saved config",
+        highlight=False, markup=False,
+    )
     result = run_experiment(
         cfg,
         overrides=overrides,
@@ -151,7 +154,7 @@ def reproduce(
     bad = [d for d in compared if not d.matches(tol)]
     console.print(diff_table(original.run_id, new.run_id, diffs, tol))
     for note in notes:
-        console.print(f"note: {note}", highlight=False)
+        console.print(f"note: {note}", highlight=False, markup=False)
     exact = "identical" if tol == 0 else f"within {tol:g}"
     if bad:
         console.print(

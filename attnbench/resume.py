@@ -52,6 +52,7 @@ def skip_if_finished(
     console.print(
         f"skip {name}: already FINISHED as run {run.run_id} (same config hash {config_hash})",
         highlight=False,
+        markup=False,
     )
     metrics = dict(run.metrics)
     primary = f"val/{run.tags.get('attnbench.primary_metric', 'acc')}"

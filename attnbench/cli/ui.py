@@ -81,17 +81,23 @@ def ui_plan(
 
 def start_ui(plan: UiPlan) -> int:
     """Start the planned server in the foreground until Ctrl-C; returns its exit code."""
+    from rich.markup import escape
+
     from attnbench.console import console, err_console
     from attnbench.tracking import serve
 
     for warning in plan.warnings:
-        err_console.print(f"[bold yellow]warning:[/] {warning}", markup=True, highlight=False)
+        err_console.print(
+            f"[bold yellow]warning:[/] {escape(warning)}", markup=True, highlight=False
+        )
     if plan.command is None:
-        console.print(f"The store is an MLflow server; its UI is at {plan.url}", highlight=False)
+        console.print(
+            f"The store is an MLflow server; its UI is at {plan.url}", highlight=False, markup=False
+        )
         return 0
 
     def ready() -> None:
-        console.print(f"MLflow UI: {plan.url}  (Ctrl-C to stop)", highlight=False)
+        console.print(f"MLflow UI: {plan.url}  (Ctrl-C to stop)", highlight=False, markup=False)
         console.print(
             f"Training runs: {plan.url}/#/experiments?workflowType=machine_learning "
             "(open an experiment; expand a sweep's parent run with its + button)",

@@ -1,12 +1,14 @@
 """Optional loader of named corpora through Hugging Face ``datasets`` (extra: attnbench[hf]).
 
 ``datasets`` is imported only when a task asks for it. Short names of the corpora the design
-names map to their Hub repositories and columns (PRESETS); any other Hub name is passed to
-``datasets.load_dataset`` as is, with the columns and splits the task is given.
+names map to their Hub repositories and columns (PRESETS); any other name is passed to
+``datasets.load_dataset`` as is, with the columns and splits the task is given: a Hub name, or a
+local folder of split files (``train.csv``, ``test.jsonl``, ...), read without a network.
 """
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 
 from attnbench.errors import DataError
@@ -45,6 +47,8 @@ def load_split(
             f"task.hf_dataset={name} needs Hugging Face datasets: pip install 'attnbench[hf]'"
         ) from None
     origin = f"{name}[{split}]"
+    if not sys.stderr.isatty():  # download bars are for a terminal, not logs or error output
+        datasets.disable_progress_bars()
     try:
         ds = datasets.load_dataset(name, config, split=split)
     except Exception as err:  # network, unknown name/config/split: all reported in one line

@@ -269,3 +269,11 @@ def test_debug_adds_the_traceback_keeps_exit_code(cli, runs_dir: Path) -> None:
     assert result.exit_code == 2
     assert "Traceback" in result.output
     assert _lines(result.output)[-1].startswith("error: 'trainer.lr' = 0")
+
+
+def test_error_lines_keep_brackets_from_user_input(capsys: pytest.CaptureFixture[str]) -> None:
+    """The message is text, not rich markup: 'imdb[train]' and '[bold]' print as typed."""
+    from attnbench.console import error
+
+    error("imdb[train]: no column 'x'; seen [bold] and [/]")  # writes to the current sys.stderr
+    assert capsys.readouterr().err == "error: imdb[train]: no column 'x'; seen [bold] and [/]\n"
