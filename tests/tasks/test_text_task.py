@@ -4,6 +4,7 @@ tokenisers and one-line errors."""
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -235,11 +236,7 @@ def test_bad_arguments(kwargs: dict, needle: str) -> None:
     assert needle in str(err.value) and "\n" not in str(err.value)
 
 
-def test_hf_dataset_without_the_extra_is_a_clear_error() -> None:
-    try:
-        import datasets  # noqa: F401
-    except ImportError:
-        with pytest.raises(DataError, match=r"pip install 'attnbench\[hf\]'"):
-            Text(hf_dataset="imdb").load(0)
-    else:
-        pytest.skip("datasets is installed; loading needs the network")
+def test_hf_dataset_without_the_extra_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "datasets", None)  # `import datasets` raises ImportError
+    with pytest.raises(DataError, match=r"pip install 'attnbench\[hf\]'"):
+        Text(hf_dataset="imdb").load(0)
