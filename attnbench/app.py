@@ -78,6 +78,20 @@ def objective(result: RunResult, direction: str = "maximize") -> float:
     return float("inf") if direction.lower().startswith("min") else float("-inf")
 
 
+def jobs_sharing_this_machine(launcher: Any) -> int:
+    """How many jobs of the sweep run at once on the machine running this one, so that
+    `trainer.threads: 0` gives each cores / that many torch threads. joblib: `n_jobs` (-1 = one
+    per core); Ray: the machine's cores / the CPUs Ray reserves per job (`ray.remote.num_cpus`,
+    Ray's default 1), so a job uses the CPUs it was given; other launchers: one job per machine."""
+    cores = os.cpu_count() or 1
+    if "RayLauncher" in str(launcher.get("_target_", "")):
+        ray = launcher.get("ray") or {}
+        cpus = float((ray.get("remote") or {}).get("num_cpus") or 1)
+        return max(1, int(cores // max(cpus, 1e-9)))
+    n_jobs = int(launcher.get("n_jobs", 1) or 1)
+    return cores if n_jobs < 0 else n_jobs
+
+
 def run_job(cfg: DictConfig) -> RunResult:
     """One Hydra job: never raises in a sweep (a failed job must not stop the others)."""
     from attnbench.sweep import read_context
@@ -91,9 +105,7 @@ def run_job(cfg: DictConfig) -> RunResult:
         sweep_dir = Path(to_absolute_path(hc.sweep.dir))
         job_dir = sweep_dir / str(hc.sweep.subdir)
     sweep: SweepContext | None = read_context(str(sweep_dir)) if multirun else None
-    n_jobs = int(hc.launcher.get("n_jobs", 1) or 1) if multirun else 1
-    if n_jobs < 0:
-        n_jobs = os.cpu_count() or 1
+    n_jobs = jobs_sharing_this_machine(hc.launcher) if multirun else 1
     try:
         result = run_experiment(
             plain,

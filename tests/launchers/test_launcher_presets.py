@@ -3,9 +3,12 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import yaml
 
+from attnbench.app import jobs_sharing_this_machine
 from tests.e2e.servers import need_module
 
 
@@ -31,6 +34,28 @@ def test_ray_cluster_preset_joins_a_running_cluster(cli) -> None:
     assert launcher["_target_"].endswith("RayLauncher")
     assert launcher["ray"]["init"] == {"address": "auto", "object_store_memory": None}
     assert launcher["ray"]["remote"] == {"num_cpus": 1}
+    assert jobs_sharing_this_machine(launcher) == os.cpu_count()  # 1 CPU, so 1 thread, per job
+
+
+JOBLIB = "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"
+RAY = "hydra_plugins.hydra_ray_launcher.ray_launcher.RayLauncher"
+
+
+@pytest.mark.parametrize(("launcher", "jobs"), [
+    ({"_target_": "hydra._internal.core_plugins.basic_launcher.BasicLauncher"}, 1),
+    ({"_target_": JOBLIB, "n_jobs": 2}, 2),
+    ({"_target_": JOBLIB, "n_jobs": -1}, 8),  # one per core
+    ({"_target_": RAY, "ray": {"remote": {}}}, 8),  # Ray's default: one CPU per task
+    ({"_target_": RAY, "ray": {"remote": {"num_cpus": 2}}}, 4),
+])
+def test_parallel_jobs_split_the_cores(
+    launcher: dict, jobs: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`trainer.threads: 0` gives each job cores / jobs_sharing_this_machine(...) threads."""
+    from omegaconf import OmegaConf
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    assert jobs_sharing_this_machine(OmegaConf.create(launcher)) == jobs
 
 
 def test_list_shows_launcher_presets_and_sweepers(cli) -> None:

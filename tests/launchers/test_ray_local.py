@@ -44,7 +44,7 @@ def test_ray_cluster_two_jobs_land_in_one_sweep(runs_dir: Path, tmp_path: Path) 
             runs_dir.rename(sweep_cwd / "runs")  # a relative runs_dir, as a user would give it
             cmd = [*attnbench_cmd(), "sweep", "attention=dot,scaled", "hydra/launcher=ray_cluster",
                    f"hydra.launcher.ray.init.address=127.0.0.1:{port}", "trainer=smoke",
-                   "runs_dir=runs"]
+                   "trainer.threads=0", "runs_dir=runs"]  # threads: the CPUs Ray gives a job
             proc = subprocess.run(cmd, cwd=sweep_cwd, capture_output=True, text=True, timeout=600,
                                   env={**os.environ, **LOOPBACK})
             assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
@@ -54,6 +54,8 @@ def test_ray_cluster_two_jobs_land_in_one_sweep(runs_dir: Path, tmp_path: Path) 
     store = sweep_cwd / "runs"
     children = check_sweep(tracker_for(store), ["dot", "scaled"], tmp_path / "dl")
     assert len(children) == 2
+    # ray_cluster reserves 1 CPU per job: each job's torch uses 1 thread, not every core
+    assert {r.tags["attnbench.threads"] for r in children} == {"1"}
     assert not list(ray_cwd.rglob("mlflow.db")), "a job wrote a second store in Ray's cwd"
     assert "2 jobs, 0 failed" in proc.stdout
 
