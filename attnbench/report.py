@@ -14,7 +14,7 @@ import io
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -249,6 +249,11 @@ class Comparison:
     duplicates: int = 0  # older runs of an identical config in the same group (latest kept)
     parent: RunInfo | None = None
     notes: list[str] = field(default_factory=list)
+    correction: str = "none"  # multiple-comparison correction: one of stats.CORRECTIONS
+
+    @property
+    def rule(self) -> str:
+        return stats.rule(self.correction)
 
     @property
     def caption(self) -> str:
@@ -257,7 +262,7 @@ class Comparison:
         parts = [
             f"{self.metric}: {direction} is better",
             f"test used: {', '.join(used) or 'none'}",
-            stats.RULE,
+            self.rule,
         ]
         if self.excluded:
             parts.append(f"{self.excluded} run(s) not FINISHED or without {self.metric} left out")
@@ -307,10 +312,21 @@ def default_metric(runs: Sequence[RunInfo]) -> str:
     return f"test/{primaries[0]}"
 
 
+def check_correction(correction: str) -> None:
+    if correction not in stats.CORRECTIONS:
+        raise ConfigError(
+            f"Unknown --correction '{correction}'. Choose one of: {', '.join(stats.CORRECTIONS)}"
+        )
+
+
 def compare_runs(
-    selection: Selection, by: Sequence[str] = ("attention",), metric: str | None = None
+    selection: Selection,
+    by: Sequence[str] = ("attention",),
+    metric: str | None = None,
+    correction: str = "none",
 ) -> Comparison:
     """Group, aggregate over seeds and test every group against the best (pure: no store access)."""
+    check_correction(correction)
     by = [k.strip() for k in by if k.strip()] or ["attention"]
     finished = [
         r
@@ -349,6 +365,13 @@ def compare_runs(
     best.status = "best"
     for g in groups[1:]:
         g.test = stats.paired_test(best.values, g.values)
+    if correction == "holm":
+        adjusted = stats.holm([g.test.p_value if g.test else None for g in groups[1:]])
+        for g, p in zip(groups[1:], adjusted, strict=True):
+            if p is not None and g.test is not None:
+                g.test = replace(g.test, p_adjusted=p, tied=p >= stats.ALPHA)
+    for g in groups[1:]:
+        assert g.test is not None
         g.status = {True: "tied", False: "worse", None: "?"}[g.test.tied]
     notes = []
     pooled = sorted({key for g in groups for key in pooled_keys(g.runs, by)})
@@ -368,6 +391,7 @@ def compare_runs(
         duplicates=duplicates,
         parent=selection.parent,
         notes=notes,
+        correction=correction,
     )
 
 
@@ -410,6 +434,7 @@ def records(comp: Comparison) -> list[dict[str, Any]]:
                 "max": s.max,
                 "delta_vs_best": s.mean - comp.groups[0].summary.mean,
                 "p_value": g.test.p_value if g.test else None,
+                "p_adjusted": g.test.p_adjusted if g.test else None,
                 "test": g.test.test if g.test else "",
                 "pairs": g.test.n_pairs if g.test else None,
                 "status": g.status,
@@ -433,6 +458,10 @@ def _p(value: float | None) -> str:
     return "<0.001" if value < 0.001 else f"{value:.3f}"
 
 
+def _shown_p(test: stats.PairedTest, correction: str) -> float | None:
+    return test.p_adjusted if correction != "none" and test.p_adjusted is not None else test.p_value
+
+
 def table_rows(comp: Comparison) -> tuple[list[str], list[list[str]]]:
     """Column names and formatted cells shared by the rich and Markdown tables."""
     from attnbench.console import fmt
@@ -445,7 +474,7 @@ def table_rows(comp: Comparison) -> tuple[list[str], list[list[str]]]:
         "min",
         "max",
         "Δ best",
-        "p",
+        "p (Holm)" if comp.correction == "holm" else "p",
         "test",
         "vs best",
         *(label for _, label in COST_COLUMNS),
@@ -464,7 +493,7 @@ def table_rows(comp: Comparison) -> tuple[list[str], list[list[str]]]:
                 _num(s.min),
                 _num(s.max),
                 "" if g.status == "best" else f"{s.mean - best_mean:+.4f}",
-                _p(g.test.p_value) if g.test else "",
+                _p(_shown_p(g.test, comp.correction)) if g.test else "",
                 g.test.test if g.test and g.test.test != "none" else "",
                 {"best": "best", "tied": "tied", "worse": "worse", "?": "? (n<2)"}[g.status],
                 *(
@@ -532,7 +561,8 @@ def to_json(comp: Comparison) -> str:
         "metric": comp.metric,
         "by": comp.by,
         "higher_is_better": comp.higher_is_better,
-        "rule": stats.RULE,
+        "rule": comp.rule,
+        "correction": comp.correction,
         "sweep_run_id": comp.parent.run_id if comp.parent else None,
         "excluded_runs": comp.excluded,
         "duplicate_runs": comp.duplicates,
@@ -591,7 +621,7 @@ def write_plots(tracker: Tracker, comp: Comparison, out_dir: Path) -> list[Path]
         key: {g.label: [tracker.metric_history(r.run_id, key) for r in g.runs] for g in comp.groups}
         for key in curve_metrics(comp)
     }
-    note = "status vs best: " + stats.RULE
+    note = "status vs best: " + comp.rule
     return [
         plots.metric_ci(points, comp.metric, out_dir / PLOTS[0], title, note),
         plots.learning_curves(panels, out_dir / PLOTS[1], f"{comp.label}: learning curves"),
@@ -633,6 +663,7 @@ def compare(
     plots: bool = True,
     runs_dir: str | Path = "runs",
     tracking_uri: str | None = None,
+    correction: str = "none",
 ) -> int:
     """`attnbench compare`: print the comparison, write tables and plots; returns the exit code."""
     import sys
@@ -640,12 +671,13 @@ def compare(
     from attnbench.console import console, err_console
 
     fmt = output_format(fmt, output)
+    check_correction(correction)
     tracker = open_store(runs_dir, tracking_uri)
     tracker.mark_stale_runs()  # runs left RUNNING by a killed process: FAILED, not compared
     selection = select_runs(tracker, experiment, sweep)
     if selection.note:
         err_console.print(f"note: {selection.note}", highlight=False, markup=False)
-    comp = compare_runs(selection, by, metric)
+    comp = compare_runs(selection, by, metric, correction)
     out_dir = report_dir(runs_dir, comp)
     written = write_report(tracker, comp, out_dir, plots)
     if output is not None:

@@ -14,7 +14,11 @@ Rules (stated in every comparison's caption, see ``RULE``):
   and normality cannot usefully be checked; the t-test is the only informative choice there.
 - Tied with the best: p ≥ 0.05. With fewer than 2 pairs no test is possible: tied when the two
   groups' confidence intervals overlap, unknown (None) when either group has a single run.
-- No correction for multiple comparisons: with many groups, some "not tied" marks are chance.
+- Multiple comparisons (k groups make k - 1 tests against the best): none by default, so with
+  many groups some "worse" marks are chance; ``correction="holm"`` (compare --correction holm)
+  applies Holm's step-down adjustment, which keeps the family-wise error rate at 5 %, and
+  decides "tied" on the adjusted p-values. CI-overlap decisions have no p-value and stay as
+  they are.
 """
 
 from __future__ import annotations
@@ -28,12 +32,40 @@ ALPHA = 0.05
 CONFIDENCE = 0.95
 WILCOXON_MIN_PAIRS = 6
 
+CORRECTIONS = ("none", "holm")
 RULE = (
     "mean ± half-width of the 95 % t-interval over seeds; tied = not significantly different "
     "from the best (p ≥ 0.05): paired t-test over seeds, Wilcoxon signed-rank when ≥ 6 pairs and "
     "Shapiro-Wilk rejects normal differences; CI overlap when < 2 pairs; no multiple-comparison "
     "correction"
 )
+
+
+def rule(correction: str = "none") -> str:
+    """The caption's statement of the rules, for this multiple-comparison correction."""
+    if correction == "holm":
+        return RULE.replace(
+            "no multiple-comparison correction",
+            "p-values Holm-adjusted over the comparisons with the best (family-wise error 5 %)",
+        )
+    return RULE
+
+
+def holm(p_values: Sequence[float | None]) -> list[float | None]:
+    """Holm's step-down adjusted p-values (None entries are not tests and stay None).
+
+    With the m p-values sorted ascending, p(1) <= ... <= p(m): adjusted p(i) =
+    max over j <= i of min(1, (m - j + 1) · p(j)). Rejecting where adjusted p < α keeps the
+    family-wise error rate at α (Holm 1979).
+    """
+    tested = sorted((p, i) for i, p in enumerate(p_values) if p is not None)
+    m = len(tested)
+    out: list[float | None] = [None] * len(p_values)
+    running = 0.0
+    for rank, (p, i) in enumerate(tested):
+        running = max(running, min(1.0, (m - rank) * p))
+        out[i] = running
+    return out
 
 
 @dataclass(frozen=True)
@@ -58,6 +90,7 @@ class PairedTest:
     p_value: float | None
     mean_diff: float | None  # mean of best - other over the pairs
     tied: bool | None  # None = cannot tell (too few runs)
+    p_adjusted: float | None = None  # after a multiple-comparison correction (``tied`` uses it)
 
 
 def t_quantile(q: float, df: int) -> float:

@@ -30,6 +30,10 @@ def compare(
     fmt: str = typer.Option(None, "--format", "-f", help=FORMAT_HELP),
     output: Path = OUTPUT,
     plots: bool = typer.Option(True, "--plots/--no-plots", help="Write the three plots."),
+    correction: str = typer.Option(
+        "none", "--correction",
+        help="Multiple-comparison correction of the p-values vs the best: none or holm.",
+    ),
     runs_dir: Path = RUNS_DIR,
     tracking_uri: str = typer.Option(
         None, "--tracking-uri", help="An MLflow tracking URI instead of the local store."
@@ -53,6 +57,7 @@ def compare(
             plots=plots,
             runs_dir=runs_dir,
             tracking_uri=tracking_uri,
+            correction=correction,
         ),
         debug,
     )

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from attnbench.errors import ConfigError
 from attnbench.report import Selection, compare_runs
 from attnbench.tracking import RunInfo
 from tests.conftest import tracker_for
@@ -301,3 +302,49 @@ def test_pooling_different_configs_is_pointed_out() -> None:
     assert "groups pool runs that differ in trainer.lr: add it to --by" in comp.caption
     split = compare_runs(Selection(runs, "t", "t"), by=["attention", "trainer.lr"])
     assert "pool" not in split.caption and len(split.groups) == 4
+
+
+def test_holm_correction_can_turn_worse_into_tied() -> None:
+    """Two groups each 'worse' at p = 0.0351 alone (3 seeds, diffs with mean .045 and sd .015:
+    t = 3√3, p = 1 - t / √(t² + 2)); Holm doubles the smaller one, so both become tied."""
+    best, a, b = [0.90, 0.92, 0.94], [0.87, 0.875, 0.88], [0.84, 0.875, 0.91]
+    runs = [
+        fake_run(10 * k + seed, name, seed, values[seed])
+        for k, (name, values) in enumerate([("scaled", best), ("dot", a), ("additive", b)])
+        for seed in range(3)
+    ]
+    t = 3 * math.sqrt(3)
+    p = 1 - t / math.sqrt(t * t + 2)  # 0.035098
+    plain = compare_runs(Selection(runs, "t", "t"))
+    holm = compare_runs(Selection(runs, "t", "t"), correction="holm")
+    for comp, status, adjusted in ((plain, "worse", None), (holm, "tied", 2 * p)):
+        others = comp.groups[1:]
+        assert [g.status for g in others] == [status, status]
+        for g in others:
+            assert g.test is not None and g.test.p_value == pytest.approx(p, abs=1e-9)
+            assert g.test.p_adjusted == (pytest.approx(adjusted) if adjusted else None)
+    assert "Holm-adjusted" in holm.caption and "no multiple-comparison" in plain.caption
+    with pytest.raises(ConfigError, match="Unknown --correction 'bonf'. Choose one of: none, holm"):
+        compare_runs(Selection(runs, "t", "t"), correction="bonf")
+
+
+def test_compare_correction_holm_in_json_and_table(cli, runs_dir: Path, store) -> None:
+    """The toy sweep's 4 tests against the best, Holm-adjusted by hand."""
+    result = cli("compare", "--format", "json", "--no-plots", "--correction", "holm")
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["correction"] == "holm" and "Holm-adjusted" in doc["rule"]
+    groups = {g["attention"]: g for g in doc["groups"]}
+    t_none = 0.37 / (0.03 / math.sqrt(3))  # diffs .40 .37 .34
+    raw = {**EXPECTED_P, "none": 1 - t_none / math.sqrt(t_none**2 + 2)}
+    order = sorted(raw, key=raw.get)  # additive, none, dot, multihead
+    running = 0.0
+    for rank, name in enumerate(order):
+        running = max(running, min(1.0, (4 - rank) * raw[name]))
+        assert groups[name]["p_value"] == pytest.approx(raw[name], abs=1e-6), name
+        assert groups[name]["p_adjusted"] == pytest.approx(running, abs=1e-6), name
+    assert groups["scaled"]["p_adjusted"] is None
+    table = cli("compare", "--no-plots", "--correction", "holm")
+    assert "p (Holm)" in table.stdout
+    bad = cli("compare", "--correction", "bonf")
+    assert bad.exit_code == 2 and "Unknown --correction 'bonf'" in bad.output

@@ -131,3 +131,13 @@ def test_pareto_front() -> None:
     points = [(1.0, 0.5), (2.0, 0.7), (3.0, 0.6), (4.0, 0.9), (4.0, 0.8)]
     assert stats.pareto_front(points) == [0, 1, 3]
     assert stats.pareto_front([(1.0, 3.0), (2.0, 1.0)], higher_is_better=False) == [0, 1]
+
+
+def test_holm_adjusts_step_down_by_hand() -> None:
+    # sorted: .005 (x4 = .02), .01 (x3 = .03), .03 (x2 = .06), .04 (x1 = .04 -> max .06)
+    got = stats.holm([0.01, 0.04, None, 0.03, 0.005])
+    assert got == [pytest.approx(0.03), pytest.approx(0.06), None, pytest.approx(0.06),
+                   pytest.approx(0.02)]
+    assert stats.holm([0.5, 0.9]) == [pytest.approx(1.0), pytest.approx(1.0)]  # capped at 1
+    assert stats.holm([]) == [] and stats.holm([None]) == [None]
+    assert stats.holm([0.02]) == [pytest.approx(0.02)]  # one test: unchanged
