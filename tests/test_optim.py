@@ -75,6 +75,8 @@ def test_adamw_rejects_bad_settings() -> None:
         AdamW(params, betas=(0.9, 1.0))
     with pytest.raises(ValueError, match="no trainable parameters"):
         AdamW([p.detach() for p in params])
+    with pytest.raises(ValueError, match="complex"):
+        AdamW([torch.zeros(2, dtype=torch.complex64, requires_grad=True)])
 
 
 def test_training_imports_neither_torch_optim_nor_dynamo() -> None:

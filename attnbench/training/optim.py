@@ -42,6 +42,8 @@ class AdamW:
         self.params = [p for p in params if p.requires_grad]
         if not self.params:
             raise ValueError("the optimiser got no trainable parameters")
+        if any(p.is_complex() for p in self.params):  # torch treats them as real pairs; not here
+            raise ValueError("complex parameters are not supported")
         if lr <= 0 or weight_decay < 0 or eps < 0 or warmup_steps < 0:
             raise ValueError("lr must be > 0; weight_decay, eps and warmup_steps >= 0")
         if not all(0.0 <= b < 1.0 for b in betas):
