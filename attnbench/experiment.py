@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from attnbench import __version__
+from attnbench import OPENMP_WAIT, __version__
 from attnbench.config import flatten
 from attnbench.errors import AttnbenchError
 from attnbench.naming import run_name
@@ -117,6 +117,7 @@ def run_experiment(
         "attnbench.version": __version__,
         "attnbench.data_fingerprint": built.data.fingerprint,
         "attnbench.threads": threads,
+        "attnbench.openmp_wait": OPENMP_WAIT,
         "attnbench.primary_metric": built.data.primary_metric,
         **process_tags(),  # pid + host: a run left RUNNING by a killed process is found stale
         **(tags or {}),

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
 from pathlib import Path
 
 import yaml
@@ -112,7 +114,11 @@ def test_joblib_launcher_two_parallel_jobs(runs_dir: Path, tmp_path: Path) -> No
         "trainer=smoke",
         f"runs_dir={runs_dir}",
     ]
-    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    env = {k: v for k, v in os.environ.items() if k not in OPENMP_KEYS}
+    env["GOMP_SPINCOUNT"] = "1000"  # the user's OpenMP setting wins, and workers inherit it
+    proc = subprocess.run(
+        cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     runs = all_runs(runs_dir)
     parent = next(r for r in runs if r.tags.get("attnbench.kind") == "sweep")
@@ -123,3 +129,19 @@ def test_joblib_launcher_two_parallel_jobs(runs_dir: Path, tmp_path: Path) -> No
     from attnbench.training.seeding import available_cores
 
     assert {r.tags["attnbench.threads"] for r in children} == {str(max(1, available_cores() // 2))}
+    assert {r.tags["attnbench.openmp_wait"] for r in children} == {"GOMP_SPINCOUNT=1000"}
+
+
+OPENMP_KEYS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
+
+
+def test_openmp_waits_passively_unless_the_user_chose() -> None:
+    """Set at `import attnbench`, before torch loads its OpenMP runtime."""
+    code = "import os, attnbench; print(attnbench.OPENMP_WAIT, os.environ.get('OMP_WAIT_POLICY'))"
+    env = {k: v for k, v in os.environ.items() if k not in OPENMP_KEYS}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.split() == ["OMP_WAIT_POLICY=PASSIVE", "PASSIVE"]
+    out = subprocess.run([sys.executable, "-c", code], env={**env, "OMP_WAIT_POLICY": "ACTIVE"},
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["OMP_WAIT_POLICY=ACTIVE", "ACTIVE"]
