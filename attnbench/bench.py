@@ -154,7 +154,7 @@ def _heads(attn: Any, q: Tensor, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor, 
 def _projected_heads(attn: Any, q: Tensor, k: Tensor, v: Tensor) -> tuple[Tensor, ...]:
     """The (B, H, T, Dh) tensors multihead hands its SDPA call, as fresh leaves (same strides)."""
     with torch.no_grad():
-        return tuple(x.detach().requires_grad_() for x in _heads(attn, q, k, v))
+        return tuple(x.requires_grad_() for x in _heads(attn, q, k, v))
 
 
 def _merge(attn: Any, ctx: Tensor) -> Tensor:
@@ -239,25 +239,14 @@ def build_runner(case: Case, node: Mapping[str, Any], settings: BenchSettings) -
     b, t, d = settings.batch, case.n, settings.dim
     attn: nn.Module = attention_factory(node)(d, d, d).eval()  # eval: dropout off
     q, k, v = (torch.randn(b, t, d, requires_grad=True) for _ in range(3))  # (B, T, D)
-    if case.kind == "variant":
-
-        def fn() -> Tensor:
-            return attn(q, k, v)[0]
-
-        return Runner(fn, [q, k, v, *attn.parameters()], torch.randn(b, t, int(attn.out_dim)))
-    ref = REFERENCES[(case.variant, case.kind)]
-    if ref.inputs is None:
-
-        def fn() -> Tensor:
-            return ref.fn(attn, q, k, v)
-
-        return Runner(fn, [q, k, v, *attn.parameters()], torch.randn(b, t, int(attn.out_dim)))
-    inputs = ref.inputs(attn, q, k, v)
-
-    def fn() -> Tensor:
-        return ref.fn(attn, *inputs)
-
-    return Runner(fn, list(inputs), torch.randn_like(inputs[0]))  # SDPA: output shape = query's
+    ref = REFERENCES.get((case.variant, case.kind))
+    if ref is not None and ref.inputs is not None:  # its own leaves, e.g. multihead's heads
+        inputs = ref.inputs(attn, q, k, v)
+        return Runner(  # SDPA: output shape = query's
+            lambda: ref.fn(attn, *inputs), list(inputs), torch.randn_like(inputs[0])
+        )
+    fn = (lambda: attn(q, k, v)[0]) if ref is None else (lambda: ref.fn(attn, q, k, v))
+    return Runner(fn, [q, k, v, *attn.parameters()], torch.randn(b, t, int(attn.out_dim)))
 
 
 def cases_for(variant: str, n: int, settings: BenchSettings) -> list[Case]:

@@ -366,10 +366,11 @@ def compare_runs(
     for g in groups[1:]:
         g.test = stats.paired_test(best.values, g.values)
     if correction == "holm":
-        adjusted = stats.holm([g.test.p_value if g.test else None for g in groups[1:]])
-        for g, p in zip(groups[1:], adjusted, strict=True):
-            if p is not None and g.test is not None:
-                g.test = replace(g.test, p_adjusted=p, tied=p >= stats.ALPHA)
+        tests = [g.test for g in groups[1:] if g.test is not None]
+        adjusted = stats.holm([t.p_value for t in tests])
+        for g, t, p in zip(groups[1:], tests, adjusted, strict=True):
+            if p is not None:
+                g.test = replace(t, p_adjusted=p, tied=p >= stats.ALPHA)
     for g in groups[1:]:
         assert g.test is not None
         g.status = {True: "tied", False: "worse", None: "?"}[g.test.tied]
