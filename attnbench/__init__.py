@@ -11,12 +11,12 @@ def _openmp_wait() -> str:
     `attnbench.openmp_wait`.
 
     A 2-thread training step of the default model on a 2-core machine, in ms (`python -m
-    attnbench.benchmarks.overhead --only threads` measures it):
+    attnbench.benchmarks.overhead --only threads [--busy N]` measures it):
 
-        wait policy                    idle   1 busy process   2 busy processes
-        OpenMP default (spin ~300k)    15-17        68                86
-        GOMP_SPINCOUNT=1000            16-21        35                57
-        OMP_WAIT_POLICY=PASSIVE        26-29        26                27
+        wait policy                    idle   --busy 1   --busy 2
+        OpenMP default (spin ~300k)    17          59         90
+        GOMP_SPINCOUNT=1000            21          34         35
+        OMP_WAIT_POLICY=PASSIVE        27          25         25
 
     Spinning is the fastest on an idle machine and turns every small op into a wait for a time
     slice on a busy one (at load ~10 a step took 1150 ms spinning, 90 ms passive). attnbench

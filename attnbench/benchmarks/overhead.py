@@ -20,7 +20,7 @@ Sections (``--only``):
   target: logging <= 3 % of training time.
 - ``threads``: training step time with 1 and 2 torch threads, OpenMP waiting passively (the
   attnbench default), spinning briefly (GOMP_SPINCOUNT=1000) or spinning (the OpenMP default),
-  each in its own process.
+  each in its own process; ``--busy N`` runs N busy-loop processes meanwhile.
 - ``sweep``: throughput (jobs/min) of the default 5-variant sweep with the joblib launcher
   (n_jobs=2, each worker cores/2 threads) vs the basic sequential launcher; target >= 1.4×.
 
@@ -31,6 +31,7 @@ lot: ratios measured in the same run (interleaved) are the ones to trust.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -40,7 +41,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -471,7 +472,26 @@ WAIT_POLICIES = {
 }
 
 
-def section_threads(report: Report, work: Path, repeats: int) -> None:
+@contextlib.contextmanager
+def busy_processes(n: int) -> Iterator[None]:
+    """`n` busy-loop processes (another workload on the machine) while the block runs; each is
+    ended by the PID started here."""
+    procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
+    try:
+        time.sleep(1.0 if procs else 0.0)  # let them get going
+        yield
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
+
+
+def section_threads(report: Report, work: Path, repeats: int, busy: int = 0) -> None:
+    with busy_processes(busy):
+        _time_threads(report, work, repeats, busy)
+
+
+def _time_threads(report: Report, work: Path, repeats: int, busy: int) -> None:
     combos = [(policy, n) for policy in WAIT_POLICIES for n in (1, 2)]
     got: dict[tuple[str, int], list[float]] = {c: [] for c in combos}
     base = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
@@ -493,7 +513,8 @@ def section_threads(report: Report, work: Path, repeats: int) -> None:
             f"training step, {n} thread(s), OpenMP {policy}",
             statistics.median(got[(policy, n)]) * 1e3,
             "ms/step",
-            note=f"default model, B=64; {repeats} interleaved processes",
+            note=f"default model, B=64; {repeats} interleaved processes"
+            + (f"; {busy} busy-loop process(es) running" if busy else ""),
         )
 
 
@@ -577,6 +598,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=0,
         help="loop: trainer.threads for the runner and the bare loop (0 = the runner's default)",
     )
+    parser.add_argument(
+        "--busy",
+        type=int,
+        default=0,
+        help="threads: run this many busy-loop processes meanwhile (a machine shared with others)",
+    )
     parser.add_argument("--work-dir", default=None, help="scratch folder (default: a temp dir)")
     parser.add_argument("--json", default=None, help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
@@ -594,7 +621,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "startup": lambda: section_startup(report, work, template),
         "loop": lambda: section_loop(report, work, template, args.quick, repeats, args.threads),
         "logging": lambda: section_logging(report, work, template, args.quick, repeats),
-        "threads": lambda: section_threads(report, work, repeats),
+        "threads": lambda: section_threads(report, work, repeats, args.busy),
         "sweep": lambda: section_sweep(report, work, template, args.quick, max(1, repeats - 2)),
     }
     for name in SECTIONS:
