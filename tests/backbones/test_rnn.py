@@ -7,13 +7,11 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
 from torch import nn
 
 from attnbench.attention import ATTENTION
 from attnbench.backbones import BACKBONES
-from attnbench.backbones.base import CONTEXT_ARGS, padding_mask
-from attnbench.registry import check_params, params_of
+from attnbench.backbones.base import padding_mask
 from attnbench.tasks.base import PAD, TaskSpec
 from tests.backbones.helpers import VARIANTS, Factory
 
@@ -46,19 +44,6 @@ def batch(b: int = 4, t: int = T, seed: int = 1) -> torch.Tensor:
     x = torch.randint(4, VOCAB, (b, t), generator=g)
     lengths = torch.tensor([t, t - 3, 1, t - 1, 2, 5][:b] + [t] * max(0, b - 6))
     return x.masked_fill(torch.arange(t)[None] >= lengths[:, None], PAD)
-
-
-def test_attention_configs_found() -> None:
-    assert VARIANTS, f"no attention configs under {CONF / 'attention'}"
-
-
-def test_yaml_lists_every_constructor_param_with_its_default() -> None:
-    cfg = yaml.safe_load((CONF / "backbone" / "rnn.yaml").read_text())
-    assert cfg.pop("name") == "rnn"
-    params = params_of(BACKBONES.get("rnn"), CONTEXT_ARGS)
-    assert cfg == {n: p.default for n, p in params.items()}
-    assert all(p.kind is p.KEYWORD_ONLY for p in params.values())
-    assert check_params(BACKBONES.get("rnn"), cfg, "backbone", CONTEXT_ARGS) == []
 
 
 @pytest.mark.parametrize("heads", [1, 2, 4, 8])

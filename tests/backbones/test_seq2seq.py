@@ -6,13 +6,11 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
 from torch import nn
 
 from attnbench.attention import ATTENTION
 from attnbench.backbones import BACKBONES
-from attnbench.backbones.base import CONTEXT_ARGS, padding_mask
-from attnbench.registry import check_params, params_of
+from attnbench.backbones.base import padding_mask
 from attnbench.tasks.base import EOS, PAD, TaskSpec
 from tests.backbones.helpers import VARIANTS, Factory
 
@@ -41,19 +39,6 @@ def batch(b: int = 4, seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
         y[i, :n] = x[i, :n].flip(0)
         y[i, n] = EOS
     return x, y
-
-
-def test_attention_configs_found() -> None:
-    assert VARIANTS, f"no attention configs under {CONF / 'attention'}"
-
-
-def test_yaml_lists_every_constructor_param_with_its_default() -> None:
-    cfg = yaml.safe_load((CONF / "backbone" / "seq2seq.yaml").read_text())
-    assert cfg.pop("name") == "seq2seq"
-    params = params_of(BACKBONES.get("seq2seq"), CONTEXT_ARGS)
-    assert cfg == {n: p.default for n, p in params.items()}
-    assert all(p.kind is p.KEYWORD_ONLY for p in params.values())
-    assert check_params(BACKBONES.get("seq2seq"), cfg, "backbone", CONTEXT_ARGS) == []
 
 
 @pytest.mark.parametrize("heads", [1, 2, 4, 8])
