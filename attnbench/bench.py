@@ -709,26 +709,11 @@ def plot(result: BenchResult, path: Path) -> Path:
         color = colors.setdefault(variant, f"C{len(colors) % 10}")
         exp = result.exponents[label]
         name = label + (f" (T^{exp:.2f})" if exp is not None else "")
-        timed = [r for r in rows if r.median_ms]
-        if timed:
-            ax_t.plot(
-                [r.n for r in timed],
-                [r.median_ms for r in timed],
-                styles[kind],
-                color=color,
-                marker="o",
-                label=name,
-            )
-        mem = [r for r in rows if r.peak_mb]
-        if mem:
-            ax_m.plot(
-                [r.n for r in mem],
-                [r.peak_mb for r in mem],
-                styles[kind],
-                color=color,
-                marker="o",
-                label=label,
-            )
+        for ax, attr, legend in ((ax_t, "median_ms", name), (ax_m, "peak_mb", label)):
+            points = [(r.n, getattr(r, attr)) for r in rows if getattr(r, attr)]
+            if points:
+                ns, ys = zip(*points, strict=True)
+                ax.plot(ns, ys, styles[kind], color=color, marker="o", label=legend)
     s = result.plan.settings
     for ax, what in ((ax_t, "forward+backward time (ms)"), (ax_m, "peak memory above idle (MB)")):
         ax.set_xscale("log", base=2)
