@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from attnbench.bench import BenchSettings, compose_plan, run_cases
+from attnbench.bench.measure import ratio, run_cases
+from attnbench.bench.plan import BenchSettings, compose_plan
 from attnbench.errors import ConfigError
 from tests.conftest import all_runs, tracker_for
 
@@ -82,8 +83,6 @@ def test_settings_schema_matches_conf_bench_yaml() -> None:
 def test_multihead_is_timed_against_its_sdpa_step_and_its_plain_equivalent() -> None:
     """multihead gets three references: the bare SDPA call on its projected heads (the floor the
     issue's ≤ 1.15× target is about), the variant as plain torch calls, and the naive formula."""
-    from attnbench.bench import ratio
-
     plan = compose_plan(["attention=multihead", *TINY, "bench.memory=false"])
     result = run_cases(plan)
     labels = [r.label for r in result.rows if r.n == 16]

@@ -22,16 +22,10 @@ from attnbench.attention.additive import (
     additive_scores,
     additive_scores_naive,
 )
-from attnbench.bench import (
-    REFERENCES,
-    BenchSettings,
-    Case,
-    _merge,
-    build_runner,
-    estimate_bytes,
-    measure_memory,
-    scaling_exponent,
-)
+from attnbench.bench.kernels import REFERENCES, _merge, build_runner
+from attnbench.bench.measure import estimate_bytes, scaling_exponent
+from attnbench.bench.memory import measure_memory
+from attnbench.bench.plan import BenchSettings, Case
 
 TOL = 1e-5
 NODES = {
@@ -77,9 +71,10 @@ def test_multihead_bare_is_its_own_sdpa_step() -> None:
     heads_out = runner.fn()
     assert heads_out.shape == runner.grad.shape == (2, 4, 24, 4)
     torch.manual_seed(settings.seed)  # the module build_runner made for this case, same weights
-    from attnbench.training.build import attention_factory
+    from attnbench.config.build import attention_factory
+    from attnbench.config.schema import ComponentConfig
 
-    attn = attention_factory(NODES["multihead"])(16, 16, 16)
+    attn = attention_factory(ComponentConfig.from_node(NODES["multihead"]))(16, 16, 16)
     with torch.no_grad():
         torch.testing.assert_close(_merge(attn, heads_out), fast, atol=TOL, rtol=0)
     heads_out.backward(runner.grad)

@@ -1,0 +1,119 @@
+"""Peak memory of one case, measured in a fresh process: a fork of a clean fork server, so no
+measurement inherits another's heap; the peak resident memory above the idle baseline.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import functools
+import gc
+import json
+from collections.abc import Mapping
+from dataclasses import asdict
+from typing import Any
+
+import torch
+
+from attnbench.bench.kernels import build_runner
+from attnbench.bench.plan import BenchSettings, Case
+
+
+def _status_kib(field_name: str) -> int | None:
+    """A field of /proc/self/status in KiB (VmRSS, VmHWM), or None without /proc."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith(field_name + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def _reset_peak_rss() -> bool:
+    """Reset this process's peak RSS (VmHWM) to its current RSS (Linux >= 4.0)."""
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as fh:
+            fh.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _return_freed_memory() -> None:
+    """glibc keeps freed blocks below a moving threshold (up to 32 MiB) in its heap, so a later
+    allocation would reuse pages already counted in the baseline. Make every block >= 64 KiB its
+    own mapping, unmapped on free, so the resident size follows the live tensors."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, 64 * 1024)  # M_MMAP_THRESHOLD
+        libc.mallopt(-1, 128 * 1024)  # M_TRIM_THRESHOLD
+
+
+def _memory_child(spec: str, conn: Any) -> None:
+    """Runs in a forked child: build the case, run it once to warm up, then report the peak
+    resident memory of a second run above the resident memory just before it (MiB)."""
+    try:
+        data = json.loads(spec)
+        _return_freed_memory()
+        torch.set_num_threads(int(data["threads"]))
+        settings = BenchSettings(**data["settings"])
+        runner = build_runner(Case(**data["case"]), data["node"], settings)
+        if _status_kib("VmHWM") is None or not _reset_peak_rss():  # no /proc: coarse fallback
+            import resource
+
+            runner.clear()
+            before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+            runner()
+            after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+            conn.send({"peak_mb": max(0, after - before) / 1024.0})
+            return
+        runner()  # one-time allocations (thread pools, kernel scratch) do not belong to the case
+        runner.clear()
+        gc.collect()
+        _reset_peak_rss()
+        baseline = _status_kib("VmRSS") or 0
+        runner()
+        peak = _status_kib("VmHWM") or 0
+        conn.send({"peak_mb": max(0, peak - baseline) / 1024.0})
+    except BaseException as err:  # noqa: BLE001 - reported to the parent as a note
+        with contextlib.suppress(Exception):
+            conn.send({"error": f"{type(err).__name__}: {err}".splitlines()[0][:200]})
+
+
+@functools.cache
+def _mp_context() -> Any:
+    """A fork server that imported torch and this module once, but never ran anything: every
+    measurement is a fresh fork of it (fast, and no measurement inherits another's heap)."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload([__name__])  # attnbench.bench.memory: torch and the kernels
+    return ctx
+
+
+def measure_memory(
+    case: Case, node: Mapping[str, Any], settings: BenchSettings, threads: int
+) -> tuple[float | None, str]:
+    """Peak memory (MiB) of one forward+backward of `case` in a fresh process, or a note."""
+    ctx = _mp_context()
+    spec = json.dumps(
+        {"case": asdict(case), "node": dict(node), "settings": asdict(settings), "threads": threads}
+    )
+    receive, send = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_memory_child, args=(spec, send), daemon=True)
+    proc.start()
+    send.close()
+    try:
+        reply = receive.recv()
+    except EOFError:
+        reply = {}
+    finally:
+        receive.close()
+        proc.join()
+    if "peak_mb" in reply:
+        return float(reply["peak_mb"]), ""
+    if proc.exitcode is not None and proc.exitcode < 0:
+        return None, f"memory process killed by signal {-proc.exitcode} (out of memory?)"
+    return None, f"memory not measured: {reply.get('error', 'no reply')}"

@@ -1,0 +1,226 @@
+"""What `attnbench bench` leaves behind: the tables, the PNG plot, the CSV/JSON files, and one
+MLflow run holding the metrics (step = T), the table and the plot."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import asdict, fields
+from pathlib import Path
+from typing import Any
+
+from attnbench.bench.measure import BenchResult, Row, ratio
+from attnbench.bench.plan import KINDS
+
+
+def _f(value: float | None, fmt: str) -> str:
+    """A table cell: "—" for a value not measured."""
+    return "—" if value is None else format(value, fmt)
+
+
+def results_table(result: BenchResult) -> Any:
+    from rich.table import Table
+
+    s = result.plan.settings
+    load = f"load {result.load[0]:.1f}→{result.load[1]:.1f}"
+    table = Table(
+        title=(
+            f"attnbench bench: forward+backward, B={s.batch} D={s.dim}, "
+            f"{result.threads} thread(s), "
+            f"matmul peak {result.peak_gflops:.0f} GFLOP/s, {load} on {os.cpu_count()} cores"
+        ),
+        title_justify="left",
+    )
+    for col in (
+        "attention",
+        "T",
+        "time ms",
+        "IQR ms",
+        "÷ bare",
+        "÷ plain",
+        "÷ naive",
+        "peak MB",
+        "mem ÷ naive",
+        "GFLOP/s",
+        "% peak",
+        "note",
+    ):
+        table.add_column(col, justify="left" if col in ("attention", "note") else "right")
+    last = None
+    for row in result.rows:
+        if last is not None and row.variant != last:
+            table.add_section()
+        last = row.variant
+        own = row.kind != "bare"
+        table.add_row(
+            row.label,
+            str(row.n),
+            _f(row.median_ms, ".2f"),
+            _f(row.iqr_ms, ".2f"),
+            *(_f(ratio(result.rows, row, k) if row.kind != k else None, ".3f") for k in KINDS[1:]),
+            _f(row.peak_mb, ".1f"),
+            _f(
+                ratio(result.rows, row, "naive", "peak_mb")
+                if own and row.kind != "naive"
+                else None,
+                ".4f",
+            ),
+            _f(row.gflops, ".1f"),
+            _f(row.pct_peak, ".0f"),
+            row.note,
+        )
+    return table
+
+
+def exponent_table(result: BenchResult) -> Any:
+    from rich.table import Table
+
+    table = Table(title="scaling exponent: slope of log time vs log T", title_justify="left")
+    table.add_column("attention")
+    table.add_column("exponent", justify="right")
+    table.add_column("lengths", justify="right")
+    for label, exp in result.exponents.items():
+        ns = [r.n for r in result.rows if r.label == label and r.median_ms]
+        table.add_row(label, _f(exp, ".2f"), ",".join(map(str, ns)) or "—")
+    return table
+
+
+def plot(result: BenchResult, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    styles = {"variant": "-", "bare": "--", "plain": "-.", "naive": ":"}
+    fig, (ax_t, ax_m) = plt.subplots(1, 2, figsize=(12, 4.8))
+    colors: dict[str, Any] = {}
+    for label in result.exponents:
+        rows = [r for r in result.rows if r.label == label]
+        variant, kind = rows[0].variant, rows[0].kind
+        color = colors.setdefault(variant, f"C{len(colors) % 10}")
+        exp = result.exponents[label]
+        name = label + (f" (T^{exp:.2f})" if exp is not None else "")
+        for ax, attr, legend in ((ax_t, "median_ms", name), (ax_m, "peak_mb", label)):
+            points = [(r.n, getattr(r, attr)) for r in rows if getattr(r, attr)]
+            if points:
+                ns, ys = zip(*points, strict=True)
+                ax.plot(ns, ys, styles[kind], color=color, marker="o", label=legend)
+    s = result.plan.settings
+    for ax, what in ((ax_t, "forward+backward time (ms)"), (ax_m, "peak memory above idle (MB)")):
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("sequence length T")
+        ax.set_ylabel(what)
+        ax.grid(True, which="both", alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
+    ax_t.set_title(f"time, B={s.batch} D={s.dim}, {result.threads} thread(s)")
+    ax_m.set_title("memory" + ("" if s.memory else " (not measured: bench.memory=false)"))
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def write_files(result: BenchResult, out_dir: Path) -> dict[str, Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files = {"png": plot(result, out_dir / "bench.png")}
+    csv_path = out_dir / "results.csv"
+    with csv_path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        names = [f.name for f in fields(Row)]
+        writer.writerow([*names, *(f"x_{k}" for k in KINDS[1:]), "mem_x_naive", "exponent"])
+        for r in result.rows:
+            writer.writerow(
+                [
+                    *(getattr(r, n) for n in names),
+                    *(ratio(result.rows, r, k) for k in KINDS[1:]),
+                    ratio(result.rows, r, "naive", "peak_mb"),
+                    result.exponents.get(r.label),
+                ]
+            )
+    files["csv"] = csv_path
+    summary = {
+        "settings": asdict(result.plan.settings),
+        "variants": result.plan.variants,
+        "matmul_peak_gflops": result.peak_gflops,
+        "threads": result.threads,
+        "loadavg": list(result.load),
+        "exponents": result.exponents,
+        "rows": [asdict(r) for r in result.rows],
+    }
+    files["json"] = out_dir / "results.json"
+    files["json"].write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    return files
+
+
+def metric_key(label: str, name: str) -> str:
+    """`<case label>/<name>`, the label made safe for an MLflow metric name."""
+    return f"{re.sub(r'[^A-Za-z0-9_.-]', '_', label)}/{name}"
+
+
+def log_to_mlflow(result: BenchResult, files: Mapping[str, Path], table_text: str) -> str:
+    """One MLflow run holding the metrics (step = T), table, plot and raw results."""
+    import torch
+    import yaml
+
+    from attnbench import __version__
+    from attnbench.config.schema import flatten
+    from attnbench.store import schema as rec
+    from attnbench.store.handle import Tracker
+
+    plan = result.plan
+    tracker = Tracker(plan.tracking_uri, plan.runs_dir)
+    tracker.connect()
+    exp_id = tracker.experiment_id(plan.experiment_name)
+    name = "bench-" + "-".join(plan.variants)
+    tags = {
+        rec.KIND_TAG: rec.BENCH_KIND,
+        rec.VERSION_TAG: __version__,
+        rec.THREADS_TAG: result.threads,
+        rec.LOADAVG_TAG: f"{result.load[0]:.2f} -> {result.load[1]:.2f}",
+        rec.TORCH_VERSION_TAG: torch.__version__,
+        rec.ATTENTION_TAG: ",".join(plan.variants),
+    }
+    run_id = tracker.start_run(exp_id, name, tags)
+    try:
+        params = flatten({"bench": asdict(plan.settings), "attention": plan.variants})
+        params[rec.CPU_COUNT_PARAM] = os.cpu_count()
+        tracker.log_params(run_id, params)
+        by_n: dict[int, dict[str, float]] = {}
+        for r in result.rows:
+            metrics = by_n.setdefault(r.n, {})
+            values = {
+                "time_ms": r.median_ms,
+                "time_iqr_ms": r.iqr_ms,
+                "peak_mem_mb": r.peak_mb,
+                "gflops": r.gflops,
+                "pct_of_peak": r.pct_peak,
+                **{f"x_{k}": ratio(result.rows, r, k) if r.kind != k else None for k in KINDS[1:]},
+            }
+            metrics.update({metric_key(r.label, k): v for k, v in values.items() if v is not None})
+        for n, metrics in sorted(by_n.items()):
+            if metrics:
+                tracker.log_metrics(run_id, metrics, n)
+        summary = {
+            metric_key(k, "scaling_exponent"): v
+            for k, v in result.exponents.items()
+            if v is not None
+        }
+        summary["matmul_peak_gflops"] = result.peak_gflops
+        tracker.log_metrics(run_id, summary, 0)
+        for path in files.values():
+            tracker.log_artifact(run_id, path, "bench")
+        tracker.log_text(run_id, table_text, "bench/table.txt")
+        tracker.log_text(run_id, yaml.safe_dump(plan.config, sort_keys=False), "config/bench.yaml")
+        tracker.end_run(run_id, "FINISHED")
+    except BaseException:
+        with contextlib.suppress(Exception):
+            tracker.end_run(run_id, "FAILED")
+        raise
+    return run_id
