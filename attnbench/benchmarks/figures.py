@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from attnbench.tracking import RunInfo, Tracker
+from attnbench.store.handle import RunInfo, Tracker
 
 VARIANTS = "none,dot,scaled,additive,multihead"
 

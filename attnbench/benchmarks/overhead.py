@@ -95,7 +95,7 @@ def exe() -> str:
 
 def template_store(root: Path) -> Path:
     """A created and migrated MLflow store, copied into every runs_dir (creation costs seconds)."""
-    from attnbench.tracking import Tracker
+    from attnbench.store.handle import Tracker
 
     Tracker(None, root).connect()
     return root / "mlflow.db"
@@ -108,19 +108,12 @@ def runs_dir_from(template: Path, path: Path) -> Path:
 
 
 def compose(overrides: Sequence[str]) -> dict[str, Any]:
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
     from omegaconf import OmegaConf
 
-    from attnbench.config import conf_dir
+    from attnbench.config.compose import hydra_compose
 
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
-        cfg = OmegaConf.to_container(
-            hydra_compose("config", overrides=list(overrides)), resolve=True
-        )
-    GlobalHydra.instance().clear()
+    with hydra_compose() as compose_cfg:
+        cfg = OmegaConf.to_container(compose_cfg("config", overrides=list(overrides)), resolve=True)
     return cfg  # type: ignore[return-value]
 
 
@@ -136,7 +129,7 @@ def run_cli(args: Sequence[str], cwd: Path, timeout: float = 3600) -> tuple[floa
 
 
 def runs_of(runs_dir: Path, experiment: str) -> list[Any]:
-    from attnbench.tracking import Tracker
+    from attnbench.store.handle import Tracker
 
     tracker = Tracker(None, runs_dir)
     exp = tracker.find_experiment(experiment)
@@ -145,7 +138,7 @@ def runs_of(runs_dir: Path, experiment: str) -> list[Any]:
 
 def loss_timestamps(runs_dir: Path, run_id: str) -> dict[int, float]:
     """step -> epoch seconds at which the training loop logged train/loss for that step."""
-    from attnbench.tracking import Tracker
+    from attnbench.store.handle import Tracker
 
     history = Tracker(None, runs_dir).client.get_metric_history(run_id, "train/loss")
     return {m.step: m.timestamp / 1000.0 for m in history}
@@ -235,12 +228,13 @@ def bare_loop(cfg: dict[str, Any], steps: int, every: int, threads: int) -> dict
     clipping and batches as the runner); returns {step: seconds} at every `every` steps."""
     import torch
 
-    from attnbench.training.build import build
+    from attnbench.config.build import build
+    from attnbench.config.validate import validate
     from attnbench.training.loop import loss_fn
 
     torch.set_num_threads(threads)
     torch.manual_seed(cfg["seed"])
-    built = build(cfg)
+    built = build(validate(cfg))
     model, data, tc = built.model, built.data, built.trainer
     kind = data.spec.kind
     opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
@@ -368,8 +362,9 @@ def section_logging(report: Report, work: Path, template: Path, quick: bool, rep
     indirect cost, but noisy on a shared machine)."""
     import torch
 
-    from attnbench.tracking import Tracker
-    from attnbench.training.build import build
+    from attnbench.config.build import build
+    from attnbench.config.validate import validate
+    from attnbench.store.handle import Tracker
     from attnbench.training.loop import fit
     from attnbench.training.seeding import set_threads
 
@@ -380,7 +375,7 @@ def section_logging(report: Report, work: Path, template: Path, quick: bool, rep
     threads = set_threads(0, 1)
     tracker = Tracker(None, runs_dir_from(template, work / "logging"))
     exp = tracker.experiment_id("logging")
-    built = build(cfg)
+    built = build(validate(cfg))
     state = {k: v.clone() for k, v in built.model.state_dict().items()}
     kinds = ("null", "background", "synchronous")
     train_s: dict[str, list[float]] = {k: [] for k in kinds}
@@ -440,10 +435,11 @@ import os, sys, time, statistics
 import attnbench
 import torch
 from attnbench.benchmarks.overhead import compose
-from attnbench.training.build import build
+from attnbench.config.build import build
+from attnbench.config.validate import validate
 from attnbench.training.loop import loss_fn
 torch.set_num_threads(int(sys.argv[1]))
-built = build(compose([]))
+built = build(validate(compose([])))
 model, data = built.model, built.data
 opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
 x, y = data.train.inputs[:64], data.train.targets[:64]

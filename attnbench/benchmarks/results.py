@@ -22,8 +22,8 @@ from pathlib import Path
 
 import yaml
 
-from attnbench.config import conf_dir
-from attnbench.tracking import Tracker
+from attnbench.config.groups import conf_dir
+from attnbench.store.handle import Tracker
 
 DOCS = Path("docs")
 TEXT_PRESETS = {"text_pooling"}
