@@ -48,18 +48,18 @@ def test_a_run_that_cannot_open_stops_the_sink(runs_dir: Path) -> None:
 
 
 def test_run_experiment_reports_an_unusable_store_in_one_line(tmp_path: Path) -> None:
-    from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
-    from attnbench.config import conf_dir
-    from attnbench.experiment import run_experiment
+    from attnbench.config.compose import hydra_compose
+    from attnbench.config.validate import validate
+    from attnbench.run.experiment import run_experiment
 
     blocked = tmp_path / "runs"
     blocked.write_text("a file where the runs folder should be")
-    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
+    with hydra_compose() as compose:
         cfg = OmegaConf.to_container(
             compose("config", overrides=[*SMOKE, f"runs_dir={blocked}"]), resolve=True
         )
     with pytest.raises(TrackingError) as err:
-        run_experiment(cfg)
+        run_experiment(validate(cfg))
     assert "Cannot use the MLflow store" in err.value.one_line()
