@@ -80,8 +80,9 @@ def test_grid_covers_every_backbone_and_variant() -> None:
 def test_triple_trains_and_logs(
     backbone: str, attention: str, task: str, store: Path, data_files: dict[str, Path]
 ) -> None:
-    from attnbench.experiment import run_experiment
-    from attnbench.tracking import Tracker
+    from attnbench.config.validate import validate
+    from attnbench.run.experiment import run_experiment
+    from attnbench.store.handle import Tracker
 
     task_cfg = _yaml("task", task)
     for key, value in SIZES.items():
@@ -102,7 +103,7 @@ def test_triple_trains_and_logs(
         "resume": False,
     }
     cfg["trainer"].pop("defaults", None)
-    result = run_experiment(cfg)
+    result = run_experiment(validate(cfg))
     assert result.status == "FINISHED"
     run = Tracker(None, store).get_run(result.run_id)
     assert run.status == "FINISHED"

@@ -23,7 +23,7 @@ def no_server(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
             on_ready()
         return 0
 
-    monkeypatch.setattr("attnbench.tracking.serve", fake_serve)
+    monkeypatch.setattr("attnbench.store.server.serve", fake_serve)
     return started
 
 

@@ -1,5 +1,5 @@
 """`attnbench compare`: mean ± CI per group over seeds, paired tests against the best, cost
-columns, plots (all the work is in `attnbench.report.compare`)."""
+columns, plots (all the work is in `attnbench.analysis.compare`)."""
 
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ def compare(
 
     Example: attnbench compare -e reverse --by attention,backbone --metric test/exact_match
     """
-    from attnbench.report import compare as run_compare
+    from attnbench.analysis.compare import compare as run_compare
 
     exit_with(
         lambda: run_compare(

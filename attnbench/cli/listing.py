@@ -31,7 +31,7 @@ def sweepers() -> list[tuple[str, str]]:
 
 def _presets(kind: str) -> list[tuple[str, str]]:
     """attnbench's own presets under conf/hydra/<kind>/ (e.g. a SLURM launcher with GPUs)."""
-    from attnbench.config import conf_dir, describe
+    from attnbench.config.groups import conf_dir, describe
 
     return [(p.stem, describe(p)) for p in sorted((conf_dir() / "hydra" / kind).glob("*.yaml"))]
 
@@ -48,7 +48,7 @@ def list_components() -> None:
     launchers and sweepers (plugins' options too, with the package they come from)."""
     from rich.table import Table
 
-    from attnbench.config import GROUPS, conf_dir, describe
+    from attnbench.config.groups import GROUPS, conf_dir, describe
     from attnbench.console import console
     from attnbench.plugins import plugin_yamls
 

@@ -1,5 +1,5 @@
 """`attnbench reproduce RUN_ID`: re-run a run from its saved config and diff the final metrics
-(the work is in `attnbench.reproduce`)."""
+(the work is in `attnbench.run.reproduce`)."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ def reproduce(
 
     Exits 0 when the final metrics match (identical on CPU; --tol for looser checks), 1 otherwise.
     """
-    from attnbench.reproduce import reproduce as run_reproduce
+    from attnbench.run.reproduce import reproduce as run_reproduce
 
     exit_with(
         lambda: run_reproduce(run_id, tol=tol, runs_dir=runs_dir, tracking_uri=tracking_uri),

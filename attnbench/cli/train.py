@@ -18,7 +18,7 @@ def run(ctx: typer.Context, debug: bool = DEBUG) -> None:
 
     Hydra's own flags work too: --cfg job prints the composed config, --info shows the search path.
     """
-    from attnbench.app import launch
+    from attnbench.run.launch import launch
 
     exit_with(lambda: launch(ctx.args, multirun=False, debug=debug), debug)
 
@@ -36,7 +36,7 @@ def sweep(
 
     Launchers: hydra/launcher=joblib hydra.launcher.n_jobs=2 (local), submitit_slurm, ray.
     """
-    from attnbench.app import launch
+    from attnbench.run.launch import launch
 
     args = [*ctx.args, *(["resume=true"] if resume else [])]
     exit_with(lambda: launch(args, multirun=True, debug=debug), debug)

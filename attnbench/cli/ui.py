@@ -1,6 +1,6 @@
 """`attnbench ui`: the MLflow UI on the configured store, bound to 127.0.0.1 unless --host says.
 
-The UI is MLflow's own server (`mlflow server`, started through attnbench.tracking): runs appear
+The UI is MLflow's own server (`mlflow server`, started through attnbench.store.server): runs appear
 under their experiments, sweep jobs nested under their parent run.
 """
 
@@ -36,9 +36,9 @@ def ui_plan(
     allowed_hosts: str | None = None,
 ) -> UiPlan:
     """The server command for a store; a one-line error for a store or port that cannot be used."""
-    from attnbench.config import check_uri
+    from attnbench.config.validate import check_uri
     from attnbench.errors import ConfigError, TrackingError
-    from attnbench.tracking import bind_problem, local_store_uri, server_command
+    from attnbench.store.server import bind_problem, local_store_uri, server_command
 
     warnings: list[str] = []
     if tracking_uri and tracking_uri.startswith(("http://", "https://")):
@@ -84,7 +84,7 @@ def start_ui(plan: UiPlan) -> int:
     from rich.markup import escape
 
     from attnbench.console import console, err_console
-    from attnbench.tracking import serve
+    from attnbench.store.server import serve
 
     for warning in plan.warnings:
         err_console.print(

@@ -18,10 +18,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from attnbench.backbones.base import Backbone
-from attnbench.config import TrainerConfig
 from attnbench.errors import RunFailed
 from attnbench.tasks.base import IGNORE, PAD, Split, TaskData
 from attnbench.tasks.metrics import compute_metrics
+from attnbench.training.config import TrainerConfig
 from attnbench.training.optim import AdamW
 
 

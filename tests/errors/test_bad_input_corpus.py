@@ -183,7 +183,7 @@ def store(tmp_path_factory: pytest.TempPathFactory, empty_store: Path) -> Path:
     """A store with one finished smoke run (experiment assoc_recall)."""
     import shutil
 
-    from attnbench.app import launch
+    from attnbench.run.launch import launch
 
     root = tmp_path_factory.mktemp("store_with_run")
     shutil.copy(empty_store, root / "mlflow.db")

@@ -38,7 +38,7 @@ def test_a_config_cannot_import_anything(cli, runs_dir: Path, override: str) -> 
 
 def test_a_yaml_with_target_is_refused_by_validation() -> None:
     """A config file (e.g. from --config-dir) that adds _target_ to a component group."""
-    from attnbench.config import static_problems
+    from attnbench.config.validate import static_problems
 
     cfg = {"attention": {"name": "scaled", "dropout": 0.0, "_target_": "os.system"},
            "backbone": {"name": "transformer"}, "task": {"name": "copy"},

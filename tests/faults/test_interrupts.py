@@ -88,7 +88,7 @@ def test_second_ctrl_c_exits_at_once(tmp_path: Path) -> None:
     """The guard `launch` runs under: the 2nd SIGINT, during a slow cleanup, exits with 130."""
     script = textwrap.dedent("""
         import os, signal, sys, time
-        from attnbench.app import sigint_guard
+        from attnbench.run.launch import sigint_guard
         with sigint_guard():
             try:
                 print("ready", flush=True)
@@ -217,7 +217,7 @@ def test_live_and_foreign_runs_are_not_stale(runs_dir: Path) -> None:
 
 def test_a_recycled_pid_is_not_mistaken_for_the_run() -> None:
     """pid reuse: a live process that started after the run cannot be the run's process."""
-    from attnbench.tracking import process_alive
+    from attnbench.store.liveness import process_alive
 
     assert process_alive(os.getpid())
     assert process_alive(os.getpid(), since_ms=int(time.time() * 1000))

@@ -2,7 +2,7 @@
 0 lost metric points, an intact file. The stress benchmark's repeat, run once.
 
 MLflow's SQLite store creates and migrates its tables without a lock; attnbench creates the
-store under a file lock (attnbench.tracking.Tracker.connect). The README's figures come from
+store under a file lock (attnbench.store.handle.Tracker.connect). The README's figures come from
 ``python -m attnbench.benchmarks.stress_store --repeats 10 --jobs 4``.
 """
 

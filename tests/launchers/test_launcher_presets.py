@@ -8,7 +8,7 @@ import os
 import pytest
 import yaml
 
-from attnbench.app import jobs_sharing_this_machine
+from attnbench.run.app import jobs_sharing_this_machine
 from tests.e2e.servers import need_module
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from attnbench.reproduce import diff_metrics
+from attnbench.run.reproduce import diff_metrics
 from tests.conftest import all_runs, tracker_for
 
 

@@ -16,10 +16,10 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402 - after selecting the backend
 
-from attnbench.stats import pareto_front  # noqa: E402
+from attnbench.analysis.stats import pareto_front  # noqa: E402
 
 if TYPE_CHECKING:
-    from attnbench.diagnostics import HeatmapExample
+    from attnbench.training.diagnostics import HeatmapExample
 
 DPI = 130
 STATUS_TEXT = {"best": "best", "tied": "tied with best", "worse": "worse", "?": "n < 2"}

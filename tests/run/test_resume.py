@@ -7,7 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from attnbench.app import STATE, objective
+from attnbench.run.app import objective
+from attnbench.run.resume import skip_if_finished
+from attnbench.store.handle import Tracker
+from attnbench.store.schema import CONFIG_HASH_TAG, RunIdentity
 from tests.conftest import all_runs
 
 GRID = ("attention=none,dot,scaled", "seed=0,1")  # 6 jobs
@@ -69,7 +72,9 @@ def test_resume_on_run_skips_a_finished_config(cli, runs_dir: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "skip scaled-transformer-assoc_recall-s0: already FINISHED" in result.output
     (run,) = job_runs(runs_dir)
-    (skipped,) = STATE.results
+    skipped = skip_if_finished(Tracker(None, runs_dir), run.experiment_id,
+                               run.tags[CONFIG_HASH_TAG], RunIdentity.from_tags(run.tags), None)
+    assert skipped is not None
     assert (skipped.status, skipped.run_id, skipped.primary) == ("SKIPPED", run.run_id, "val/acc")
     assert objective(skipped) == skipped.metrics["val/acc"]  # an Optuna sweep reads the old score
     result = cli("run", "attention=scaled", "trainer.lr=0.001", "resume=true")  # another config

@@ -2,13 +2,17 @@
 closes it after the last one, then prints the end-of-sweep table.
 
 Jobs find their parent through a small JSON file in Hydra's sweep folder, which every launcher
-(joblib, submitit, Ray) shares with the jobs it starts.
+(joblib, submitit, Ray) shares with the jobs it starts; each job leaves its `RunResult` there too
+(`RESULT_FILE`), so the table also shows jobs that made no run. The launching process finds the
+sweep it opened in the store (tagged with its pid): nothing is passed through module globals.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+import os
+import time
+from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -17,39 +21,34 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from attnbench.experiment import SweepContext
+from attnbench.run.experiment import SweepContext
+from attnbench.store import schema as record
+from attnbench.store.schema import RunResult
 
 CONTEXT_FILE = "attnbench_sweep.json"
+RESULT_FILE = "attnbench_result.json"
 MULTI_TASK_EXPERIMENT = "attnbench"
-# The sweep this (launching) process has open: `app.launch` closes it as KILLED on Ctrl-C, when
-# Hydra never calls `on_multirun_end`.
-ACTIVE: dict[str, Any] = {}
+# Keys every run name already shows.
+NAMED = {"attention", "backbone", "task", "seed"}
 
 
-def read_context(sweep_dir: str) -> SweepContext | None:
+def read_context(sweep_dir: str | Path) -> SweepContext | None:
     path = Path(sweep_dir) / CONTEXT_FILE
     if not path.is_file():
         return None
     return SweepContext(**json.loads(path.read_text()))
 
 
-@dataclass
-class SweepSummary:
-    parent_run_id: str
-    experiment_name: str
-    rows: list[dict[str, Any]] = field(default_factory=list)
-
-    @property
-    def failed(self) -> list[dict[str, Any]]:
-        return [r for r in self.rows if r["status"] not in ("FINISHED", "SKIPPED")]
-
-    @property
-    def skipped(self) -> list[dict[str, Any]]:
-        return [r for r in self.rows if r["status"] == "SKIPPED"]
+def write_result(job_dir: Path, result: RunResult) -> None:
+    job_dir.mkdir(parents=True, exist_ok=True)
+    (job_dir / RESULT_FILE).write_text(json.dumps(asdict(result)))
 
 
-# Keys every run name already shows.
-NAMED = {"attention", "backbone", "task", "seed"}
+def read_results(sweep_dir: str | Path) -> list[RunResult]:
+    """Every job result written under a sweep folder, in job order."""
+    found = sorted(Path(sweep_dir).glob(f"*/{RESULT_FILE}"),
+                   key=lambda p: (len(p.parent.name), p.parent.name))
+    return [RunResult(**json.loads(p.read_text())) for p in found]
 
 
 def grid_keys(config: DictConfig) -> set[str]:
@@ -73,7 +72,8 @@ class SweepCallback(Callback):
         self.parent_run_id: str | None = None
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        from attnbench.tracking import Tracker, process_tags
+        from attnbench.store.handle import Tracker
+        from attnbench.store.liveness import process_tags
 
         overrides = list(config.hydra.overrides.task)
         if config.experiment_name:
@@ -91,16 +91,14 @@ class SweepCallback(Callback):
             exp_id,
             f"sweep-{stamp}",
             {
-                "attnbench.kind": "sweep",
-                "attnbench.overrides": " ".join(overrides),
-                "attnbench.sweep_dir": str(sweep_dir.resolve()),
-                **process_tags(),
+                record.KIND_TAG: record.SWEEP_KIND,
+                record.OVERRIDES_TAG: " ".join(overrides),
+                record.SWEEP_DIR_TAG: str(sweep_dir.resolve()),
+                **process_tags(),  # the launching process: it closes the sweep on Ctrl-C
             },
         )
-        ACTIVE.update(uri=config.tracking.uri, runs_dir=str(config.runs_dir),
-                      parent_run_id=self.parent_run_id)
         tracker.log_text(self.parent_run_id, OmegaConf.to_yaml(OmegaConf.create(overrides)),
-                         "config/overrides.yaml")
+                         record.OVERRIDES_ARTIFACT)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         (sweep_dir / CONTEXT_FILE).write_text(
             json.dumps({"parent_run_id": self.parent_run_id, "experiment_name": exp_name,
@@ -108,30 +106,24 @@ class SweepCallback(Callback):
         )
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        from attnbench.app import STATE
-        from attnbench.report import print_sweep_table, sweep_rows
-        from attnbench.tracking import Tracker
+        from attnbench.analysis.sweep_table import (
+            SweepSummary,
+            print_sweep_table,
+            result_row,
+            sweep_rows,
+        )
+        from attnbench.store.handle import Tracker
 
         if self.parent_run_id is None:
             return
-        ACTIVE.clear()
-        from attnbench.app import read_results
-
         tracker = Tracker(config.tracking.uri, config.runs_dir)
         rows = sweep_rows(tracker, self.parent_run_id)
         logged = {r["run_id"] for r in rows}
-        for result in read_results(config.hydra.sweep.dir):  # jobs that made no child run
-            if result.run_id not in logged:
-                attention, backbone, task, seed = result.name.split("-")[:4]
-                rows.append({"run_id": result.run_id, "attention": attention, "backbone": backbone,
-                             "task": task, "seed": seed.removeprefix("s"), "status": result.status,
-                             "metric": "", "test": None, "val": None, "params": None,
-                             "train_s": None, "error": result.error or ""})
+        rows += [result_row(result) for result in read_results(config.hydra.sweep.dir)
+                 if result.run_id not in logged]  # jobs that made no child run
         summary = SweepSummary(self.parent_run_id, "", rows)
-        status = "FAILED" if summary.failed else "FINISHED"
-        tracker.end_run(self.parent_run_id, status)
+        tracker.end_run(self.parent_run_id, "FAILED" if summary.failed else "FINISHED")
         print_sweep_table(summary)
-        STATE.sweep = summary
 
 
 def report_stale(run_ids: list[str]) -> None:
@@ -145,33 +137,42 @@ def report_stale(run_ids: list[str]) -> None:
         )
 
 
-def interrupt_active_sweep(reason: str = "interrupted (Ctrl-C)") -> str | None:
-    """Close the sweep this process has open as KILLED, with its still-RUNNING jobs.
+def sweeps_of_this_process(tracker: Any) -> list[Any]:
+    """The sweep parent runs this process opened in the store, newest first."""
+    experiments = list(tracker.experiments())
+    if not experiments:
+        return []
+    return tracker.search(
+        experiments,
+        f"tags.`{record.KIND_TAG}` = '{record.SWEEP_KIND}' and "
+        f"tags.`{record.PID_TAG}` = '{os.getpid()}'",
+        order_by=["attributes.start_time DESC"],
+    )
+
+
+def interrupt_sweeps(tracker: Any, reason: str = "interrupted (Ctrl-C)") -> str | None:
+    """Close the sweep this process still has RUNNING as KILLED, with its still-RUNNING jobs.
 
     Called on Ctrl-C (Hydra then never reaches `on_multirun_end`); returns the parent run id.
     Jobs that already ended keep their status; the finished ones are not lost.
     """
-    import time
+    from attnbench.store.liveness import process_alive
 
-    from attnbench.tracking import ERROR_TAG, PID_TAG, Tracker, process_alive
-
-    if not ACTIVE:
+    running = [s for s in sweeps_of_this_process(tracker) if s.status == "RUNNING"]
+    if not running:
         return None
-    info = dict(ACTIVE)
-    ACTIVE.clear()
-    tracker = Tracker(info["uri"], info["runs_dir"])
-    parent = info["parent_run_id"]
+    parent = running[0].run_id
     deadline = time.monotonic() + 10  # a worker still alive is closing its own run: let it
     while time.monotonic() < deadline and any(
-        r.status == "RUNNING" and process_alive(int(r.tags.get(PID_TAG, "0") or 0))
+        r.status == "RUNNING" and process_alive(int(r.tags.get(record.PID_TAG, "0") or 0))
         for r in tracker.children(parent)
     ):
         time.sleep(0.2)
     for child in tracker.children(parent):
         if child.status == "RUNNING":  # e.g. a joblib worker stopped before it could close it
-            tracker.set_tags(child.run_id, {ERROR_TAG: reason})
+            tracker.set_tags(child.run_id, {record.ERROR_TAG: reason})
             tracker.keep_last_checkpoint(child)
             tracker.end_run(child.run_id, "KILLED")
-    tracker.set_tags(parent, {ERROR_TAG: reason})
+    tracker.set_tags(parent, {record.ERROR_TAG: reason})
     tracker.end_run(parent, "KILLED")
     return parent

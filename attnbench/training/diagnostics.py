@@ -17,20 +17,16 @@ test split with the best-validation weights, honouring ``trainer.limit_eval_batc
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from attnbench.backbones.base import Backbone, padding_mask
-from attnbench.config import TrainerConfig
 from attnbench.tasks.base import PAD, Split, TaskData
 
 HEATMAP_EXAMPLES = 3
-HEATMAP_ARTIFACT = "plots/attention.png"
 
 
 @dataclass
@@ -159,24 +155,3 @@ def heatmap_examples(
             row_labels = _labels(x[i][r], in_itos)
         examples.append(HeatmapExample(w, a, row_labels, _labels(x[i][c], in_itos)))
     return examples
-
-
-def log_diagnostics(
-    model: Backbone, data: TaskData, trainer: TrainerConfig, tracker: Any, run_id: str
-) -> dict[str, float]:
-    """Compute the diagnostics on the test split, log the heatmap; return the metrics to log."""
-    metrics = attention_diagnostics(
-        model, data, data.test, trainer.eval_batch_size, trainer.limit_eval_batches
-    )
-    if metrics is None:
-        return {}
-    try:
-        from attnbench.plots import attention_heatmap
-
-        examples = heatmap_examples(model, data, data.test)
-        with tempfile.TemporaryDirectory() as tmp:
-            path = attention_heatmap(examples, Path(tmp) / Path(HEATMAP_ARTIFACT).name)
-            tracker.log_artifact(run_id, path, str(Path(HEATMAP_ARTIFACT).parent))
-    except Exception as err:  # noqa: BLE001 - a plot must not fail a trained run
-        tracker.set_tags(run_id, {"attnbench.diagnostics_error": f"{type(err).__name__}: {err}"})
-    return metrics

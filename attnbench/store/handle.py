@@ -1,4 +1,5 @@
-"""The only module that talks to MLflow.
+"""The store handle: the one class that calls MLflow's client (`Tracker`), and the queries
+the run pipeline and the analysis share.
 
 Default store: SQLite at ``<runs_dir>/mlflow.db`` with artifacts under ``<runs_dir>/artifacts``;
 ``tracking.uri`` points at a server (or any MLflow backend URI) instead. The store is created and
@@ -9,10 +10,7 @@ a fresh SQLite file at the same time would otherwise lose runs and corrupt the f
 from __future__ import annotations
 
 import logging
-import os
-import queue
 import socket
-import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from contextlib import contextmanager
@@ -22,60 +20,23 @@ from typing import Any
 
 from filelock import FileLock
 
-from attnbench.errors import TrackingError
+from attnbench.errors import ConfigError, TrackingError
+from attnbench.store.liveness import process_alive
+from attnbench.store.schema import (
+    CHECKPOINT_DIR,
+    CONFIG_HASH_TAG,
+    ERROR_TAG,
+    HOST_TAG,
+    LAST_EPOCH_TAG,
+    LAST_FILE_TAG,
+    PARENT_RUN_TAG,
+    PID_TAG,
+    RESUMED_BY_TAG,
+)
+from attnbench.store.sink import PendingRun, RunSink
 
 MAX_PARAM_LEN = 6000
 SQLITE_RETRIES = 8
-# Which process owns a RUNNING run: a run whose process is gone is stale (killed with SIGKILL,
-# power loss) and is marked FAILED by the next sweep (or `compare`).
-PID_TAG = "attnbench.pid"
-HOST_TAG = "attnbench.host"
-ERROR_TAG = "attnbench.error"
-# Where a training process keeps its last-epoch weights (a local file, logged as
-# checkpoints/last.pt only if the run does not finish; see `Tracker.keep_last_checkpoint`).
-LAST_FILE_TAG = "attnbench.last_checkpoint_file"
-LAST_EPOCH_TAG = "attnbench.last_epoch"
-
-
-def process_tags() -> dict[str, str]:
-    """Tags naming this process, set on every run at start (see `Tracker.mark_stale_runs`)."""
-    return {PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()}
-
-
-def _process_start_ms(pid: int) -> int | None:
-    """When process `pid` started (ms since the epoch), from /proc on Linux; None elsewhere."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        boot = next(int(ln.split()[1]) for ln in Path("/proc/stat").read_text().splitlines()
-                    if ln.startswith("btime "))
-        fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) "
-        if fields[0] in ("Z", "X"):  # zombie / dead: exited, only waiting to be reaped
-            return -1
-        return int((boot + int(fields[19]) / os.sysconf("SC_CLK_TCK")) * 1000)
-    except (OSError, ValueError, StopIteration, IndexError):
-        return None
-
-
-def process_alive(pid: int, since_ms: int | None = None) -> bool:
-    """Is `pid` a live process (that started no later than `since_ms`, when given)?
-
-    The start-time check catches a recycled pid: a process that started after the run did
-    cannot be the run's process.
-    """
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process: it exists
-        pass
-    started = _process_start_ms(pid)
-    if started == -1:
-        return False
-    # /proc's boot time has a 1 s resolution: allow 2 s before calling the pid recycled
-    return started is None or since_ms is None or started <= since_ms + 2000
-
 
 
 def _quiet_libraries() -> None:
@@ -203,7 +164,7 @@ class Tracker:
     ) -> str:
         all_tags = {k: str(v) for k, v in tags.items()}
         if parent_run_id:
-            all_tags["mlflow.parentRunId"] = parent_run_id
+            all_tags[PARENT_RUN_TAG] = parent_run_id
         run = self._retry(self.client.create_run, experiment_id, run_name=name, tags=all_tags)
         return run.info.run_id
 
@@ -313,7 +274,7 @@ class Tracker:
         if run.tags.get(HOST_TAG) != socket.gethostname() or not ours or not path.is_file():
             return False
         try:
-            self.log_artifact(run.run_id, path, "checkpoints")
+            self.log_artifact(run.run_id, path, CHECKPOINT_DIR)
             epoch = path.with_suffix(".epoch")
             if epoch.is_file():
                 self.set_tags(run.run_id, {LAST_EPOCH_TAG: epoch.read_text().strip()})
@@ -343,7 +304,7 @@ class Tracker:
     def children(self, parent: RunInfo | str) -> list[RunInfo]:
         parent = self.get_run(parent) if isinstance(parent, str) else parent
         return self.search(
-            [parent.experiment_id], f"tags.mlflow.parentRunId = '{parent.run_id}'",
+            [parent.experiment_id], f"tags.`{PARENT_RUN_TAG}` = '{parent.run_id}'",
             order_by=["attributes.start_time ASC"],
         )
 
@@ -368,137 +329,6 @@ class Tracker:
         return sorted((m.step, m.value) for m in self.client.get_metric_history(run_id, key))
 
 
-class PendingRun:
-    """A run opened on a background thread once training has started.
-
-    Importing MLflow, creating or migrating the store, creating the run and logging its params
-    and config cost 2-4 s of CPU, about half of a small run's start-up, and training needs none
-    of it before its first metric. The thread starts at the first `start()` (the sink calls it
-    with the first metric, after the optimiser's own imports, so the two do not compete for the
-    GIL; torch kernels release it) and `result()` waits for it and returns the run id, or raises
-    its error. Meanwhile metrics wait in the sink's queue.
-    """
-
-    def __init__(self, open_fn: Callable[[], str], background: bool = True) -> None:
-        self._open_fn = open_fn
-        self._run_id: str | None = None
-        self._error: BaseException | None = None
-        self._thread: threading.Thread | None = None
-        self._started = threading.Lock()
-        if not background:
-            self.start()
-            self.result()
-
-    def start(self) -> None:
-        """Start opening the run (idempotent)."""
-        with self._started:
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._open, name="attnbench-open-run", daemon=True
-                )
-                self._thread.start()
-
-    def _open(self) -> None:
-        try:
-            self._run_id = self._open_fn()
-        except BaseException as err:  # noqa: BLE001 - re-raised by result()
-            self._error = err
-
-    def done(self) -> bool:
-        return self._thread is not None and not self._thread.is_alive()
-
-    def result(self) -> str:
-        self.start()
-        assert self._thread is not None
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
-        assert self._run_id is not None
-        return self._run_id
-
-
-class RunSink:
-    """MetricSink for the training loop: logs `split/metric` values with their step.
-
-    With `background` (the default) a write never blocks a training step: values are queued with
-    the time of the call and written by one thread per sink, queued batches merged into one
-    write, once the run exists (`run` may be a `PendingRun`). A SQLite commit costs 5-30 ms,
-    1-4 % of a small model's training time at log_every=25, and the thread spends it waiting on
-    the disk, not holding the GIL. Writes keep the tracker's retry on a locked SQLite store, so
-    parallel jobs lose no metrics. `flush()` (called by `Tracker.end_run`) waits for every
-    value; a failed write (or a run that could not be opened) is raised by the next
-    `log_metrics` or by `flush`.
-    """
-
-    def __init__(self, tracker: Tracker, run: str | PendingRun, background: bool = True) -> None:
-        self.tracker = tracker
-        self.run = run
-        self.background = background
-        self._queue: queue.SimpleQueue[tuple[dict[str, float], int, int] | None]
-        self._queue = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
-        self._error: BaseException | None = None
-
-    def run_id(self) -> str:
-        return self.run if isinstance(self.run, str) else self.run.result()
-
-    def resolved_run_id(self) -> str | None:
-        """The run id if the run is open, else None (never waits)."""
-        if isinstance(self.run, str):
-            return self.run
-        if not self.run.done():
-            return None
-        try:
-            return self.run.result()
-        except BaseException:  # noqa: BLE001 - the run could not be opened
-            return None
-
-    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
-        if not self.background:
-            self.tracker.log_metrics(self.run_id(), metrics, step)
-            return
-        self._raise_error()
-        if isinstance(self.run, PendingRun):
-            self.run.start()
-            if self.run.done():
-                self.run.result()  # a run that could not be opened stops training here
-        self._queue.put((dict(metrics), int(step), int(time.time() * 1000)))
-        if self._thread is None:
-            self._thread = threading.Thread(
-                target=self._write, name="attnbench-metrics", daemon=True
-            )
-            self._thread.start()
-
-    def _write(self) -> None:
-        done = False
-        while not done:
-            batch = [self._queue.get()]
-            while not self._queue.empty():  # everything queued meanwhile goes in one write
-                batch.append(self._queue.get())
-            done = batch[-1] is None
-            items = [b for b in batch if b is not None]
-            if items and self._error is None:
-                try:
-                    self.tracker.log_metric_batches(self.run_id(), items)
-                except BaseException as err:  # noqa: BLE001 - raised in the training thread
-                    self._error = err
-
-    def _raise_error(self) -> None:
-        if self._error is None:
-            return
-        if isinstance(self._error, TrackingError):
-            raise self._error
-        raise TrackingError(f"Cannot write metrics to {self.tracker.uri}: {self._error}")
-
-    def flush(self) -> None:
-        """Wait until every queued value is written; raise if a write failed."""
-        if self._thread is not None:
-            self._queue.put(None)
-            self._thread.join()
-            self._thread = None
-        self._raise_error()
-
-
 def _info(run: Any) -> RunInfo:
     return RunInfo(
         run_id=run.info.run_id,
@@ -513,123 +343,36 @@ def _info(run: Any) -> RunInfo:
     )
 
 
-# -- serving the MLflow UI / tracking server ---------------------------------------------------
-def local_store_uri(runs_dir: str | Path) -> str:
-    """The SQLite URI of the local store under `runs_dir` (what `Tracker(None, runs_dir)` uses)."""
-    return Tracker(None, runs_dir).uri
 
 
-def server_command(
-    backend_store_uri: str,
-    artifacts_destination: str | Path,
-    host: str = "127.0.0.1",
-    port: int = 5000,
-    workers: int = 1,
-    allowed_hosts: str | None = None,
-) -> list[str]:
-    """The `mlflow server` command line (UI + REST API) for a backend store.
-
-    Artifacts are served through the server (MLflow's default `--serve-artifacts`) from
-    `artifacts_destination`; experiments created by a local attnbench store keep their own
-    `file://` artifact locations, which the server reads directly.
-    """
-    import sys
-
-    cmd = [
-        sys.executable, "-m", "mlflow", "server",
-        "--backend-store-uri", backend_store_uri,
-        "--artifacts-destination", str(artifacts_destination),
-        "--host", host,
-        "--port", str(port),
-        "--workers", str(workers),
-    ]
-    if allowed_hosts:
-        cmd += ["--allowed-hosts", allowed_hosts]
-    return cmd
+def open_store(runs_dir: str | Path = "runs", tracking_uri: str | None = None) -> Tracker:
+    """The store `run` would use with these settings; an error (not a new empty store) if the
+    local store does not exist yet."""
+    tracker = Tracker(tracking_uri, runs_dir)
+    db = tracker.runs_dir / "mlflow.db"
+    if tracker.local and not db.is_file():
+        raise ConfigError(
+            f"No MLflow store at {db}: run `attnbench sweep ...` first, or point --runs-dir / "
+            "--tracking-uri at an existing store"
+        )
+    tracker.connect()
+    return tracker
 
 
-def bind_problem(host: str, port: int) -> str | None:
-    """Why a server could not listen on host:port (None: it can), checked before starting it."""
-    import errno
-    import socket
-
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError as err:
-            if err.errno == errno.EADDRINUSE:
-                return f"Port {port} on {host} is in use: pick another with --port"
-            return f"Cannot listen on {host}:{port} ({err.strerror or err}): check --host"
-    return None
+def finished_run(tracker: Tracker, experiment_id: str, config_hash: str) -> RunInfo | None:
+    """The most recent FINISHED run of the experiment with this config hash, if any."""
+    runs = tracker.search(
+        [experiment_id],
+        f"tags.`{CONFIG_HASH_TAG}` = '{config_hash}' and attributes.status = 'FINISHED'",
+        order_by=["attributes.start_time DESC"],
+    )
+    return runs[0] if runs else None
 
 
-def wait_healthy(url: str, timeout: float = 120.0, alive: Any = None) -> None:
-    """Poll `url`/health until it answers 200; `alive()` False (the server died) stops early."""
-    import urllib.error
-    import urllib.request
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if alive is not None and not alive():
-            raise TrackingError(f"The MLflow server for {url} exited before it answered")
-        try:
-            with urllib.request.urlopen(url.rstrip("/") + "/health", timeout=2) as resp:  # noqa: S310
-                if resp.status == 200:
-                    return
-        except (urllib.error.URLError, OSError):
-            pass
-        time.sleep(0.5)
-    raise TrackingError(f"The MLflow server at {url} did not answer /health within {timeout:.0f} s")
-
-
-# MLflow 3's server also starts a GenAI job runner (several huey worker processes) that the UI
-# of training runs does not use, and sends usage telemetry: both off for the servers attnbench
-# starts.
-SERVER_ENV = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "MLFLOW_DISABLE_TELEMETRY": "true"}
-
-
-def serve(cmd: list[str], url: str, on_ready: Any = None, ready_timeout: float = 120.0) -> int:
-    """Run an MLflow server command until it exits or this process is interrupted/terminated.
-
-    The server runs in its own process group (mlflow starts uvicorn workers); on Ctrl-C or
-    SIGTERM the whole group is stopped, so nothing is left listening. Returns the exit code.
-    """
-    import os
-    import signal
-    import subprocess
-
-    proc = subprocess.Popen(cmd, start_new_session=True, env={**os.environ, **SERVER_ENV})
-
-    def on_term(signum: int, frame: Any) -> None:
-        raise SystemExit(128 + signum)
-
-    previous = signal.signal(signal.SIGTERM, on_term)
-    try:
-        wait_healthy(url, ready_timeout, alive=lambda: proc.poll() is None)
-        if on_ready is not None:
-            on_ready()
-        return proc.wait()
-    except KeyboardInterrupt:
-        return 0
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-        if proc.poll() is None:
-            stop_process_group(proc.pid)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                stop_process_group(proc.pid, signal.SIGKILL)
-                proc.wait()
-
-
-def stop_process_group(pid: int, sig: int | None = None) -> None:
-    """Signal the process group led by `pid` (a process this program started with its own
-    session): the server and the workers it forked, nothing else."""
-    import contextlib
-    import os
-    import signal
-
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, sig if sig is not None else signal.SIGTERM)
+def resumed_runs(tracker: Tracker, parent: RunInfo) -> list[RunInfo]:
+    """Runs an earlier sweep made that the sweep `parent` reused instead of re-running."""
+    return tracker.search(
+        [parent.experiment_id],
+        f"tags.`{RESUMED_BY_TAG}` LIKE '%{parent.run_id}%'",
+        order_by=["attributes.start_time ASC"],
+    )

@@ -10,19 +10,20 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from attnbench.analysis.plots import attention_heatmap
 from attnbench.attention import ATTENTION
 from attnbench.backbones import BACKBONES
 from attnbench.backbones.base import BackboneOutput, padding_mask
-from attnbench.diagnostics import (
+from attnbench.config.build import attention_factory
+from attnbench.config.schema import ComponentConfig
+from attnbench.tasks import TASKS
+from attnbench.tasks.base import PAD, Split, TaskData, TaskSpec
+from attnbench.training.diagnostics import (
     Sums,
     accumulate,
     attention_diagnostics,
     heatmap_examples,
 )
-from attnbench.plots import attention_heatmap
-from attnbench.tasks import TASKS
-from attnbench.tasks.base import PAD, Split, TaskData, TaskSpec
-from attnbench.training.build import attention_factory
 
 
 def test_one_hot_weights_on_the_source_give_alignment_1_entropy_0() -> None:
@@ -116,7 +117,7 @@ def small(task: str, backbone: str, attention: str) -> tuple[nn.Module, TaskData
     }
     torch.manual_seed(0)
     model = BACKBONES.get(backbone)(
-        data.spec, attention_factory({"name": attention}), **sizes[backbone]
+        data.spec, attention_factory(ComponentConfig(attention)), **sizes[backbone]
     )
     return model, data
 

@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from attnbench.errors import ConfigError
+from attnbench.store import schema as record
 
-NOT_COMPARED = ("cost/train_s", "cost/epoch_s", "cost/samples_per_s", "cost/peak_mem_mb")
-REPRODUCES_TAG = "reproduces"
+NOT_COMPARED = record.TIMING_METRICS
 
 
 @dataclass
@@ -66,7 +66,7 @@ def saved_config(tracker: Any, run_id: str) -> tuple[dict[str, Any], list[str]]:
     with tempfile.TemporaryDirectory() as tmp:
         try:
             cfg = yaml.safe_load(
-                tracker.download_artifact(run_id, "config/config.yaml", tmp).read_text()
+                tracker.download_artifact(run_id, record.CONFIG_ARTIFACT, tmp).read_text()
             )
         except Exception as err:  # noqa: BLE001 - MlflowException / OSError: no such artifact
             raise ConfigError(
@@ -74,7 +74,7 @@ def saved_config(tracker: Any, run_id: str) -> tuple[dict[str, Any], list[str]]:
                 "attnbench run/sweep can be reproduced"
             ) from err
         try:
-            path = tracker.download_artifact(run_id, "config/overrides.yaml", tmp)
+            path = tracker.download_artifact(run_id, record.OVERRIDES_ARTIFACT, tmp)
             overrides = list(yaml.safe_load(path.read_text()) or [])
         except Exception:  # noqa: BLE001 - overrides are informative only
             overrides = []
@@ -102,13 +102,14 @@ def reproduce(
     tracking_uri: str | None = None,
 ) -> int:
     """Re-run `run_id`, print the side-by-side metrics; 0 when they match, 1 otherwise."""
+    from attnbench.config.validate import validate
     from attnbench.console import console
-    from attnbench.experiment import run_experiment
-    from attnbench.report import SWEEP_KIND_TAG, open_store
+    from attnbench.run.experiment import run_experiment
+    from attnbench.store.handle import open_store
 
     tracker = open_store(runs_dir, tracking_uri)
     original = tracker.get_run(run_id)  # TrackingError (one line) for an unknown id
-    if original.tags.get(SWEEP_KIND_TAG) == "sweep":
+    if original.tags.get(record.KIND_TAG) == record.SWEEP_KIND:
         raise ConfigError(f"Run {run_id} is a sweep's parent run: reproduce one of its job runs")
     if original.status != "FINISHED":
         raise ConfigError(
@@ -121,10 +122,11 @@ def reproduce(
         original.experiment_id, cfg.get("experiment_name")
     )
     cfg["resume"] = False
+    config = validate(cfg)
     notes = []
     jobs = 1
-    threads = int(original.tags.get("attnbench.threads", 0) or 0)
-    if threads and not int(cfg["trainer"].get("threads", 0) or 0):
+    threads = int(original.tags.get(record.THREADS_TAG, 0) or 0)
+    if threads and not config.trainer.threads:
         found = parallel_jobs_for(threads)
         if found is None:
             notes.append(
@@ -136,16 +138,16 @@ def reproduce(
         highlight=False, markup=False,
     )
     result = run_experiment(
-        cfg,
+        config,
         overrides=overrides,
         show_progress=True,
         parallel_jobs=jobs,
-        tags={REPRODUCES_TAG: run_id},
+        tags={record.REPRODUCES_TAG: run_id},
     )
     new = tracker.get_run(str(result.run_id))
     for tag, what in (
-        ("attnbench.version", "package version"),
-        ("attnbench.data_fingerprint", "data fingerprint"),
+        (record.VERSION_TAG, "package version"),
+        (record.DATA_FINGERPRINT_TAG, "data fingerprint"),
     ):
         if original.tags.get(tag) != new.tags.get(tag):
             notes.append(f"{what} differs: {original.tags.get(tag)} -> {new.tags.get(tag)}")

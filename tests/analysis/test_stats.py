@@ -1,4 +1,4 @@
-"""attnbench.stats against numbers computed by hand.
+"""attnbench.analysis.stats against numbers computed by hand.
 
 Closed forms used (no scipy in the expectations):
 - Student t with 2 degrees of freedom: CDF F(t) = 1/2 + t / (2 sqrt(t² + 2)), so the two-sided
@@ -14,7 +14,7 @@ import math
 
 import pytest
 
-from attnbench import stats
+from attnbench.analysis import stats
 
 T2_975 = math.sqrt(0.9025 * 2 / 0.0975)  # 4.3026527...
 T1_975 = math.tan(0.475 * math.pi)  # 12.7062047...

@@ -1,117 +1,62 @@
-"""Config schema, the conf/ folder, and validation that reports every problem at once.
+"""Validation that reports every problem at once, and produces the typed `RunConfig`.
 
-Run settings (trainer, top level) have a typed schema here; component settings (attention,
-backbone, task) are checked against their constructors' typed keyword arguments (one source of
-truth: the component's signature). Hydra composes; this module only reads and checks.
+Run settings (trainer, top level) have a typed schema; component settings (attention, backbone,
+task) are checked against their constructors' typed keyword arguments (one source of truth: the
+component's signature). Hydra composes (`config.compose`); this module only reads and checks.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from attnbench.errors import ConfigError
+from attnbench.config.groups import group_options
+from attnbench.config.schema import (
+    TOP_LEVEL_KEYS,
+    ComponentConfig,
+    RunConfig,
+    TrackingConfig,
+    component_params,
+)
+from attnbench.errors import ConfigError, IncompatibleError
+from attnbench.training.config import TrainerConfig
 
-PACKAGE_DIR = Path(__file__).resolve().parent
-
-
-def conf_dir() -> Path:
-    """conf/ ships inside the wheel as attnbench/conf; in a source checkout it sits beside it."""
-    for candidate in (PACKAGE_DIR / "conf", PACKAGE_DIR.parent / "conf"):
-        if (candidate / "config.yaml").is_file():
-            return candidate
-    raise ConfigError(f"attnbench's conf/ folder is missing (looked in {PACKAGE_DIR})")
-
-
-# Config groups a user picks from, in the order `attnbench list` shows them.
-GROUPS: tuple[str, ...] = ("attention", "backbone", "task", "trainer", "tracking", "experiment")
+COMPONENT_GROUPS = ("attention", "backbone", "task")
 
 
-def group_options(group: str) -> list[str]:
-    """Options of a config group: the YAML files in its folder (the folder is the list), plus
-    the YAMLs installed plugin packages add to it (attnbench.plugins)."""
-    from attnbench.plugins import plugin_yamls
+def validate(cfg: Mapping[str, Any], *, load: bool = False, data_cache: dict | None = None
+             ) -> RunConfig:
+    """The typed config of one composed job (a plain dict; a `hydra` node is ignored).
 
-    folder = conf_dir() / group
-    options = {p.stem for p in folder.glob("*.yaml")} if folder.is_dir() else set()
-    return sorted(options | set(plugin_yamls(group)))
+    Raises one ConfigError listing every problem (IncompatibleError when the only problem is a
+    backbone that cannot run the task). With `load`, the task's data is loaded and the model
+    built too, so data-file and constructor problems join the same message (`data_cache`, keyed
+    by the task node, lets a sweep load each data set once).
+    """
+    found = static_problems(cfg)
+    problems = [p for group in found.values() for p in group]
+    if found["compat"] and problems == found["compat"]:
+        raise IncompatibleError(problems[0])
+    components_ok = not any(found[g] for g in (*COMPONENT_GROUPS, "compat"))
+    if not components_ok:
+        raise ConfigError(problems[0], problems)
+    if load:  # top-level, trainer and tracking problems do not stop the data and model checks
+        from attnbench.config.build import check_components
 
-
-def describe(path: Path) -> str:
-    """The one-line comment every YAML opens with."""
-    with path.open(encoding="utf-8") as fh:
-        first = fh.readline().strip()
-        if first.startswith("# @package"):
-            first = fh.readline().strip()
-    return first.lstrip("#").strip()
-
-
-@dataclass
-class TrainerConfig:
-    """Training-loop settings (conf/trainer/*.yaml)."""
-
-    epochs: int = 4
-    max_steps: int = 0  # 0 = no cap
-    batch_size: int = 64
-    eval_batch_size: int = 512
-    lr: float = 3e-3
-    weight_decay: float = 0.01
-    grad_clip: float = 1.0  # 0 = off
-    warmup_steps: int = 0
-    limit_eval_batches: int = 0  # 0 = all
-    log_every: int = 25
-    threads: int = 0  # 0 = cores / parallel jobs
-    deterministic: bool = True
-    progress: bool = True
-
-    def problems(self) -> list[str]:
-        out: list[str] = []
-
-        def need(ok: bool, key: str, rule: str) -> None:
-            if not ok:
-                out.append(f"'trainer.{key}' = {getattr(self, key)!r} is out of range: {rule}")
-
-        need(self.epochs >= 1, "epochs", "must be >= 1")
-        need(self.max_steps >= 0, "max_steps", "must be >= 0 (0 = no cap)")
-        need(self.batch_size >= 1, "batch_size", "must be >= 1")
-        need(self.eval_batch_size >= 1, "eval_batch_size", "must be >= 1")
-        need(0 < self.lr <= 10, "lr", "must be in (0, 10]")
-        need(self.weight_decay >= 0, "weight_decay", "must be >= 0")
-        need(self.grad_clip >= 0, "grad_clip", "must be >= 0 (0 = off)")
-        need(self.warmup_steps >= 0, "warmup_steps", "must be >= 0")
-        need(self.limit_eval_batches >= 0, "limit_eval_batches", "must be >= 0 (0 = all)")
-        need(self.log_every >= 1, "log_every", "must be >= 1")
-        need(self.threads >= 0, "threads", "must be >= 0 (0 = cores / parallel jobs)")
-        return out
-
-
-TOP_LEVEL_KEYS = {
-    "seed",
-    "experiment_name",
-    "runs_dir",
-    "resume",
-    *GROUPS,
-    "hydra",
-}
-
-
-def flatten(cfg: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """{'a': {'b': 1}} -> {'a.b': 1}: the resolved config as MLflow params."""
-    out: dict[str, Any] = {}
-    for key, value in cfg.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            out.update(flatten(value, f"{name}."))
-        else:
-            out[name] = value
-    return out
-
-
-def component_params(node: Mapping[str, Any]) -> dict[str, Any]:
-    """A component group's YAML minus its `name`: exactly the constructor's keyword arguments."""
-    return {k: v for k, v in node.items() if k != "name"}
+        problems.extend(check_components(cfg, data_cache))
+    if problems:
+        raise ConfigError(problems[0], problems)
+    return RunConfig(
+        attention=ComponentConfig.from_node(cfg["attention"]),
+        backbone=ComponentConfig.from_node(cfg["backbone"]),
+        task=ComponentConfig.from_node(cfg["task"]),
+        trainer=trainer_config(cfg["trainer"]),
+        tracking=TrackingConfig(uri=cfg["tracking"].get("uri")),
+        seed=int(cfg["seed"]),
+        runs_dir=str(cfg["runs_dir"]),
+        experiment_name=cfg.get("experiment_name"),
+        resume=bool(cfg.get("resume", False)),
+    )
 
 
 def trainer_config(node: Mapping[str, Any]) -> TrainerConfig:
@@ -139,7 +84,7 @@ def static_problems(cfg: Mapping[str, Any]) -> dict[str, list[str]]:
     from attnbench.tasks import TASKS
 
     found: dict[str, list[str]] = {
-        g: [] for g in ("", "attention", "backbone", "task", "trainer", "compat", "tracking")
+        g: [] for g in ("", *COMPONENT_GROUPS, "trainer", "compat", "tracking")
     }
     problems = found[""]
     for key in cfg:

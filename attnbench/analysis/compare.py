@@ -1,0 +1,55 @@
+"""`attnbench compare`: read runs back from the store, compare them, print and write the report.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from attnbench.analysis.model import check_correction, compare_runs
+from attnbench.analysis.render import RENDER, output_format, report_dir, rich_table, write_report
+from attnbench.analysis.select import select_runs
+from attnbench.store.handle import open_store
+
+
+def compare(
+    *,
+    experiment: str | None = None,
+    sweep: str | None = None,
+    by: Sequence[str] = ("attention",),
+    metric: str | None = None,
+    fmt: str | None = None,
+    output: Path | None = None,
+    plots: bool = True,
+    runs_dir: str | Path = "runs",
+    tracking_uri: str | None = None,
+    correction: str = "none",
+) -> int:
+    """`attnbench compare`: print the comparison, write tables and plots; returns the exit code."""
+    import sys
+
+    from attnbench.console import console, err_console
+
+    fmt = output_format(fmt, output)
+    check_correction(correction)
+    tracker = open_store(runs_dir, tracking_uri)
+    tracker.mark_stale_runs()  # runs left RUNNING by a killed process: FAILED, not compared
+    selection = select_runs(tracker, experiment, sweep)
+    if selection.note:
+        err_console.print(f"note: {selection.note}", highlight=False, markup=False)
+    comp = compare_runs(selection, by, metric, correction)
+    out_dir = report_dir(runs_dir, comp)
+    written = write_report(tracker, comp, out_dir, plots)
+    if output is not None:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(RENDER[fmt](comp), encoding="utf-8")
+    if fmt == "table" or output is not None:
+        console.print(rich_table(comp))
+    else:
+        sys.stdout.write(RENDER[fmt](comp))
+    names = ", ".join(p.name for p in written)
+    where = f"; logged to sweep run {comp.parent.run_id} under report/" if comp.parent else ""
+    err_console.print(f"report: {out_dir} ({names}){where}", highlight=False, markup=False)
+    if output is not None:
+        err_console.print(f"wrote {output}", highlight=False, markup=False)
+    return 0

@@ -1,0 +1,255 @@
+"""Rendering a comparison: the rich table, Markdown / CSV / JSON tables and the three plots,
+written under ``<runs_dir>/reports/<name>/`` and logged on the sweep's parent run."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+from attnbench.analysis import stats
+from attnbench.analysis.model import Comparison
+from attnbench.errors import ConfigError
+from attnbench.store.handle import Tracker
+from attnbench.store.schema import COST_COLUMNS, REPORT_DIR
+
+FORMATS = ("table", "markdown", "csv", "json")
+PLOTS = ("metric_ci.png", "learning_curves.png", "cost_pareto.png")
+
+
+def records(comp: Comparison) -> list[dict[str, Any]]:
+    """One flat record per group (the CSV/JSON rows)."""
+    out = []
+    for g in comp.groups:
+        s = g.summary
+        out.append(
+            {
+                **g.key,
+                "n": s.n,
+                "mean": s.mean,
+                "ci_low": s.ci_low,
+                "ci_high": s.ci_high,
+                "ci_half_width": s.half_width,
+                "std": s.std,
+                "min": s.min,
+                "max": s.max,
+                "delta_vs_best": s.mean - comp.groups[0].summary.mean,
+                "p_value": g.test.p_value if g.test else None,
+                "p_adjusted": g.test.p_adjusted if g.test else None,
+                "test": g.test.test if g.test else "",
+                "pairs": g.test.n_pairs if g.test else None,
+                "status": g.status,
+                **{
+                    label.replace(" ", "_").replace("/", "_per_"): g.cost[name]
+                    for name, label in COST_COLUMNS
+                },
+                "run_ids": " ".join(r.run_id for r in g.runs),
+            }
+        )
+    return out
+
+
+def _num(value: float | None, digits: int = 4) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
+def _p(value: float | None) -> str:
+    if value is None:
+        return "—"
+    return "<0.001" if value < 0.001 else f"{value:.3f}"
+
+
+def _shown_p(test: stats.PairedTest, correction: str) -> float | None:
+    return test.p_adjusted if correction != "none" and test.p_adjusted is not None else test.p_value
+
+
+def table_rows(comp: Comparison) -> tuple[list[str], list[list[str]]]:
+    """Column names and formatted cells shared by the rich and Markdown tables."""
+    from attnbench.console import fmt
+
+    columns = [
+        *comp.by,
+        "n",
+        f"{comp.metric} (mean ± 95% CI)",
+        "std",
+        "min",
+        "max",
+        "Δ best",
+        "p (Holm)" if comp.correction == "holm" else "p",
+        "test",
+        "vs best",
+        *(label for _, label in COST_COLUMNS),
+    ]
+    best_mean = comp.groups[0].summary.mean
+    rows = []
+    for g in comp.groups:
+        s = g.summary
+        ci = f"{s.mean:.4f} ± {s.half_width:.4f}" if s.half_width is not None else f"{s.mean:.4f}"
+        rows.append(
+            [
+                *g.key.values(),
+                str(s.n),
+                ci,
+                _num(s.std),
+                _num(s.min),
+                _num(s.max),
+                "" if g.status == "best" else f"{s.mean - best_mean:+.4f}",
+                _p(_shown_p(g.test, comp.correction)) if g.test else "",
+                g.test.test if g.test and g.test.test != "none" else "",
+                {"best": "best", "tied": "tied", "worse": "worse", "?": "? (n<2)"}[g.status],
+                *(
+                    fmt(round(g.cost[name], 1)) if g.cost[name] is not None else "—"
+                    for name, _ in COST_COLUMNS
+                ),
+            ]
+        )
+    return columns, rows
+
+
+def rich_table(comp: Comparison) -> Any:
+    from rich.table import Table
+
+    columns, rows = table_rows(comp)
+    table = Table(
+        title=f"{comp.label}: {comp.metric} by {', '.join(comp.by)}",
+        title_justify="left",
+        caption=comp.caption,
+        caption_justify="left",
+    )
+    for i, col in enumerate(columns):
+        table.add_column(
+            col, justify="left" if i < len(comp.by) or col in ("test", "vs best") else "right"
+        )
+    for g, row in zip(comp.groups, rows, strict=True):
+        style = {"best": "bold green", "tied": "green"}.get(g.status)
+        table.add_row(*row, style=style)
+    return table
+
+
+def to_markdown(comp: Comparison) -> str:
+    columns, rows = table_rows(comp)
+    esc = [[c.replace("|", "\\|") for c in row] for row in rows]
+    lines = [
+        f"### {comp.label}: {comp.metric} by {', '.join(comp.by)}",
+        "",
+        "| " + " | ".join(columns) + " |",
+        "|"
+        + "|".join(
+            "---" if i < len(comp.by) or col in ("test", "vs best") else "---:"
+            for i, col in enumerate(columns)
+        )
+        + "|",
+        *("| " + " | ".join(row) + " |" for row in esc),
+        "",
+        f"_{comp.caption}_",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def to_csv(comp: Comparison) -> str:
+    recs = records(comp)
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(recs[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(recs)
+    return buf.getvalue()
+
+
+def to_json(comp: Comparison) -> str:
+    doc = {
+        "compared": comp.label,
+        "metric": comp.metric,
+        "by": comp.by,
+        "higher_is_better": comp.higher_is_better,
+        "rule": comp.rule,
+        "correction": comp.correction,
+        "sweep_run_id": comp.parent.run_id if comp.parent else None,
+        "excluded_runs": comp.excluded,
+        "duplicate_runs": comp.duplicates,
+        "groups": records(comp),
+    }
+    return json.dumps(doc, indent=2) + "\n"
+
+
+RENDER = {"markdown": to_markdown, "csv": to_csv, "json": to_json}
+SUFFIX = {"markdown": "md", "csv": "csv", "json": "json"}
+
+
+def curve_metrics(comp: Comparison) -> list[str]:
+    """The histories to plot: train/loss (every `trainer.log_every` steps) and the validation
+    history of the compared metric (once per epoch), or the metric itself when it is not a
+    test/val metric (e.g. attn/entropy)."""
+    split, _, name = comp.metric.partition("/")
+    other = f"val/{name}" if split in ("test", "val") else comp.metric
+    return list(dict.fromkeys(("train/loss", other)))
+
+
+def write_report(
+    tracker: Tracker, comp: Comparison, out_dir: Path, plots: bool = True
+) -> list[Path]:
+    """Tables (Markdown, CSV, JSON) and plots under `out_dir`; logged on the sweep's parent run."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for fmt_name, render in RENDER.items():
+        path = out_dir / f"table.{SUFFIX[fmt_name]}"
+        path.write_text(render(comp), encoding="utf-8")
+        written.append(path)
+    if plots:
+        written += write_plots(tracker, comp, out_dir)
+    if comp.parent is not None:
+        for path in written:
+            tracker.log_artifact(comp.parent.run_id, path, REPORT_DIR)
+    return written
+
+
+def write_plots(tracker: Tracker, comp: Comparison, out_dir: Path) -> list[Path]:
+    from attnbench.analysis import plots
+
+    points = [
+        plots.GroupPoint(
+            g.label,
+            list(g.values.values()),
+            g.summary.mean,
+            (g.summary.ci_low, g.summary.ci_high) if g.summary.ci_low is not None else None,
+            g.status,
+            dict(g.cost),
+        )
+        for g in comp.groups
+    ]
+    title = f"{comp.label}\n{comp.metric} by {', '.join(comp.by)}"
+    panels = {
+        key: {g.label: [tracker.metric_history(r.run_id, key) for r in g.runs] for g in comp.groups}
+        for key in curve_metrics(comp)
+    }
+    note = "status vs best: " + comp.rule
+    return [
+        plots.metric_ci(points, comp.metric, out_dir / PLOTS[0], title, note),
+        plots.learning_curves(panels, out_dir / PLOTS[1], f"{comp.label}: learning curves"),
+        plots.cost_pareto(points, comp.metric, out_dir / PLOTS[2], title, comp.higher_is_better),
+    ]
+
+
+def report_dir(runs_dir: str | Path, comp: Comparison) -> Path:
+    from attnbench.naming import inside
+
+    return inside(runs_dir, "reports", comp.name)
+
+
+def output_format(fmt: str | None, output: Path | None) -> str:
+    """The table format asked for: --format, else the -o file's suffix, else the rich table."""
+    if fmt is not None:
+        fmt = {"md": "markdown"}.get(fmt.lower(), fmt.lower())
+        if fmt not in FORMATS:
+            raise ConfigError(f"Unknown format '{fmt}'. Valid formats: {', '.join(FORMATS)}")
+    if output is not None and fmt in (None, "table"):
+        by_suffix = {".md": "markdown", ".markdown": "markdown", ".csv": "csv", ".json": "json"}
+        if output.suffix.lower() not in by_suffix:
+            raise ConfigError(
+                f"Cannot tell the format of '{output}' from its suffix: pass --format markdown, "
+                "csv or json"
+            )
+        return by_suffix[output.suffix.lower()]
+    return fmt or "table"

@@ -1,0 +1,3 @@
+"""The run config: the conf/ groups (`groups`), Hydra composition and its one error translator
+(`compose`), validation into the typed `RunConfig` (`validate`, `schema`), and the wiring of a
+typed config into task data + model (`build`)."""

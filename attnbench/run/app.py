@@ -1,0 +1,163 @@
+"""The Hydra application behind `attnbench run` and `attnbench sweep`: one job.
+
+`launch` hands the command line to Hydra's own ``@hydra.main`` (a sweep is Hydra multirun), so the
+whole override grammar, ``--cfg``, ``--info``, launchers and sweepers behave as Hydra users
+expect. Each job validates its composed config into a `RunConfig` (an optimising sweeper samples
+values no pre-flight saw) and runs `run_experiment`. A job never raises in a sweep: a failed job
+must not stop the others.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from hydra.utils import to_absolute_path
+from omegaconf import DictConfig, OmegaConf
+
+from attnbench.config.groups import conf_dir
+from attnbench.config.validate import validate
+from attnbench.errors import AttnbenchError, ConfigError, IncompatibleError
+from attnbench.run.experiment import SweepContext, run_experiment
+from attnbench.run.sweep import read_context, write_result
+from attnbench.store.schema import RunIdentity, RunResult
+
+DEBUG_ENV = "ATTNBENCH_DEBUG"
+
+
+@dataclass
+class Outcome:
+    """What the jobs run in this process produced (read by `launch` once Hydra returns)."""
+
+    results: list[RunResult] = field(default_factory=list)
+    error: AttnbenchError | None = None  # a `run` that failed: its one-line error
+
+
+def hydra_app(outcome: Outcome) -> Callable[[], Any]:
+    """attnbench's Hydra app: `@hydra.main` on conf/, whose jobs record into `outcome`.
+
+    Launchers pickle the task function (with its `outcome`) to their workers; results that must
+    reach the launching process go through the sweep folder (`write_result`) instead.
+    """
+
+    def task(cfg: DictConfig) -> dict[str, Any] | float:
+        result = run_job(cfg, outcome)
+        hc = HydraConfig.get()
+        if hc.mode == RunMode.MULTIRUN and "BasicSweeper" not in str(hc.sweeper.get("_target_")):
+            # Optuna (like any optimising Hydra sweeper) needs each job to return one number.
+            return objective(result, str(hc.sweeper.get("direction", "maximize")))
+        return asdict(result)
+
+    from attnbench.plugin_path import register_search_path
+
+    register_search_path()  # plugin packages' config groups: attention=<plugin variant> composes
+    return hydra.main(config_path=str(conf_dir()), config_name="config", version_base="1.3")(task)
+
+
+def objective(result: RunResult, direction: str = "maximize") -> float:
+    """The job's validation primary metric (tuning never looks at the test split). A job that did
+    not finish scores the worst value for `direction`, so the sweeper moves away from it and the
+    sweep goes on (Optuna refuses NaN)."""
+    value = result.metrics.get(result.primary or "")
+    if result.status in ("FINISHED", "SKIPPED") and value is not None and value == value:
+        return float(value)
+    return float("inf") if direction.lower().startswith("min") else float("-inf")
+
+
+def jobs_sharing_this_machine(launcher: Any) -> int:
+    """How many jobs of the sweep run at once on the machine running this one, so that
+    `trainer.threads: 0` gives each cores / that many torch threads. joblib: `n_jobs` (-1 = one
+    per core); Ray: the machine's cores / the CPUs Ray reserves per job (`ray.remote.num_cpus`,
+    Ray's default 1), so a job uses the CPUs it was given; other launchers: one job per machine."""
+    cores = os.cpu_count() or 1
+    if "RayLauncher" in str(launcher.get("_target_", "")):
+        ray = launcher.get("ray") or {}
+        cpus = float((ray.get("remote") or {}).get("num_cpus") or 1)
+        return max(1, int(cores // max(cpus, 1e-9)))
+    n_jobs = int(launcher.get("n_jobs", 1) or 1)
+    return cores if n_jobs < 0 else n_jobs
+
+
+def run_job(cfg: DictConfig, outcome: Outcome) -> RunResult:
+    """One Hydra job: never raises in a sweep (a failed job must not stop the others)."""
+    hc = HydraConfig.get()
+    multirun = hc.mode == RunMode.MULTIRUN
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    sweep_dir, job_dir = Path(hc.sweep.dir), Path(hc.runtime.output_dir)
+    if Path.cwd() != Path(hc.runtime.cwd):  # a remote worker (Ray) runs elsewhere: same folders
+        plain["runs_dir"] = to_absolute_path(str(plain["runs_dir"]))
+        sweep_dir = Path(to_absolute_path(hc.sweep.dir))
+        job_dir = sweep_dir / str(hc.sweep.subdir)
+    sweep: SweepContext | None = read_context(sweep_dir) if multirun else None
+    n_jobs = jobs_sharing_this_machine(hc.launcher) if multirun else 1
+    ident = _identity(plain, sweep)
+    try:
+        result = run_experiment(
+            validate(plain),
+            overrides=list(hc.overrides.task),
+            sweep=sweep,
+            show_progress=n_jobs == 1,
+            parallel_jobs=n_jobs,
+        )
+    except KeyboardInterrupt:
+        raise
+    except IncompatibleError as err:
+        if not multirun:
+            outcome.error = err
+        result = RunResult(ident.run_name, "SKIPPED", error=err.one_line(), identity=ident.tags())
+    except Exception as err:
+        if os.environ.get(DEBUG_ENV) == "1":
+            raise
+        wrapped = (err if isinstance(err, AttnbenchError)
+                   else AttnbenchError(f"{type(err).__name__}: {err}"))
+        run_id = getattr(err, "attnbench_run_id", None)  # set once the run exists in the store
+        result = RunResult(ident.run_name, "FAILED", run_id, error=wrapped.one_line(),
+                           identity=ident.tags())
+        if not multirun:
+            outcome.error = wrapped
+        elif sweep is not None and isinstance(err, ConfigError):
+            result.run_id = _record_invalid_job(plain, ident, sweep, wrapped.one_line())
+    outcome.results.append(result)
+    if multirun:  # the end-of-sweep table reads these, whichever process ran the job
+        write_result(job_dir, result)
+    return result
+
+
+def _identity(plain: dict[str, Any], sweep: SweepContext | None) -> RunIdentity:
+    """The job's identity from its composed config (before validation: for failed jobs too)."""
+    from attnbench.store.schema import swept_values
+
+    def name(group: str) -> str:
+        node = plain.get(group)
+        return str(node.get("name", "?")) if isinstance(node, dict) else "?"
+
+    seed = plain.get("seed")
+    return RunIdentity(name("attention"), name("backbone"), name("task"),
+                       seed if isinstance(seed, int) else -1,
+                       swept_values(plain, sweep.swept) if sweep else {})
+
+
+def _record_invalid_job(
+    cfg: dict[str, Any], ident: RunIdentity, sweep: SweepContext, reason: str
+) -> str | None:
+    """A sweep job whose config is invalid still shows in the sweep, as a FAILED run with why
+    (its run id; None if even that cannot be written: the job's result file still says why)."""
+    from attnbench.store.handle import Tracker
+    from attnbench.store.schema import ERROR_TAG
+
+    try:
+        tracker = Tracker(cfg["tracking"]["uri"], cfg["runs_dir"])
+        run_id = tracker.start_run(
+            tracker.experiment_id(sweep.experiment_name), ident.run_name,
+            {**ident.tags(), ERROR_TAG: reason}, sweep.parent_run_id,
+        )
+        tracker.end_run(run_id, "FAILED")
+    except Exception:  # noqa: BLE001 - run_job must not raise in a sweep
+        return None
+    return run_id

@@ -1,0 +1,209 @@
+"""One experiment, end to end: build, train, evaluate, log to MLflow.
+
+`run_experiment(cfg)` takes a validated `RunConfig` (config.validate) and is the plain function
+behind `attnbench run` and every sweep job; tests call it directly. Data and model problems raise
+`ConfigError` before any run exists in the store; a
+failure after the run started marks it FAILED (or KILLED on Ctrl-C) with the reason as a tag.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from attnbench import OPENMP_WAIT, __version__
+from attnbench.config.schema import RunConfig, flatten
+from attnbench.errors import AttnbenchError
+from attnbench.store import schema as record
+from attnbench.store.schema import RunIdentity, RunResult
+
+
+@dataclass
+class SweepContext:
+    """What a sweep job needs to know about its sweep (written by the sweep callback)."""
+
+    parent_run_id: str
+    experiment_name: str
+    # Keys the sweep varies besides attention/backbone/task/seed: tagged, and shown in run names.
+    swept: list[str] = field(default_factory=list)
+
+
+def identity(cfg: RunConfig, swept: Sequence[str] = ()) -> RunIdentity:
+    return RunIdentity(cfg.attention.name, cfg.backbone.name, cfg.task.name, cfg.seed,
+                       record.swept_values(cfg.to_dict(), swept))
+
+
+def run_experiment(
+    cfg: RunConfig,
+    *,
+    overrides: Sequence[str] = (),
+    sweep: SweepContext | None = None,
+    show_progress: bool = False,
+    parallel_jobs: int = 1,
+    tags: Mapping[str, str] | None = None,
+) -> RunResult:
+    """Train and evaluate one validated config."""
+    import yaml
+
+    from attnbench.config.build import build
+    from attnbench.console import RichProgress
+    from attnbench.store.handle import Tracker
+    from attnbench.store.liveness import process_tags
+    from attnbench.training.checkpoint import save_checkpoint
+    from attnbench.training.loop import fit
+    from attnbench.training.seeding import seed_everything, set_threads
+
+    ident = identity(cfg, sweep.swept if sweep else ())
+    name = ident.run_name
+    seed_everything(cfg.seed, cfg.trainer.deterministic)
+    threads = set_threads(cfg.trainer.threads, parallel_jobs)
+    built = build(cfg)  # every data/model problem, before the store is touched
+    plain = cfg.to_dict()
+    tracker = Tracker(cfg.tracking.uri, cfg.runs_dir)
+    exp_name = sweep.experiment_name if sweep else cfg.default_experiment
+    chash = record.config_hash(plain, __version__, built.data.fingerprint)
+    if cfg.resume:
+        from attnbench.run.resume import skip_if_finished
+
+        parent = sweep.parent_run_id if sweep else None
+        skipped = skip_if_finished(tracker, tracker.experiment_id(exp_name), chash, ident, parent)
+        if skipped is not None:
+            return skipped
+    run_tags = {
+        **ident.tags(),
+        record.CONFIG_HASH_TAG: chash,
+        record.VERSION_TAG: __version__,
+        record.DATA_FINGERPRINT_TAG: built.data.fingerprint,
+        record.THREADS_TAG: threads,
+        record.OPENMP_WAIT_TAG: OPENMP_WAIT,
+        record.PRIMARY_METRIC_TAG: built.data.primary_metric,
+        **process_tags(),  # pid + host: a run left RUNNING by a killed process is found stale
+        **(tags or {}),
+    }
+    # The weights at the end of the latest epoch, kept locally and logged only if the run is
+    # interrupted or fails (checkpoints/last.pt): Ctrl-C does not throw away finished epochs.
+    scratch = tempfile.TemporaryDirectory(prefix="attnbench-")
+    last = LastCheckpoint(Path(scratch.name) / "last.pt")
+
+    def keep_last(epoch: int, best_state: dict[str, Any]) -> None:
+        save_checkpoint(built.model.state_dict(), last.path)
+        last.path.with_suffix(".epoch").write_text(str(epoch))
+        if not last.epoch:  # say where it is: whoever closes a killed run (sweep, stale check)
+            run_id = _opened(opening)  # can still keep it
+            if run_id is not None:
+                tracker.set_tags(run_id, {record.LAST_FILE_TAG: str(last.path)})
+        last.epoch = epoch
+
+    def open_run() -> str:
+        run_id = tracker.start_run(
+            tracker.experiment_id(exp_name), name, run_tags, sweep.parent_run_id if sweep else None
+        )
+        try:
+            tracker.log_params(run_id, flatten(plain))
+            tracker.log_text(run_id, yaml.safe_dump(plain, sort_keys=False), record.CONFIG_ARTIFACT)
+            tracker.log_text(run_id, yaml.safe_dump(list(overrides)), record.OVERRIDES_ARTIFACT)
+        except BaseException as err:
+            _close(tracker, run_id, "FAILED", _reason(err), last)
+            raise
+        return run_id
+
+    # MLflow's import and the run's creation (2-4 s of CPU, half a small run's start-up) happen
+    # on a thread once training runs; metrics wait in the sink until the run exists, and the
+    # first validation waits for the thread (see `fit`'s before_eval).
+    opening = tracker.open_run(open_run)
+    try:
+        progress = RichProgress(name) if show_progress and cfg.trainer.progress else None
+        result = fit(
+            built.model, built.data, built.trainer, cfg.seed, tracker.sink(opening), progress,
+            on_epoch_end=keep_last, before_eval=opening.result,
+        )
+        run_id = opening.result()
+        final = {record.split_metric("test", k): v for k, v in result.test.items()}
+        final |= {record.split_metric("cost", k): v for k, v in result.cost.items()}
+        final |= log_diagnostics(built.model, built.data, built.trainer, tracker, run_id)
+        tracker.log_metrics(run_id, final, result.steps)
+        with tempfile.TemporaryDirectory() as tmp:
+            ckpt = Path(tmp) / "best.pt"
+            save_checkpoint(result.best_state, ckpt)
+            tracker.log_artifact(run_id, ckpt, record.CHECKPOINT_DIR)
+        tracker.set_tags(run_id, {record.BEST_EPOCH_TAG: result.best_epoch})
+        tracker.end_run(run_id, "FINISHED")
+        metrics = final | {record.split_metric("val", k): v for k, v in result.val.items()}
+        primary = record.split_metric("val", built.data.primary_metric)
+        return RunResult(name, "FINISHED", run_id, metrics, primary=primary,
+                         identity=ident.tags())
+    except KeyboardInterrupt:
+        run_id = _opened(opening)
+        if run_id is not None:
+            _close(tracker, run_id, "KILLED", "interrupted (Ctrl-C)", last)
+        raise
+    except BaseException as err:
+        run_id = _opened(opening)
+        if run_id is None:  # the run could not be opened: nothing to close
+            raise
+        _close(tracker, run_id, "FAILED", _reason(err), last)
+        with contextlib.suppress(AttributeError):  # the sweep table matches failure to run
+            err.attnbench_run_id = run_id  # type: ignore[attr-defined]
+        raise
+    finally:
+        scratch.cleanup()
+
+
+def _reason(err: BaseException) -> str:
+    return err.one_line() if isinstance(err, AttnbenchError) else f"{type(err).__name__}: {err}"
+
+
+def _opened(opening: Any) -> str | None:
+    """The id of a run that may still be opening (waits for it); None if it could not open
+    (its own error closed whatever it had created)."""
+    try:
+        return opening.result()
+    except Exception:  # noqa: BLE001 - reported by the caller's error
+        return None
+
+
+@dataclass
+class LastCheckpoint:
+    path: Path
+    epoch: int = 0
+
+
+def _close(tracker: Any, run_id: str, status: str, reason: str, last: LastCheckpoint) -> None:
+    """End a run that did not finish: the reason as a tag, the last epoch's weights kept."""
+    try:
+        tracker.set_tags(run_id, {record.ERROR_TAG: reason.splitlines()[0] if reason else status})
+        if last.epoch and last.path.is_file():
+            with contextlib.suppress(Exception):  # the status matters more than the weights
+                tracker.log_artifact(run_id, last.path, record.CHECKPOINT_DIR)
+                tracker.set_tags(run_id, {record.LAST_EPOCH_TAG: last.epoch})
+    finally:
+        tracker.end_run(run_id, status)
+
+
+def log_diagnostics(
+    model: Any, data: Any, trainer: Any, tracker: Any, run_id: str
+) -> dict[str, float]:
+    """The attention diagnostics on the test split (training.diagnostics), the heatmap logged as
+    an artifact; returns the metrics to log."""
+    from attnbench.training.diagnostics import attention_diagnostics, heatmap_examples
+
+    metrics = attention_diagnostics(
+        model, data, data.test, trainer.eval_batch_size, trainer.limit_eval_batches
+    )
+    if metrics is None:
+        return {}
+    try:
+        from attnbench.analysis.plots import attention_heatmap
+
+        examples = heatmap_examples(model, data, data.test)
+        artifact = Path(record.HEATMAP_ARTIFACT)
+        with tempfile.TemporaryDirectory() as tmp:
+            path = attention_heatmap(examples, Path(tmp) / artifact.name)
+            tracker.log_artifact(run_id, path, str(artifact.parent))
+    except Exception as err:  # noqa: BLE001 - a plot must not fail a trained run
+        tracker.set_tags(run_id, {record.DIAGNOSTICS_ERROR_TAG: f"{type(err).__name__}: {err}"})
+    return metrics

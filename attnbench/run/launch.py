@@ -1,0 +1,130 @@
+"""`attnbench run` / `attnbench sweep`: pre-flight, then Hydra, then the exit code.
+
+`launch` validates every job first (`run.preflight`), runs Hydra's app (`run.app`) with the
+command line, and turns what the jobs left behind into an exit code: the `Outcome` of the jobs
+run in this process, and, for a sweep, its parent run's status in the store. Ctrl-C closes the
+running job and the sweep as KILLED.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from attnbench.errors import Interrupted
+from attnbench.run.app import DEBUG_ENV, Outcome, hydra_app
+from attnbench.run.preflight import Preflight, check_overrides, one_job_to_show, precheck_overrides
+
+# Hydra flags that print something instead of running jobs: nothing to validate first.
+HYDRA_INFO_FLAGS = ("--cfg", "-c", "--info", "-i", "--hydra-help", "--help", "-h",
+                    "--shell-completion", "-sc")
+
+
+def launch(args: Sequence[str], multirun: bool, debug: bool = False) -> int:
+    """Run Hydra with `args`; returns the exit code. Raises ConfigError for invalid overrides,
+    Interrupted on Ctrl-C (after closing the running job and the sweep as KILLED)."""
+    args = list(args)
+    outcome = Outcome()
+    checked = Preflight()
+    started_ms = int(time.time() * 1000)
+    with sigint_guard():
+        try:
+            if any(a.split("=")[0] in HYDRA_INFO_FLAGS for a in args):
+                jobs = precheck_overrides(args, multirun)  # only what Hydra would choke on
+                one_job_to_show(args, jobs)
+            else:
+                checked = check_overrides(args, multirun=multirun)
+            _run_hydra(args, multirun, debug, outcome)
+        except KeyboardInterrupt:
+            parent = _interrupt_sweep(checked)
+            where = f"; sweep {parent[:8]} marked KILLED" if parent else ""
+            raise Interrupted(
+                "interrupted (Ctrl-C): an unfinished run is marked KILLED with its metrics so far "
+                f"and checkpoints/last.pt; finished runs are kept{where}"
+            ) from None
+    if outcome.error is not None:
+        raise outcome.error
+    if not multirun or not checked.jobs:
+        return 0
+    status = _sweep_status(checked, started_ms)
+    if status is not None:
+        return 1 if status == "FAILED" else 0
+    # the sweep callback failed (Hydra only warns): still report the failed jobs
+    return 1 if any(r.status == "FAILED" for r in outcome.results) else 0
+
+
+def _store(checked: Preflight) -> Any:
+    from attnbench.store.handle import Tracker
+
+    first = checked.jobs[0]
+    return Tracker(first.tracking.uri, first.runs_dir)
+
+
+def _sweep_status(checked: Preflight, since_ms: int) -> str | None:
+    """The status of the sweep this launch opened (None if it opened none)."""
+    from attnbench.run.sweep import sweeps_of_this_process
+
+    try:
+        sweeps = sweeps_of_this_process(_store(checked))
+    except Exception:  # noqa: BLE001 - an unusable store was already reported by the jobs
+        return None
+    mine = [s for s in sweeps if s.start_time >= since_ms - 1000]
+    return mine[0].status if mine else None
+
+
+def _interrupt_sweep(checked: Preflight) -> str | None:
+    from attnbench.run.sweep import interrupt_sweeps
+
+    if not checked.jobs:
+        return None
+    try:
+        return interrupt_sweeps(_store(checked))
+    except Exception:  # noqa: BLE001 - the store is unusable: the next sweep finds it stale
+        return None
+
+
+def _run_hydra(args: list[str], multirun: bool, debug: bool, outcome: Outcome) -> None:
+    argv, debug_env = sys.argv, os.environ.get(DEBUG_ENV)
+    # --cfg/--info print instead of running; Hydra refuses them next to --multirun.
+    info = any(a.split("=")[0] in HYDRA_INFO_FLAGS for a in args)
+    sys.argv = ["attnbench", *(["--multirun"] if multirun and not info else []), *args]
+    if debug:
+        os.environ[DEBUG_ENV] = "1"
+    try:
+        hydra_app(outcome)()
+    finally:
+        sys.argv = argv
+        if debug_env is None:
+            os.environ.pop(DEBUG_ENV, None)
+        else:
+            os.environ[DEBUG_ENV] = debug_env
+
+
+@contextmanager
+def sigint_guard() -> Iterator[None]:
+    """First Ctrl-C raises KeyboardInterrupt (the job and the sweep are closed as KILLED);
+    a second one, while that cleanup runs, exits at once with 130."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def exit_now(signum: int, frame: Any) -> None:
+        os._exit(130)
+
+    def first(signum: int, frame: Any) -> None:
+        signal.signal(signal.SIGINT, exit_now)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, first)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+

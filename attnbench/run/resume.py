@@ -1,0 +1,54 @@
+"""`attnbench sweep ... --resume`: skip cells that already have a FINISHED run with the same
+content hash (`store.schema.config_hash`: resolved config + package version + data fingerprint).
+
+A skipped cell makes no new run. So that the resumed sweep still shows (and `compare` still
+counts) every cell of its grid, the existing run is tagged `RESUMED_BY_TAG` with the new sweep's
+parent run id (a space-separated list when several resumed sweeps reuse it);
+`store.handle.resumed_runs(parent)` finds them again.
+"""
+
+from __future__ import annotations
+
+from attnbench.store.handle import Tracker, finished_run
+from attnbench.store.schema import (
+    PARENT_RUN_TAG,
+    PRIMARY_METRIC_TAG,
+    RESUMED_BY_TAG,
+    RunIdentity,
+    RunResult,
+    split_metric,
+)
+
+
+def skip_if_finished(
+    tracker: Tracker, experiment_id: str, config_hash: str, identity: RunIdentity,
+    parent_run_id: str | None,
+) -> RunResult | None:
+    """A SKIPPED result pointing at the FINISHED run to reuse instead of training, or None.
+
+    The reused run is tagged with the resuming sweep's parent. Its metrics are the stored final
+    ones, with the primary validation metric at its best epoch (what a finished job reports, and
+    what an optimising sweeper such as Optuna reads).
+    """
+    from attnbench.console import console
+
+    run = finished_run(tracker, experiment_id, config_hash)
+    if run is None:
+        return None
+    if parent_run_id and parent_run_id != run.tags.get(PARENT_RUN_TAG):
+        ids = run.tags.get(RESUMED_BY_TAG, "").split()
+        if parent_run_id not in ids:
+            tracker.set_tags(run.run_id, {RESUMED_BY_TAG: " ".join([*ids, parent_run_id])})
+    name = identity.run_name
+    console.print(
+        f"skip {name}: already FINISHED as run {run.run_id} (same config hash {config_hash})",
+        highlight=False,
+        markup=False,
+    )
+    metrics = dict(run.metrics)
+    primary = split_metric("val", run.tags.get(PRIMARY_METRIC_TAG, "acc"))
+    history = [v for _, v in tracker.metric_history(run.run_id, primary)]
+    if history:
+        metrics[primary] = max(history)
+    return RunResult(name, "SKIPPED", run.run_id, metrics, primary=primary,
+                     identity=identity.tags())

@@ -1,0 +1,166 @@
+"""The schema of the run record: every tag, param, metric and artifact name attnbench writes to
+MLflow, the run identity, the job result and the content hash. Nothing else spells these names.
+
+Identity (attention, backbone, task, seed and the other swept values) is stored as tags and read
+back as tags (`RunIdentity.from_tags`): a run name is for people and is never parsed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+# -- identity tags (plain names: they are what a user filters on in the MLflow UI) -------------
+ATTENTION_TAG = "attention"
+BACKBONE_TAG = "backbone"
+TASK_TAG = "task"
+SEED_TAG = "seed"
+IDENTITY_TAGS = (ATTENTION_TAG, BACKBONE_TAG, TASK_TAG, SEED_TAG)
+SWEPT_TAG = "attnbench.swept"  # JSON {config key: value} of the other keys a sweep varies
+
+# -- MLflow's own tags -------------------------------------------------------------------------
+PARENT_RUN_TAG = "mlflow.parentRunId"
+
+# -- attnbench tags ----------------------------------------------------------------------------
+KIND_TAG = "attnbench.kind"  # "sweep" on a sweep's parent run
+SWEEP_KIND = "sweep"
+BENCH_KIND = "bench"  # on the one run of an `attnbench bench` call
+OVERRIDES_TAG = "attnbench.overrides"
+SWEEP_DIR_TAG = "attnbench.sweep_dir"
+CONFIG_HASH_TAG = "attnbench.config_hash"
+VERSION_TAG = "attnbench.version"
+DATA_FINGERPRINT_TAG = "attnbench.data_fingerprint"
+THREADS_TAG = "attnbench.threads"
+OPENMP_WAIT_TAG = "attnbench.openmp_wait"
+PRIMARY_METRIC_TAG = "attnbench.primary_metric"
+BEST_EPOCH_TAG = "attnbench.best_epoch"
+ERROR_TAG = "attnbench.error"
+DIAGNOSTICS_ERROR_TAG = "attnbench.diagnostics_error"
+# Which process owns a RUNNING run: a run whose process is gone is stale (store.liveness).
+PID_TAG = "attnbench.pid"
+HOST_TAG = "attnbench.host"
+# Where a training process keeps its last weights (a local file, logged as checkpoints/last.pt
+# only if the run does not finish; see `Tracker.keep_last_checkpoint`).
+LAST_FILE_TAG = "attnbench.last_checkpoint_file"
+LAST_EPOCH_TAG = "attnbench.last_epoch"
+RESUMED_BY_TAG = "attnbench.resumed_by"  # parent runs of the sweeps that reused this run
+REPRODUCES_TAG = "reproduces"
+LOADAVG_TAG = "attnbench.loadavg"  # bench runs: the machine's load when measured
+TORCH_VERSION_TAG = "torch.version"  # bench runs: the torch that was timed
+CPU_COUNT_PARAM = "cpu_count"  # bench runs: the machine's cores (a param)
+
+# -- metrics: `split/metric` with a step -------------------------------------------------------
+TRAIN_LOSS = "train/loss"
+EPOCH_METRIC = "epoch"
+COST_PARAMS = "cost/params"
+COST_TRAIN_S = "cost/train_s"
+COST_EPOCH_S = "cost/epoch_s"
+COST_SAMPLES_PER_S = "cost/samples_per_s"
+COST_PEAK_MEM_MB = "cost/peak_mem_mb"
+# The cost columns of tables: (metric, column label).
+COST_COLUMNS = (
+    (COST_PARAMS, "params"),
+    (COST_TRAIN_S, "train s"),
+    (COST_SAMPLES_PER_S, "samples/s"),
+    (COST_PEAK_MEM_MB, "peak MB"),
+)
+# Measurements of the machine, not of the model: shown, never held against a reproduction.
+TIMING_METRICS = (COST_TRAIN_S, COST_EPOCH_S, COST_SAMPLES_PER_S, COST_PEAK_MEM_MB)
+# Metrics where smaller is better; all others (acc, f1, exact_match, bleu, ...) are maximised.
+LOWER_IS_BETTER = {COST_PARAMS, COST_TRAIN_S, COST_EPOCH_S, COST_PEAK_MEM_MB}
+
+
+def split_metric(split: str, name: str) -> str:
+    """`val/acc`, `test/exact_match`, `cost/params`."""
+    return f"{split}/{name}"
+
+
+# -- artifacts ---------------------------------------------------------------------------------
+CONFIG_ARTIFACT = "config/config.yaml"
+OVERRIDES_ARTIFACT = "config/overrides.yaml"
+CHECKPOINT_DIR = "checkpoints"
+HEATMAP_ARTIFACT = "plots/attention.png"
+REPORT_DIR = "report"
+
+# Config keys that say where results go or how progress is shown, not what is trained: left
+# out of the content hash and of the pairing of runs in `compare`.
+NOT_TRAINED = ("tracking", "runs_dir", "resume", "experiment_name", "hydra")
+NOT_TRAINED_PARAMS = ("runs_dir", "tracking.", "experiment_name", "resume", "trainer.progress")
+
+
+@dataclass(frozen=True)
+class RunIdentity:
+    """What a job run is: its variant, backbone, task, seed and the other values its sweep
+    varies (e.g. {"attention.heads": 4})."""
+
+    attention: str
+    backbone: str
+    task: str
+    seed: int
+    swept: Mapping[str, Any] = field(default_factory=dict)
+
+    def tags(self) -> dict[str, str]:
+        out = {ATTENTION_TAG: self.attention, BACKBONE_TAG: self.backbone,
+               TASK_TAG: self.task, SEED_TAG: str(self.seed)}
+        if self.swept:
+            out[SWEPT_TAG] = json.dumps(dict(self.swept), sort_keys=True, default=str)
+        return out
+
+    @classmethod
+    def from_tags(cls, tags: Mapping[str, str]) -> RunIdentity:
+        seed = tags.get(SEED_TAG, "")
+        try:
+            swept = json.loads(tags.get(SWEPT_TAG) or "{}")
+        except json.JSONDecodeError:
+            swept = {}
+        return cls(tags.get(ATTENTION_TAG, "?"), tags.get(BACKBONE_TAG, "?"),
+                   tags.get(TASK_TAG, "?"), int(seed) if seed.isdigit() else -1, swept)
+
+    @property
+    def cell(self) -> str:
+        """The swept values beyond attention/backbone/task/seed, e.g. `heads4` (may be '')."""
+        return "-".join(f"{k.split('.')[-1]}{v}" for k, v in self.swept.items())
+
+    @property
+    def run_name(self) -> str:
+        """`<attention>-<backbone>-<task>-s<seed>`, plus the cell (e.g. `-heads4`) so the runs of
+        a sweep differ. For people: identity is read from the tags."""
+        name = f"{self.attention}-{self.backbone}-{self.task}-s{self.seed}"
+        return f"{name}-{self.cell}" if self.cell else name
+
+
+@dataclass
+class RunResult:
+    """What one job reports to its sweep (and an optimising sweeper)."""
+
+    name: str
+    status: str  # FINISHED | FAILED | KILLED | SKIPPED
+    run_id: str | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    error: str | None = None
+    primary: str | None = None  # e.g. "val/acc": what an optimising sweeper (Optuna) maximises
+    identity: dict[str, str] = field(default_factory=dict)  # RunIdentity.tags()
+
+
+def config_hash(config: Mapping[str, Any], version: str, data_fingerprint: str) -> str:
+    """Content hash of what is trained: resolved config (minus `NOT_TRAINED` keys and the
+    progress switch) + package version + data fingerprint."""
+    content = {k: v for k, v in config.items() if k not in NOT_TRAINED}
+    content["trainer"] = {k: v for k, v in content["trainer"].items() if k != "progress"}
+    blob = json.dumps([content, version, data_fingerprint], sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def swept_values(config: Mapping[str, Any], swept: Sequence[str]) -> dict[str, Any]:
+    """{key: value} in `config` for each swept dotted key (keys whose value is a node skipped)."""
+    out: dict[str, Any] = {}
+    for key in swept:
+        node: Any = config
+        for part in key.split("."):
+            node = node.get(part) if isinstance(node, Mapping) else None
+        if node is not None and not isinstance(node, Mapping):
+            out[key] = node
+    return out
