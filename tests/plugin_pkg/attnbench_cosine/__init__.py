@@ -1,1 +1,0 @@
-"""attnbench plugin: cosine attention (see cosine.py), selectable as `attention=cosine`."""

@@ -1,0 +1,1 @@
+"""attnbench plugin: RBF-kernel attention (see rbf.py), selectable as `attention=rbf`."""
