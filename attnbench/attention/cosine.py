@@ -1,0 +1,87 @@
+"""Cosine attention (Graves et al. 2014, NTM content addressing): score(q, k) = cos(q, k) / τ.
+
+Notation: B batch, Tq query length, Tk key length, D = Dq = Dk query/key width, Dv value width.
+
+    w_j = softmax_j(β K[q, k_j]),  K[u, v] = uᵀv / (‖u‖ ‖v‖),  β = 1/τ        (NTM eq. 5-6)
+
+Scores lie in [-1/τ, 1/τ] whatever the widths or norms, so large activations cannot saturate the
+softmax; τ sets how peaked the weights can get. In the NTM the controller emits β at every step;
+here τ is one learned scalar (``learn_temperature: true``, stored as log τ so it stays positive)
+or a fixed constant. A zero vector is compared as zero (F.normalize's eps), not as NaN.
+
+q/‖q‖·β and k/‖k‖ then go through ``dot`` attention: fused SDPA with scale 1 on the fast path (no
+(B, Tq, Tk) weights materialised), explicit scores and ``masked_softmax`` on the weights path.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from attnbench.attention import ATTENTION
+from attnbench.attention.dot import DotProductAttention
+
+EPS = 1e-8  # norms below this count as EPS: a zero vector has cosine 0 with everything
+
+
+@ATTENTION.register("cosine")
+class CosineAttention(nn.Module):
+    baseline: ClassVar[bool] = False
+    projects: ClassVar[bool] = False
+    reference: ClassVar[str] = (
+        "Graves, Wayne & Danihelka 2014, 'Neural Turing Machines', §3.3.1 eq. 5-6: "
+        "w_i = softmax_i(β K[k, M_i]), K[u, v] = u·v / (‖u‖ ‖v‖); here β = 1/τ"
+    )
+
+    def __init__(
+        self,
+        d_query: int,
+        d_key: int,
+        d_value: int,
+        *,
+        temperature: float = 0.1,
+        learn_temperature: bool = True,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        for arg, dim in (("d_query", d_query), ("d_key", d_key), ("d_value", d_value)):
+            if dim < 1:
+                raise ValueError(f"{arg} must be a positive width (>= 1), got {dim}")
+        if d_query != d_key:
+            raise ValueError(
+                f"cosine attention compares q with k, so d_query must equal d_key; got "
+                f"d_query={d_query}, d_key={d_key} (use 'general' or 'additive' for different "
+                "widths)"
+            )
+        if not temperature > 0:
+            raise ValueError(f"temperature must be > 0 (score = cos / τ), got {temperature}")
+        log_tau = torch.tensor(math.log(temperature))
+        if learn_temperature:
+            self.log_temperature = nn.Parameter(log_tau)
+        else:
+            self.register_buffer("log_temperature", log_tau)
+        self.learn_temperature = learn_temperature
+        self.dot = DotProductAttention(d_query, d_key, d_value, dropout=dropout)
+        self.out_dim = d_value
+
+    @property
+    def temperature(self) -> float:
+        """τ as it stands (the learned value, or the fixed one)."""
+        return float(self.log_temperature.detach().exp())
+
+    def forward(
+        self,
+        query: Tensor,
+        key: Tensor,
+        value: Tensor,
+        mask: Tensor | None = None,
+        need_weights: bool = False,
+    ) -> tuple[Tensor, Tensor | None]:
+        beta = torch.exp(-self.log_temperature)  # 1/τ, a 0-d tensor (learned or not)
+        q = F.normalize(query, dim=-1, eps=EPS) * beta  # (B, Tq, D), rows of norm β
+        k = F.normalize(key, dim=-1, eps=EPS)  # (B, Tk, D), unit rows
+        return self.dot(q, k, value, mask, need_weights)  # (B, Tq, Dv), (B, Tq, Tk) | None
