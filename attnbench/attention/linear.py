@@ -1,0 +1,97 @@
+"""Kernelised linear attention (Katharopoulos et al. 2020): sim(q, k) = φ(q)ᵀφ(k), φ = elu + 1.
+
+Notation: B batch, Tq query length, Tk key length, D = Dq = Dk query/key width, Dv value width,
+T = Tq = Tk under a causal mask, C chunk length.
+
+    context_i = Σ_j M_ij φ(q_i)ᵀφ(k_j) v_j / Σ_j M_ij φ(q_i)ᵀφ(k_j)
+              = φ(q_i)ᵀ (Σ_j M_ij φ(k_j) v_jᵀ) / φ(q_i)ᵀ (Σ_j M_ij φ(k_j))
+
+with M the mask. φ(x) = elu(x) + 1 > 0, so every weight is positive and the denominator is zero
+only when the row has no key to attend to (then the context is zero, not NaN). There is no
+softmax and no 1/√D: the similarity is the kernel itself.
+
+Fast path (``need_weights=False``), chosen from the mask's structure (see ``_layout.py``):
+- no mask or key padding (encoders, pooling, cross-attention): the (D, Dv) sum over keys is
+  formed once and every query reads it: O((Tq + Tk)·D·Dv) time, no (Tq, Tk) tensor;
+- causal key padding (a decoder's self-attention): prefix sums S_i = Σ_{j≤i} φ(k_j) v_jᵀ,
+  Z_i = Σ_{j≤i} φ(k_j), computed per chunk of C rows (the running sum of earlier chunks plus the
+  chunk's own masked C×C block), O(T·(C + D·Dv / C)) time and memory;
+- any other per-query mask: the explicit masked similarity matrix (it has no O(n) form).
+Weights path (diagnostics only): the explicit normalised matrix φ(Q)φ(K)ᵀ ⊙ M, row-normalised.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from attnbench.attention import ATTENTION
+from attnbench.attention._layout import mask_layout, masked_kernel_sum
+from attnbench.attention.base import expand_mask
+
+
+def feature_map(x: Tensor) -> Tensor:
+    """φ(x) = elu(x) + 1 (Katharopoulos et al. 2020, eq. 7): positive, so sums never cancel."""
+    return F.elu(x) + 1.0
+
+
+def _safe(den: Tensor) -> Tensor:
+    """Denominator with empty rows (den = 0, numerator exactly 0 too) divided by 1 instead."""
+    return torch.where(den > 0, den, torch.ones_like(den))
+
+
+@ATTENTION.register("linear")
+class LinearAttention(nn.Module):
+    baseline: ClassVar[bool] = False
+    projects: ClassVar[bool] = False
+    reference: ClassVar[str] = (
+        "Katharopoulos et al. 2020, 'Transformers are RNNs: Fast Autoregressive Transformers "
+        "with Linear Attention', §3.2 eq. 5 and 7: V'_i = φ(Q_i)ᵀ Σ_j φ(K_j) V_jᵀ / "
+        "φ(Q_i)ᵀ Σ_j φ(K_j), φ(x) = elu(x) + 1; §3.3 eq. 10-11: causal form with prefix sums "
+        "S_i = Σ_{j≤i} φ(K_j) V_jᵀ, Z_i = Σ_{j≤i} φ(K_j)"
+    )
+
+    def __init__(self, d_query: int, d_key: int, d_value: int, *, chunk: int = 64) -> None:
+        super().__init__()
+        for arg, dim in (("d_query", d_query), ("d_key", d_key), ("d_value", d_value)):
+            if dim < 1:
+                raise ValueError(f"{arg} must be a positive width (>= 1), got {dim}")
+        if d_query != d_key:
+            raise ValueError(
+                f"linear attention takes φ(q)ᵀφ(k), so d_query must equal d_key; got "
+                f"d_query={d_query}, d_key={d_key} (use 'general' or 'additive' for different "
+                "widths)"
+            )
+        if chunk < 1:
+            raise ValueError(f"chunk must be >= 1 (rows per block of the causal form), got {chunk}")
+        self.chunk = chunk
+        self.out_dim = d_value
+
+    def forward(
+        self,
+        query: Tensor,
+        key: Tensor,
+        value: Tensor,
+        mask: Tensor | None = None,
+        need_weights: bool = False,
+    ) -> tuple[Tensor, Tensor | None]:
+        b, tq, _ = query.shape
+        tk = key.shape[1]
+        fq, fk = feature_map(query), feature_map(key)  # (B, Tq, D), (B, Tk, D)
+
+        if need_weights:
+            sim = fq @ fk.transpose(1, 2)  # (B, Tq, Tk), positive
+            m = expand_mask(mask, b, tq, tk)
+            if m is not None:
+                sim = sim.masked_fill(~m, 0.0)  # masked keys: exactly zero weight
+            weights = sim / _safe(sim.sum(dim=-1, keepdim=True))  # (B, Tq, Tk)
+            return weights @ value, weights  # (B, Tq, Dv)
+
+        layout = mask_layout(mask, b, tq, tk)
+        ones = value.new_ones(b, tk, 1)
+        summed = masked_kernel_sum(fq, fk, torch.cat([value, ones], dim=-1), layout, self.chunk)
+        num, den = summed[..., :-1], summed[..., -1:]  # (B, Tq, Dv), (B, Tq, 1)
+        return num / _safe(den), None
