@@ -1,0 +1,153 @@
+"""Low-rank attention (Linformer, Wang et al. 2020): keys and values projected along the length.
+
+Notation: B batch, Tq query length, Tk key length, D = Dq = Dk query/key width, Dv value width,
+R projected rows (``rank``), L the longest key sequence (``max_len``).
+
+    context = softmax(Q (E K)ᵀ / √D) (F V)        E, F: (R, Tk), so E K is (R, D), F V is (R, Dv)
+
+Each query attends over R projected keys instead of Tk keys: O(Tk·R) instead of O(Tq·Tk).
+
+How E and F are built here, and why (the choices the paper leaves open):
+- **Positions.** E and F have one learned column per key position, up to ``max_len`` (L); a
+  sequence of Tk ≤ L keys uses the first Tk columns. Longer keys are refused with an error naming
+  ``attention.max_len`` (raise it, or shorten the task). Columns are tied to positions, not to
+  the padded batch length, so appending PAD to a batch changes nothing (a projection resampled
+  to the batch length would). Queries are never projected: any query length works, including a
+  decoder's one query per step.
+- **Masking = normalised rows.** Row r of E is softmax over the allowed keys of learned logits
+  ℓ_r (and F likewise with its own logits): E_rj = M_j exp(ℓ_rj) / Σ_j' M_j' exp(ℓ_rj'). Masked
+  keys are zeroed before the projection (the paper's E, F have no notion of padding), every
+  projected key/value is a weighted mean of real ones, so its scale does not grow with the number
+  of real keys, and the effective weights on keys, W = softmax(·) F (B, Tq, Tk), are a
+  distribution with exactly zero on masked keys: what the diagnostics plot and the contract ask
+  for. The price is a positivity constraint the paper's unconstrained E, F do not have.
+- **Per-query masks.** With a causal mask (a decoder's self-attention) query i projects only the
+  keys it may see, E_i = rows normalised over {j ≤ i allowed}, so no future key leaks into the
+  projection; the sums are prefix sums (O(T·R·D) time and memory, chunked like ``linear``).
+  Other per-query masks take the explicit O(Tq·Tk) route. A query with no key gets zero context.
+
+Fast path (``need_weights=False``): the projections as masked kernel sums (``_layout.py``) and a
+softmax over the R projected rows; no (B, Tq, Tk) tensor under key padding or causal masks.
+Weights path: the same maths with the explicit (B, Tq, Tk) mask, plus W = (softmax / Σ F) F.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from attnbench.attention import ATTENTION
+from attnbench.attention._layout import MaskLayout, mask_layout, masked_kernel_sum
+from attnbench.attention.base import expand_mask
+
+
+def _safe(den: Tensor) -> Tensor:
+    """Denominator with empty rows (den = 0, numerator exactly 0 too) divided by 1 instead."""
+    return torch.where(den > 0, den, torch.ones_like(den))
+
+
+@ATTENTION.register("lowrank")
+class LowRankAttention(nn.Module):
+    baseline: ClassVar[bool] = False
+    projects: ClassVar[bool] = False
+    reference: ClassVar[str] = (
+        "Wang et al. 2020, 'Linformer: Self-Attention with Linear Complexity', §4 eq. 7: "
+        "head = softmax(Q W^Q (E K W^K)ᵀ / √d_k) · F V W^V, E, F ∈ R^{k×n} projecting along the "
+        "length (here E, F: row-softmax of learned logits over the allowed positions)"
+    )
+
+    def __init__(
+        self,
+        d_query: int,
+        d_key: int,
+        d_value: int,
+        *,
+        rank: int = 32,
+        max_len: int = 512,
+        chunk: int = 64,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        for arg, dim in (("d_query", d_query), ("d_key", d_key), ("d_value", d_value)):
+            if dim < 1:
+                raise ValueError(f"{arg} must be a positive width (>= 1), got {dim}")
+        if d_query != d_key:
+            raise ValueError(
+                f"lowrank attention scores qᵀ(E K), so d_query must equal d_key; got "
+                f"d_query={d_query}, d_key={d_key} (use 'general' or 'additive' for different "
+                "widths)"
+            )
+        if rank < 1:
+            raise ValueError(f"rank must be >= 1 (projected rows), got {rank}")
+        if max_len < 1:
+            raise ValueError(f"max_len must be >= 1 (longest key sequence), got {max_len}")
+        if chunk < 1:
+            raise ValueError(f"chunk must be >= 1 (rows per block of the causal form), got {chunk}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        self.rank = rank
+        self.max_len = max_len
+        self.chunk = chunk
+        self.dropout = dropout
+        self.scale = 1.0 / math.sqrt(d_key)
+        self.out_dim = d_value
+        # Logits of E (keys) and F (values), one column per position. N(0, 1): rows start as
+        # different soft mixtures of positions (equal logits would make every row the mean and
+        # the rows could never become different).
+        self.key_logits = nn.Parameter(torch.randn(rank, max_len))  # (R, L)
+        self.value_logits = nn.Parameter(torch.randn(rank, max_len))  # (R, L)
+
+    def _position_weights(self, tk: int) -> tuple[Tensor, Tensor]:
+        """Unnormalised exp(ℓ) of E and F for the first Tk positions, each (Tk, R), max 1."""
+        if tk > self.max_len:
+            raise ValueError(
+                f"lowrank attention: {tk} keys but attention.max_len={self.max_len} "
+                f"(E and F have one column per key position); set attention.max_len>={tk}"
+            )
+        e = self.key_logits[:, :tk]  # (R, Tk)
+        f = self.value_logits[:, :tk]  # (R, Tk)
+        e = (e - e.max(dim=-1, keepdim=True).values.detach()).exp()  # shift: no overflow
+        f = (f - f.max(dim=-1, keepdim=True).values.detach()).exp()
+        return e.t(), f.t()  # (Tk, R), (Tk, R)
+
+    def forward(
+        self,
+        query: Tensor,
+        key: Tensor,
+        value: Tensor,
+        mask: Tensor | None = None,
+        need_weights: bool = False,
+    ) -> tuple[Tensor, Tensor | None]:
+        b, tq, _ = query.shape
+        tk = key.shape[1]
+        r = self.rank
+        e, f = self._position_weights(tk)  # (Tk, R), (Tk, R)
+        if need_weights:  # the explicit (B, Tq, Tk) mask, so the weights can be formed
+            m = expand_mask(mask, b, tq, tk)
+            if m is None:
+                m = torch.ones(b, tq, tk, dtype=torch.bool, device=key.device)
+            layout = MaskLayout("dense", dense=m)
+        else:
+            layout = mask_layout(mask, b, tq, tk)
+        ones_q, ones_k = query.new_ones(b, tq, 1), key.new_ones(b, tk, 1)
+        ef = torch.cat([e, f], dim=-1).expand(b, tk, 2 * r)  # (B, Tk, 2R)
+
+        # Normalisers of E_i and F_i over the keys query i may see, and q_i·(Σ_j M_ij e_rj k_j).
+        den = masked_kernel_sum(ones_q, ones_k, ef, layout, self.chunk)  # (B, Tq, 2R)
+        den_e, den_f = _safe(den[..., :r]), _safe(den[..., r:])  # (B, Tq, R) each
+        qek = masked_kernel_sum(query, key, ef[..., :r], layout, self.chunk)  # (B, Tq, R)
+        scores = qek / den_e * self.scale  # q_i · (E_i K)_r / √D: (B, Tq, R)
+        probs = torch.softmax(scores, dim=-1)  # over the R projected keys: (B, Tq, R)
+        p = self.dropout if self.training else 0.0
+        mix = F.dropout(probs, p, training=p > 0) / den_f  # (B, Tq, R)
+        # context_i = Σ_r mix_ir Σ_j M_ij f_jr v_j = Σ_j M_ij (mix_i · f_j) v_j; zero if no key.
+        context = masked_kernel_sum(mix, ef[..., r:], value, layout, self.chunk)  # (B, Tq, Dv)
+        if not need_weights:
+            return context, None
+        # W_ij = M_ij Σ_r probs_ir F_i,rj: a distribution over the allowed keys (B, Tq, Tk).
+        weights = ((probs / den_f) @ f.t()).masked_fill(~layout.dense, 0.0)
+        return context, weights
