@@ -33,7 +33,7 @@ YAMLS = sorted(CONF.glob("*.yaml"))
 B, TQ, TK, DQ, DK, DV = 3, 5, 7, 16, 16, 8
 TOL = 1e-5
 # Variants whose maths is a softmax of (scaled) dot products: their fast path must be fused SDPA.
-FUSED = {"dot", "scaled", "multihead", "general", "cosine"}
+FUSED = {"dot", "scaled", "multihead", "general", "cosine", "local"}
 
 
 def load_yaml(path: Path) -> tuple[str, dict[str, Any]]:

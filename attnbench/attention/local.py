@@ -1,0 +1,139 @@
+"""Sliding-window (local) attention (Beltagy et al. 2020, Longformer §3.1): each position attends
+only to the positions within ``window`` of it, with H heads of scaled dot-product.
+
+Notation: B batch, T sequence length (Tq = Tk), Tq/Tk query/key lengths in general, D = Dq model
+width, H heads, Dh = D / H, w the window (``window``), C query rows per block (``block``),
+N = ⌈T / C⌉ blocks, n = ⌈w / C⌉ neighbouring blocks on each side, S = (2n + 1)·C keys per block.
+
+    head = softmax(Q Kᵀ / √Dh + band) V,  band_ij = 0 if |i − j| ≤ w else −∞      (2w + 1 keys)
+
+combined with the caller's mask (padding, causal: a decoder then sees the w + 1 keys i − w..i).
+Projections, heads and the weights path are ``multihead``'s (this class extends it), so
+``local`` differs from ``multihead`` only by the window.
+
+Where the window applies: positions are shared only when the queries ARE the keys (self-attention:
+the Transformer's token mixer, the rnn's per-position attention). The contract does not say so
+explicitly, so, like ``torch.nn.MultiheadAttention``, self-attention is recognised as
+``query is key``. Cross-attention and pooling (a decoder state over encoder states, a learned
+query over hidden states) have no position shared by query and key, so there every key is in
+the window: ``local`` then equals ``multihead``.
+
+Fast path (self-attention, ``need_weights=False``): queries in blocks of C rows, each block
+against its S-key neighbourhood (the keys of blocks s − n..s + n, so every key within w of the
+block), one fused SDPA call over all (B·N) blocks with the band ∧ mask gathered per block:
+O(T·S) time and memory, never a T × T tensor (the caller's mask is only read at the in-band
+positions). When one block's neighbourhood already covers the sequence (T ≤ S) the plain
+T × T band mask is as cheap and ``multihead``'s path runs with it. Weights path: the explicit
+(B, T, T) band ∧ mask, for diagnostics only.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from attnbench.attention import ATTENTION
+from attnbench.attention.base import expand_mask, sdpa_mask
+from attnbench.attention.multihead import MultiHeadAttention
+
+MIN_BLOCK = 16  # default block rows: tiny windows would otherwise make tiny matrices
+
+
+def band_mask(t: int, window: int, device: torch.device) -> Tensor:
+    """(T, T) bool: True where |i − j| ≤ window."""
+    pos = torch.arange(t, device=device)
+    return (pos[:, None] - pos[None, :]).abs() <= window
+
+
+@ATTENTION.register("local")
+class LocalAttention(MultiHeadAttention):
+    reference: ClassVar[str] = (
+        "Beltagy, Peters & Cohan 2020, 'Longformer: The Long-Document Transformer', §3.1 "
+        "sliding window: each token attends to the tokens within w of it; scores per head as "
+        "Vaswani et al. 2017 §3.2.2: softmax(Q_i K_iᵀ / √d_k) V_i"
+    )
+
+    def __init__(
+        self,
+        d_query: int,
+        d_key: int,
+        d_value: int,
+        *,
+        window: int = 8,
+        heads: int = 4,
+        block: int = 0,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__(d_query, d_key, d_value, heads=heads, dropout=dropout)
+        if window < 0:
+            raise ValueError(f"window must be >= 0 (keys on each side of a query), got {window}")
+        if block < 0:
+            raise ValueError(f"block must be >= 0 (0 = max(window, {MIN_BLOCK})), got {block}")
+        self.window = window
+        self.block = block or max(window, MIN_BLOCK)
+
+    def forward(
+        self,
+        query: Tensor,
+        key: Tensor,
+        value: Tensor,
+        mask: Tensor | None = None,
+        need_weights: bool = False,
+    ) -> tuple[Tensor, Tensor | None]:
+        if query is not key:  # no shared positions: every key is in the window
+            return super().forward(query, key, value, mask, need_weights)
+        b, t, _ = query.shape
+        c = self.block
+        n = -(-self.window // c)  # neighbouring blocks on each side
+        if need_weights or t <= (2 * n + 1) * c:
+            band = band_mask(t, self.window, query.device)  # (T, T)
+            m = expand_mask(mask, b, t, t)
+            return super().forward(query, key, value, band if m is None else m & band, need_weights)
+        return self._blocked(query, value, mask, n), None
+
+    def _blocked(self, x: Tensor, value: Tensor, mask: Tensor | None, n: int) -> Tensor:
+        """Self-attention of x (B, T, D) within the window, block by block: (B, T, D)."""
+        b, t, _ = x.shape
+        h, dh, c = self.heads, self.d_model // self.heads, self.block
+        nb = -(-t // c)  # N blocks of queries
+        pad = nb * c - t
+        s = (2 * n + 1) * c  # keys per block
+        p = self.dropout if self.training else 0.0
+
+        q = self.q_proj(x).view(b, t, h, dh)  # (B, T, H, Dh)
+        k = self.k_proj(x).view(b, t, h, dh)  # (B, T, H, Dh)
+        v = self.v_proj(value).view(b, t, h, dh)  # (B, T, H, Dh)
+        qb = F.pad(q, (0, 0, 0, 0, 0, pad)).view(b, nb, c, h, dh)  # (B, N, C, H, Dh)
+        qb = qb.permute(0, 1, 3, 2, 4).reshape(b * nb, h, c, dh)  # (B·N, H, C, Dh)
+
+        def neighbourhoods(z: Tensor) -> Tensor:
+            """(B, T, H, Dh) -> (B·N, H, S, Dh): block s gets keys from position (s − n)·C on."""
+            zp = F.pad(z, (0, 0, 0, 0, n * c, pad + n * c))  # (B, (N + 2n)·C, H, Dh)
+            zb = zp.unfold(1, s, c)  # (B, N, H, Dh, S), a view
+            return zb.permute(0, 1, 2, 4, 3).reshape(b * nb, h, s, dh)
+
+        kb, vb = neighbourhoods(k), neighbourhoods(v)  # (B·N, H, S, Dh) each
+
+        blocks = torch.arange(nb, device=x.device)[:, None]  # (N, 1)
+        qpos = blocks * c + torch.arange(c, device=x.device)  # (N, C) query positions
+        kpos = (blocks - n) * c + torch.arange(s, device=x.device)  # (N, S) key positions
+        allowed = ((kpos[:, None, :] - qpos[:, :, None]).abs() <= self.window) & (
+            (kpos >= 0) & (kpos < t)
+        )[:, None, :]  # (N, C, S): in the window and a real position
+        m = expand_mask(mask, b, t, t)  # a (B, T, T) view; only in-band entries are read
+        if m is not None:
+            rows = qpos.clamp(max=t - 1)[:, :, None]  # (N, C, 1)
+            cols = kpos.clamp(0, t - 1)[:, None, :]  # (N, 1, S)
+            allowed = allowed & m[:, rows, cols]  # (B, N, C, S)
+        allowed = allowed.expand(b, nb, c, s).reshape(b * nb, 1, c, s)  # (B·N, 1, C, S)
+        safe, empty = sdpa_mask(allowed)  # empty: (B·N, 1, C, 1) or None
+
+        ctx = F.scaled_dot_product_attention(qb, kb, vb, attn_mask=safe, dropout_p=p)
+        ctx = ctx.view(b, nb, h, c, dh).permute(0, 1, 3, 2, 4)  # (B, N, C, H, Dh)
+        out = self.out_proj(ctx.reshape(b, nb * c, self.d_model)[:, :t])  # (B, T, D)
+        if empty is not None:  # rows with no allowed key: zero value and zero gradient
+            out = out.masked_fill(empty.view(b, nb * c, 1)[:, :t], 0.0)
+        return out
