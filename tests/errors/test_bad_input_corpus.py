@@ -18,7 +18,10 @@ import pytest
 
 from tests.conftest import attnbench_cmd
 
-ATTENTIONS = "additive, dot, multihead, none, scaled"
+# The valid choices as the message lists them: the folder is the list.
+ATTENTIONS = ", ".join(
+    sorted(p.stem for p in (Path(__file__).parents[2] / "conf" / "attention").glob("*.yaml"))
+)
 
 
 @dataclass(frozen=True)

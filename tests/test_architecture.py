@@ -1,0 +1,96 @@
+"""The architecture is checked, not just drawn: the import-linter contracts in pyproject.toml
+hold, no module imports another that imports it back (directly or through others), the command
+line loads no heavy library at start-up, and modules stay small enough to read."""
+
+from __future__ import annotations
+
+import ast
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import grimp
+import pytest
+
+PACKAGE = Path(__file__).resolve().parent.parent / "attnbench"
+MAX_LINES = 400
+# Modules allowed past MAX_LINES: each says in its docstring why it is one cohesive thing.
+COHESIVE = "one cohesive"
+
+
+def test_import_linter_contracts_hold() -> None:
+    exe = shutil.which("lint-imports") or str(Path(sys.executable).parent / "lint-imports")
+    done = subprocess.run([exe], capture_output=True, text=True, cwd=PACKAGE.parent, check=False)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert "0 broken" in done.stdout
+
+
+def _cycles(graph: grimp.ImportGraph, modules: set[str]) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(module: str) -> None:
+        index[module] = low[module] = len(index)
+        stack.append(module)
+        on_stack.add(module)
+        for dep in graph.find_modules_directly_imported_by(module) & modules:
+            if dep not in index:
+                visit(dep)
+                low[module] = min(low[module], low[dep])
+            elif dep in on_stack:
+                low[module] = min(low[module], index[dep])
+        if low[module] == index[module]:
+            component = []
+            while True:
+                top = stack.pop()
+                on_stack.discard(top)
+                component.append(top)
+                if top == module:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for module in sorted(modules):
+        if module not in index:
+            visit(module)
+    return found
+
+
+def test_no_import_cycles() -> None:
+    """Counting imports inside functions too (only `if TYPE_CHECKING:` imports are left out):
+    a lazy import that closes a loop is still a cycle a reader has to untangle."""
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), 5000))
+    graph = grimp.build_graph("attnbench", exclude_type_checking_imports=True)
+    modules = {m for m in graph.modules if m.startswith("attnbench")}
+    assert _cycles(graph, modules) == []
+
+
+def test_the_cli_starts_without_torch_mlflow_or_hydra() -> None:
+    code = (
+        "import sys, attnbench.cli; "
+        "print(sorted(m for m in ('torch', 'mlflow', 'hydra', 'matplotlib') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True)
+    assert done.stdout.strip() == "[]"
+
+
+def _modules() -> list[Path]:
+    return sorted(PACKAGE.rglob("*.py"))
+
+
+@pytest.mark.parametrize("path", _modules(), ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_modules_stay_readable(path: Path) -> None:
+    lines = path.read_text(encoding="utf-8").count("\n")
+    if lines <= MAX_LINES:
+        return
+    doc = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"))) or ""
+    assert COHESIVE in doc, (
+        f"{path.name} has {lines} lines (> {MAX_LINES}): split it by job, or say in its "
+        f"docstring why it is {COHESIVE} thing"
+    )
