@@ -434,7 +434,7 @@ STEP_SCRIPT = r"""
 import os, sys, time, statistics
 import attnbench
 import torch
-from attnbench.benchmarks.overhead import compose
+from attnbench.benchmarks.overhead.__main__ import compose
 from attnbench.config.build import build
 from attnbench.config.validate import validate
 from attnbench.training.loop import loss_fn
