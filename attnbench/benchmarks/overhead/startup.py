@@ -1,0 +1,98 @@
+"""Start-up: ``attnbench --help`` and ``attnbench list`` launch times (section ``cli``), and the
+wall time from launching ``attnbench run`` to the end of its first training step (section
+``startup``)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from attnbench.benchmarks.overhead.common import (
+    Report,
+    exe,
+    log,
+    loss_timestamps,
+    run_cli,
+    runs_dir_from,
+    runs_of,
+)
+
+
+# -- cli -----------------------------------------------------------------------------------------
+def section_cli(report: Report, work: Path, repeats: int = 5) -> None:
+    def best(argv: list[str]) -> float:
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            subprocess.run(argv, cwd=work, capture_output=True, check=True)
+            times.append(time.perf_counter() - t0)
+        return min(times)
+
+    base = best([sys.executable, "-c", "pass"])
+    help_s = best([exe(), "--help"])
+    list_s = best([exe(), "list"])
+    report.add("cli", "python -c pass (interpreter floor)", base, "s", note=f"best of {repeats}")
+    report.add(
+        "cli", "attnbench --help", help_s, "s", "<= 0.3 s", help_s <= 0.3, f"best of {repeats}"
+    )
+    report.add(
+        "cli", "attnbench list", list_s, "s", "<= 0.5 s", list_s <= 0.5, f"best of {repeats}"
+    )
+
+
+# -- startup -------------------------------------------------------------------------------------
+STARTUP_ARGS = [
+    "trainer.max_steps=3",
+    "trainer.epochs=1",
+    "trainer.log_every=1",
+    "trainer.limit_eval_batches=1",
+    "trainer.progress=false",
+]
+
+
+def first_step(runs_dir: Path, experiment: str, launched: float) -> tuple[float, float]:
+    """(seconds from launch to the end of step 1, duration of step 2) of the run in `experiment`."""
+    run = runs_of(runs_dir, experiment)[0]
+    ts = loss_timestamps(runs_dir, run.run_id)
+    return ts[1] - launched, ts[2] - ts[1]
+
+
+def section_startup(report: Report, work: Path, template: Path, repeats: int = 3) -> None:
+    runs_dir = runs_dir_from(template, work / "startup")
+    run_cli(["run", *STARTUP_ARGS, f"runs_dir={runs_dir}", "experiment_name=warm"], work)  # caches
+    got = []
+    for i in range(repeats):
+        exp = f"startup-{i}"
+        launched, wall = run_cli(
+            ["run", *STARTUP_ARGS, f"runs_dir={runs_dir}", f"experiment_name={exp}"], work
+        )
+        to_first, step = first_step(runs_dir, exp, launched)
+        got.append((to_first, step, wall))
+        log(
+            f"startup {i}: first step ends {to_first:.2f} s after launch (step {step * 1e3:.0f} ms)"
+        )
+    best = min(got)
+    report.add(
+        "startup",
+        "launch -> end of first training step (existing store)",
+        best[0],
+        "s",
+        "<= 3 s",
+        best[0] <= 3.0,
+        f"best of {repeats}: {', '.join(f'{g[0]:.2f}' for g in got)}; step {best[1] * 1e3:.0f} ms;"
+        f" whole 3-step run {best[2]:.1f} s",
+    )
+    fresh = work / "startup-fresh"
+    launched, wall = run_cli(
+        ["run", *STARTUP_ARGS, f"runs_dir={fresh}", "experiment_name=fresh"], work
+    )
+    to_first, _ = first_step(fresh, "fresh", launched)
+    report.add(
+        "startup",
+        "launch -> end of first training step (fresh store)",
+        to_first,
+        "s",
+        note="includes MLflow creating and migrating the SQLite store (once per runs_dir)",
+    )
