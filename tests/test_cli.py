@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from tests.conftest import CONF, all_runs, attnbench_cmd, tracker_for
@@ -103,6 +104,7 @@ def test_unknown_key_and_bad_type_reported_together(cli, runs_dir: Path) -> None
     assert all_runs(runs_dir) == []
 
 
+@pytest.mark.slow  # two worker processes each importing torch + MLflow: ~90 s on 2 busy cores
 def test_joblib_launcher_two_parallel_jobs(runs_dir: Path, tmp_path: Path) -> None:
     """A real subprocess with Hydra's joblib launcher: both jobs land under one parent."""
     cmd = [

@@ -40,7 +40,14 @@ def test_classic_presets_exist() -> None:
         assert len(grid(name)["seed"]) >= 3, f"{name} must average over at least 3 seeds"
 
 
-@pytest.mark.parametrize("preset", GRID_PRESETS)
+# The default run keeps the cheapest grid; every preset's grid runs in the slow stage.
+QUICK_PRESETS = {"heads_ablation", "text_pooling"}
+
+
+@pytest.mark.parametrize(
+    "preset",
+    [p if p in QUICK_PRESETS else pytest.param(p, marks=pytest.mark.slow) for p in GRID_PRESETS],
+)
 def test_preset_runs_its_grid(preset: str, cli, runs_dir: Path, tmp_path: Path) -> None:
     extra = ["seed=0", "hydra/launcher=basic"]
     if "task.path" in (CONF / "experiment" / f"{preset}.yaml").read_text():

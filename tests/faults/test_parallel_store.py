@@ -21,6 +21,7 @@ def _assert_clean(rep) -> None:  # noqa: ANN001 - stress_store.Repeat
     assert rep.runs_ok == rep.runs_expected and rep.points_found == rep.points_expected
 
 
+@pytest.mark.slow  # four processes importing MLflow at once
 def test_four_tracker_processes_on_a_fresh_store(tmp_path: Path) -> None:
     """The store layer alone (no training): each process creates the store, gets-or-creates the
     same experiment and logs a run with 20 metric steps."""

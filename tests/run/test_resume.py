@@ -20,6 +20,7 @@ def job_runs(runs_dir: Path) -> list:
     return [r for r in all_runs(runs_dir) if r.tags.get("attnbench.kind") != "sweep"]
 
 
+@pytest.mark.slow  # trains a 6-job sweep twice
 def test_interrupted_sweep_resumes_only_the_missing_jobs(
     cli, runs_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
