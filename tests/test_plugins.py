@@ -46,6 +46,7 @@ def test_list_shows_plugin_variant_and_its_origin(plugin_env: dict[str, str],
     assert "attention" in rows[0] and "plugin attnbench-rbf" in rows[0]
 
 
+@pytest.mark.slow  # installs nothing, but trains two variants in a subprocess sweep
 def test_sweep_runs_plugin_variant_next_to_builtin(plugin_env: dict[str, str], runs_dir: Path,
                                                    tmp_path: Path) -> None:
     cmd = [*attnbench_cmd(), "sweep", "attention=rbf,scaled", "trainer=smoke",
