@@ -1,11 +1,12 @@
 """Low-rank attention (Linformer, Wang et al. 2020): keys and values projected along the length.
 
 Notation: B batch, Tq query length, Tk key length, D = Dq = Dk query/key width, Dv value width,
-R projected rows (``rank``), L the longest key sequence (``max_len``).
+R projected rows (``rank``), L the longest key sequence (``max_len``), C rows per chunk
+(``chunk``).
 
     context = softmax(Q (E K)ᵀ / √D) (F V)        E, F: (R, Tk), so E K is (R, D), F V is (R, Dv)
 
-Each query attends over R projected keys instead of Tk keys: O(Tk·R) instead of O(Tq·Tk).
+Each query attends over R projected keys instead of Tk keys: O((Tq + Tk)·R·D), not O(Tq·Tk·D).
 
 How E and F are built here, and why (the choices the paper leaves open):
 - **Positions.** E and F have one learned column per key position, up to ``max_len`` (L); a
@@ -23,11 +24,12 @@ How E and F are built here, and why (the choices the paper leaves open):
   for. The price is a positivity constraint the paper's unconstrained E, F do not have.
 - **Per-query masks.** With a causal mask (a decoder's self-attention) query i projects only the
   keys it may see, E_i = rows normalised over {j ≤ i allowed}, so no future key leaks into the
-  projection; the sums are prefix sums (O(T·R·D) time and memory, chunked like ``linear``).
+  projection; the sums are prefix sums, chunked like ``linear``: O(T·(C + R·D / C)) memory.
   Other per-query masks take the explicit O(Tq·Tk) route. A query with no key gets zero context.
 
 Fast path (``need_weights=False``): the projections as masked kernel sums (``_layout.py``) and a
-softmax over the R projected rows; no (B, Tq, Tk) tensor under key padding or causal masks.
+softmax over the R projected rows, (B, Tq, R), small enough that fused SDPA would gain nothing;
+no (B, Tq, Tk) tensor under key padding or causal masks.
 Weights path: the same maths with the explicit (B, Tq, Tk) mask, plus W = (softmax / Σ F) F.
 """
 
