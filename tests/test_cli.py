@@ -44,6 +44,10 @@ def test_run_logs_one_finished_run(cli, runs_dir: Path) -> None:
     for metric in ("train/loss", "val/acc", "test/acc", "cost/params", "cost/train_s"):
         assert metric in run.metrics, metric
     assert 0.0 <= run.metrics["test/acc"] <= 1.0
+    # the summary on stdout: the run, its primary metrics, where to look next
+    assert f"finished: additive-transformer-assoc_recall-s0 (run {run.run_id})" in result.stdout
+    assert f"test/acc {run.metrics['test/acc']:.4f}" in result.stdout
+    assert "attnbench compare -e assoc_recall" in result.stdout
     tracker = tracker_for(runs_dir)
     dst = runs_dir.parent
     saved = yaml.safe_load(

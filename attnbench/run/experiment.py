@@ -135,7 +135,7 @@ def run_experiment(
         metrics = final | {record.split_metric("val", k): v for k, v in result.val.items()}
         primary = record.split_metric("val", built.data.primary_metric)
         return RunResult(name, "FINISHED", run_id, metrics, primary=primary,
-                         identity=ident.tags())
+                         identity=ident.tags(), experiment=exp_name)
     except KeyboardInterrupt:
         run_id = _opened(opening)
         if run_id is not None:

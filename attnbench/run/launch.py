@@ -20,6 +20,7 @@ from typing import Any
 from attnbench.errors import Interrupted
 from attnbench.run.app import DEBUG_ENV, Outcome, hydra_app
 from attnbench.run.preflight import Preflight, check_overrides, one_job_to_show, precheck_overrides
+from attnbench.store.schema import RunResult
 
 # Hydra flags that print something instead of running jobs: nothing to validate first.
 HYDRA_INFO_FLAGS = ("--cfg", "-c", "--info", "-i", "--hydra-help", "--help", "-h",
@@ -50,6 +51,9 @@ def launch(args: Sequence[str], multirun: bool, debug: bool = False) -> int:
             ) from None
     if outcome.error is not None:
         raise outcome.error
+    if not multirun:
+        for result in outcome.results:
+            print_summary(result)
     if not multirun or not checked.jobs:
         return 0
     status = _sweep_status(checked, started_ms)
@@ -57,6 +61,27 @@ def launch(args: Sequence[str], multirun: bool, debug: bool = False) -> int:
         return 1 if status == "FAILED" else 0
     # the sweep callback failed (Hydra only warns): still report the failed jobs
     return 1 if any(r.status == "FAILED" for r in outcome.results) else 0
+
+
+def print_summary(result: RunResult) -> None:
+    """What `run` prints when it ends (stdout, terminal or not): the run, its primary validation
+    and test metric, its training time, and where to look next."""
+    from attnbench.console import console
+    from attnbench.store.schema import COST_TRAIN_S
+
+    primary = result.primary or ""
+    test = "test/" + primary.partition("/")[2]
+    shown = [f"{key} {result.metrics[key]:.4f}" for key in (primary, test)
+             if key in result.metrics]
+    if COST_TRAIN_S in result.metrics:
+        shown.append(f"train {result.metrics[COST_TRAIN_S]:.1f} s")
+    lines = [f"{result.status.lower()}: {result.name} (run {result.run_id})"]
+    if shown:
+        lines.append("  " + ", ".join(shown))
+    if result.experiment:
+        lines.append(f"  look: attnbench ui  |  attnbench compare -e {result.experiment}")
+    for line in lines:
+        console.print(line, highlight=False, markup=False)
 
 
 def _store(checked: Preflight) -> Any:

@@ -51,4 +51,4 @@ def skip_if_finished(
     if history:
         metrics[primary] = max(history)
     return RunResult(name, "SKIPPED", run.run_id, metrics, primary=primary,
-                     identity=identity.tags())
+                     identity=identity.tags(), experiment=tracker.experiments().get(experiment_id))

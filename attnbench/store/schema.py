@@ -143,6 +143,7 @@ class RunResult:
     error: str | None = None
     primary: str | None = None  # e.g. "val/acc": what an optimising sweeper (Optuna) maximises
     identity: dict[str, str] = field(default_factory=dict)  # RunIdentity.tags()
+    experiment: str | None = None  # the MLflow experiment the run is in
 
 
 def config_hash(config: Mapping[str, Any], version: str, data_fingerprint: str) -> str:
