@@ -3,15 +3,15 @@
 A plugin package declares two entry points in its pyproject.toml:
 
     [project.entry-points."attnbench.attention"]   # the class; registry.py loads it by name
-    cosine = "my_pkg.cosine:CosineAttention"
+    rbf = "my_pkg.rbf:RBFAttention"
 
     [project.entry-points."attnbench.conf"]        # a package holding config group folders
-    my_pkg = "my_pkg.conf"                          # e.g. my_pkg/conf/attention/cosine.yaml
+    my_pkg = "my_pkg.conf"                          # e.g. my_pkg/conf/attention/rbf.yaml
 
 The config packages are appended to Hydra's config search path (as ``pkg://my_pkg.conf``) by
-the search-path plugin in `attnbench.plugin_path`, so ``attention=cosine`` composes, sweeps
+the search-path plugin in `attnbench.plugin_path`, so ``attention=rbf`` composes, sweeps
 and validates like a built-in option, and `attnbench list` shows it with the package it came
-from. YAML still only names a registered component (``name: cosine``): no import paths are
+from. YAML still only names a registered component (``name: rbf``): no import paths are
 opened from config files.
 """
 
