@@ -87,6 +87,7 @@ class SweepCallback(Callback):
         report_stale(tracker.mark_stale_runs([exp_id]))  # so --resume re-runs those cells
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         sweep_dir = Path(config.hydra.sweep.dir)
+        varied = sorted(key.replace("/", ".") for key in swept_keys(overrides) | grid_keys(config))
         self.parent_run_id = tracker.start_run(
             exp_id,
             f"sweep-{stamp}",
@@ -94,6 +95,7 @@ class SweepCallback(Callback):
                 record.KIND_TAG: record.SWEEP_KIND,
                 record.OVERRIDES_TAG: " ".join(overrides),
                 record.SWEEP_DIR_TAG: str(sweep_dir.resolve()),
+                record.SWEEP_KEYS_TAG: json.dumps(varied),
                 **process_tags(),  # the launching process: it closes the sweep on Ctrl-C
             },
         )

@@ -30,6 +30,7 @@ SWEEP_KIND = "sweep"
 BENCH_KIND = "bench"  # on the one run of an `attnbench bench` call
 OVERRIDES_TAG = "attnbench.overrides"
 SWEEP_DIR_TAG = "attnbench.sweep_dir"
+SWEEP_KEYS_TAG = "attnbench.sweep_keys"  # JSON list: every config key the sweep's grid varies
 CONFIG_HASH_TAG = "attnbench.config_hash"
 VERSION_TAG = "attnbench.version"
 DATA_FINGERPRINT_TAG = "attnbench.data_fingerprint"
