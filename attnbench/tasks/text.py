@@ -6,9 +6,11 @@ Notation: N examples, T = the longest tokenised text, capped at ``max_len``; K c
 CSV and TSV files need a header row naming ``text_column`` and ``label_column``; JSONL files
 hold one object per line with those fields. Validation and test rows come from ``val_path`` /
 ``test_path`` when given, otherwise they are carved from the training file at random
-(``val_fraction``, ``test_fraction``; seeded by ``split_seed``, or by the run's seed when it is
-None). Labels (strings or integers) become class ids in sorted order (numeric order when all are
-integers). The tokeniser and vocabulary are fitted on the training split only.
+(``val_fraction``, ``test_fraction``) seeded by ``split_seed`` alone (default 0), so the run's
+seed varies initialisation and batch order but never the split, the vocabulary or the parameter
+count; ``split_seed=None`` seeds the carve-out with the run's seed instead. Labels (strings or
+integers) become class ids in sorted order (numeric order when all are integers). The tokeniser
+and vocabulary are fitted on the training split only.
 
 Inputs ``(N, T)``: token ids, PAD on the right (an empty text is one UNK); targets ``(N,)``.
 ``extra["labels"]``: class id -> label; ``extra["input_itos"]``: token id -> token.
@@ -67,7 +69,7 @@ class TextClassification:
         test_path: str | None = None,
         val_fraction: float = 0.1,
         test_fraction: float = 0.1,
-        split_seed: int | None = None,
+        split_seed: int | None = 0,
         tokenizer: TokenizerKind = "whitespace",
         lowercase: bool = True,
         min_freq: int = 1,

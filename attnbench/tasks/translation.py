@@ -7,9 +7,10 @@ both capped by ``max_len`` (+ 1 for U).
 Columns ``source_column`` and ``target_column`` (0-based; default the first two) hold the two
 sentences; further columns are ignored; ``header`` skips a first line. Validation and test pairs
 come from ``val_path`` / ``test_path`` (same layout) when given, otherwise they are carved from
-the training file at random (``val_fraction``, ``test_fraction``; seeded by ``split_seed``, or by
-the run's seed when it is None). Source and target vocabularies are separate, fitted on the
-training split only.
+the training file at random (``val_fraction``, ``test_fraction``) seeded by ``split_seed`` alone
+(default 0): the run's seed varies initialisation and batch order, never the split or the
+vocabularies; ``split_seed=None`` seeds the carve-out with the run's seed instead. Source and
+target vocabularies are separate, fitted on the training split only.
 
 Inputs ``(N, T)``: source ids, PAD on the right. Targets ``(N, U)``: target ids, EOS, PAD.
 ``target_itos`` turns predictions back into text for BLEU (``metrics.detokenize``).
@@ -51,7 +52,7 @@ class Translation:
         test_path: str | None = None,
         val_fraction: float = 0.1,
         test_fraction: float = 0.1,
-        split_seed: int | None = None,
+        split_seed: int | None = 0,
         tokenizer: TokenizerKind = "whitespace",
         lowercase: bool = False,
         min_freq: int = 1,

@@ -95,10 +95,35 @@ def test_separate_val_and_test_files(tmp_path: Path) -> None:
 
 def test_split_seed_fixes_the_split(tmp_path: Path) -> None:
     path = write(tmp_path, "train.csv", csv_rows())
-    a, b = Text(path=path).load(0), Text(path=path).load(1)
-    assert not torch.equal(a.test.inputs, b.test.inputs)
+    a, b = Text(path=path, split_seed=None).load(0), Text(path=path, split_seed=None).load(1)
+    assert not torch.equal(a.test.inputs, b.test.inputs), "None: the run's seed carves"
     c, d = Text(path=path, split_seed=7).load(0), Text(path=path, split_seed=7).load(1)
     assert torch.equal(c.test.inputs, d.test.inputs) and c.fingerprint == d.fingerprint
+    assert not torch.equal(c.test.inputs, Text(path=path).load(0).test.inputs)
+
+
+def test_three_seeds_share_split_vocabulary_and_parameter_count(tmp_path: Path) -> None:
+    """Issue 14: with the default split_seed, `seed` varies initialisation only, never the data."""
+    from attnbench.backbones import BACKBONES
+    from attnbench.config.build import attention_factory
+    from attnbench.config.schema import ComponentConfig
+
+    rows = ["text,label"] + [f"review {i} says w{i % 11} and w{i % 7},{i % 3}" for i in range(90)]
+    path = write(tmp_path, "train.csv", "\n".join(rows) + "\n")
+    loads = [Text(path=path).load(seed) for seed in (0, 1, 2)]
+    first = loads[0]
+    params = []
+    for data in loads:
+        assert data.spec == first.spec and data.extra["input_itos"] == first.extra["input_itos"]
+        assert data.fingerprint == first.fingerprint
+        for split in ("train", "val", "test"):
+            s, f = getattr(data, split), getattr(first, split)
+            assert torch.equal(s.inputs, f.inputs) and torch.equal(s.targets, f.targets)
+        model = BACKBONES.get("rnn")(
+            data.spec, attention_factory(ComponentConfig("additive")), embed_dim=8, hidden=8
+        )
+        params.append(sum(p.numel() for p in model.parameters()))
+    assert len(set(params)) == 1
 
 
 def test_truncation_lowercase_and_empty_text(tmp_path: Path) -> None:

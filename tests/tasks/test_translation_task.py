@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 from attnbench.errors import DataError
 from attnbench.tasks import TASKS
@@ -115,3 +116,15 @@ def test_bad_arguments(kwargs: dict, needle: str) -> None:
     with pytest.raises(ValueError) as err:
         Translation(**kwargs)
     assert needle in str(err.value) and "\n" not in str(err.value)
+
+
+def test_seed_does_not_reshuffle_the_split(tmp_path: Path) -> None:
+    path = tatoeba(tmp_path, [(f"go {i} now.", f"va {i} !") for i in range(40)])
+    loads = [Translation(path=path).load(seed) for seed in (0, 1, 2)]
+    for data in loads[1:]:
+        assert data.spec == loads[0].spec and data.target_itos == loads[0].target_itos
+        for split in ("train", "val", "test"):
+            a, b = getattr(data, split), getattr(loads[0], split)
+            assert torch.equal(a.inputs, b.inputs) and torch.equal(a.targets, b.targets)
+    reseeded = Translation(path=path, split_seed=None)
+    assert reseeded.load(0).extra["input_itos"] != reseeded.load(1).extra["input_itos"]
