@@ -43,14 +43,28 @@ DIAGNOSTICS_ERROR_TAG = "attnbench.diagnostics_error"
 # Which process owns a RUNNING run: a run whose process is gone is stale (store.liveness).
 PID_TAG = "attnbench.pid"
 HOST_TAG = "attnbench.host"
-# Where a training process keeps its last weights (a local file, logged as checkpoints/last.pt
-# only if the run does not finish; see `Tracker.keep_last_checkpoint`).
-LAST_FILE_TAG = "attnbench.last_checkpoint_file"
+# Refreshed every HEARTBEAT_S seconds while a run trains (unix seconds): a RUNNING run whose
+# heartbeat is older than STALE_AFTER_S is stale on any host (a SIGKILLed SLURM job).
+HEARTBEAT_TAG = "attnbench.heartbeat"
+HEARTBEAT_S = 30
+STALE_AFTER_S = 300
 LAST_EPOCH_TAG = "attnbench.last_epoch"
+# Provenance: the code (a hash of the source files the run used; see run.provenance) and where
+# it ran. The git commit goes in MLflow's own tag, so the UI shows it.
+CODE_HASH_TAG = "attnbench.code_hash"
+GIT_COMMIT_TAG = "mlflow.source.git.commit"
+GIT_DIRTY_TAG = "attnbench.git_dirty"
+CUDA_VERSION_TAG = "cuda.version"
+PYTHON_VERSION_TAG = "python.version"
+PLATFORM_TAG = "platform"
+TOKENIZER_TAG = "attnbench.tokenizer"
+# The folder (a random token under attnbench's own temporary root) holding a run's last.pt while
+# it trains: never a path (see `Tracker.keep_last_checkpoint`).
+SCRATCH_TAG = "attnbench.scratch"
 RESUMED_BY_TAG = "attnbench.resumed_by"  # parent runs of the sweeps that reused this run
 REPRODUCES_TAG = "reproduces"
 LOADAVG_TAG = "attnbench.loadavg"  # bench runs: the machine's load when measured
-TORCH_VERSION_TAG = "torch.version"  # bench runs: the torch that was timed
+TORCH_VERSION_TAG = "torch.version"  # the torch that trained / was timed
 CPU_COUNT_PARAM = "cpu_count"  # bench runs: the machine's cores (a param)
 
 # -- metrics: `split/metric` with a step -------------------------------------------------------
@@ -72,6 +86,43 @@ COST_COLUMNS = (
 TIMING_METRICS = (COST_TRAIN_S, COST_EPOCH_S, COST_SAMPLES_PER_S, COST_PEAK_MEM_MB)
 # Metrics where smaller is better; all others (acc, f1, exact_match, bleu, ...) are maximised.
 LOWER_IS_BETTER = {COST_PARAMS, COST_TRAIN_S, COST_EPOCH_S, COST_PEAK_MEM_MB}
+
+# -- which way is better, per metric (`metric_direction`): compare ranks and tests by it -------
+COST_BASE_MEM_MB = "cost/base_mem_mb"
+ATTN_ENTROPY = "attn/entropy"
+ATTN_ALIGNMENT = "attn/alignment"
+HIGHER, LOWER, NO_DIRECTION = "higher", "lower", "none"
+# Whole metric names whose direction is not what the rules below give.
+METRIC_DIRECTIONS = {
+    COST_PARAMS: LOWER,
+    COST_TRAIN_S: LOWER,
+    COST_EPOCH_S: LOWER,
+    COST_PEAK_MEM_MB: LOWER,
+    COST_BASE_MEM_MB: LOWER,
+    COST_SAMPLES_PER_S: HIGHER,
+    ATTN_ALIGNMENT: HIGHER,  # share of attention mass on the correct source position
+    ATTN_ENTROPY: NO_DIRECTION,  # a diagnostic: sharper is not better
+    EPOCH_METRIC: NO_DIRECTION,
+}
+NO_DIRECTION_PREFIXES = ("overlap/",)  # counts and diagnostics
+LOWER_SUFFIXES = ("loss",)  # train/loss, val/loss, ...
+HIGHER_SPLITS = ("train", "val", "test")  # task metrics: acc, f1, exact_match, bleu, ...
+
+
+def metric_direction(name: str) -> str:
+    """`higher`, `lower` or `none` (a diagnostic: shown, never ranked). The explicit table first,
+    then: an `overlap/` prefix -> none; a name ending in `loss` -> lower; any other
+    `train/`, `val/` or `test/` metric -> higher (every task metric is, see tasks.metrics);
+    anything else -> none, so an unknown metric is never ranked by a guess."""
+    if name in METRIC_DIRECTIONS:
+        return METRIC_DIRECTIONS[name]
+    if name.startswith(NO_DIRECTION_PREFIXES):
+        return NO_DIRECTION
+    if name.endswith(LOWER_SUFFIXES):
+        return LOWER
+    if name.partition("/")[0] in HIGHER_SPLITS:
+        return HIGHER
+    return NO_DIRECTION
 
 
 def split_metric(split: str, name: str) -> str:
