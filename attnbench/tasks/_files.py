@@ -189,6 +189,23 @@ def read_columns(path: str, fmt: Format, columns: Sequence[tuple[str, str]], kno
     return rows
 
 
+def column_names(path: str, fmt: Format, knob: str) -> list[str]:
+    """The column names of a file ``read_columns`` can read: a CSV/TSV header row, or the fields
+    of a JSONL file's first object ([] when there is none), to choose columns before reading.
+    Malformed content is left for ``read_columns`` to report."""
+    text = decode(path, read_bytes(path, knob))
+    if fmt == "jsonl":
+        for _, line in _lines(text):
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError:
+                return []
+            return [str(k) for k in obj] if isinstance(obj, dict) else []
+        return []
+    first = next(_delimited(path, text, fmt), None)
+    return [] if first is None else [h.strip() for h in first[1]]
+
+
 def read_tsv_fields(path: str, index: Sequence[int], header: bool, knob: str) -> Rows:
     """Fields ``index`` of each row of a tab-separated file; extra columns are ignored."""
     data = read_bytes(path, knob)

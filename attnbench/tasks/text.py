@@ -4,8 +4,12 @@ or from a named Hugging Face corpus (imdb, sst2, ag_news; optional extra ``attnb
 Notation: N examples, T = the longest tokenised text, capped at ``max_len``; K classes.
 
 CSV and TSV files need a header row naming ``text_column`` and ``label_column``; JSONL files
-hold one object per line with those fields. Validation and test rows come from ``val_path`` /
-``test_path`` when given, otherwise they are carved from the training file at random
+hold one object per line with those fields. A val/test file is read with its own
+``{val,test}_{text,label}_column`` when set, else with the training file's columns. A column the
+user did not name is detected when the file lacks it and has exactly two columns, one of them a
+label name (``LABEL_NAMES``): the choice is logged and listed in ``extra["notes"]`` (GLUE SST-2's
+``sentence``/``label`` train.tsv needs no setting). Validation and test rows come from
+``val_path`` / ``test_path`` when given, otherwise they are carved from the training file at random
 (``val_fraction``, ``test_fraction``) seeded by ``split_seed`` alone (default 0), so the run's
 seed varies initialisation and batch order but never the split, the vocabulary or the parameter
 count; ``split_seed=None`` seeds the carve-out with the run's seed instead. Labels (strings or
@@ -13,13 +17,16 @@ integers) become class ids in sorted order (numeric order when all are integers)
 and vocabulary are fitted on the training split only.
 
 Inputs ``(N, T)``: token ids, PAD on the right (an empty text is one UNK); targets ``(N,)``.
-``extra["labels"]``: class id -> label; ``extra["input_itos"]``: token id -> token.
+``extra["labels"]``: class id -> label; ``extra["input_itos"]``: token id -> token;
+``extra["notes"]``: one-line notes for the run log (detected columns).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import re
+from collections.abc import Sequence
 from typing import ClassVar, Literal
 
 import torch
@@ -34,12 +41,23 @@ from attnbench.tasks._common import (
     out_of_range,
 )
 from attnbench.tasks._common import split_seed as derive_seed
-from attnbench.tasks._files import Rows, assemble_splits, detect_format, read_columns
+from attnbench.tasks._files import (
+    Rows,
+    assemble_splits,
+    column_names,
+    detect_format,
+    read_columns,
+)
 from attnbench.tasks._tokenize import TokenizerKind, TokenizerSettings, fit, pad
 from attnbench.tasks.base import Kind, Split, TaskData, TaskSpec
 
 FORMATS: tuple[str, ...] = ("auto", "csv", "tsv", "jsonl")
 _INT = re.compile(r"[+-]?\d+")
+# Column names recognised as the label when a file's columns are detected (any letter case).
+LABEL_NAMES: tuple[str, ...] = ("label", "labels", "target", "class", "sentiment", "y")
+DEFAULT_COLUMNS: tuple[str, str] = ("text", "label")  # text_column, label_column defaults
+
+log = logging.getLogger(__name__)
 
 
 def label_order(labels: set[str]) -> list[str]:
@@ -51,6 +69,31 @@ def label_order(labels: set[str]) -> list[str]:
 
 def label_of(rows: Rows) -> list[str]:
     return [y.strip() for y in rows.column(1)]
+
+
+def detect_columns(header: Sequence[str]) -> tuple[str, str] | None:
+    """(text, label) of a file with exactly two columns, one of them a known label name
+    (LABEL_NAMES, any case); None otherwise."""
+    if len(header) != 2:
+        return None
+    is_label = [h.lower() in LABEL_NAMES for h in header]
+    if sum(is_label) != 1:
+        return None
+    return header[is_label.index(False)], header[is_label.index(True)]
+
+
+def choose_columns(
+    header: Sequence[str], wanted: tuple[str, str], named: tuple[bool, bool]
+) -> tuple[str, str] | None:
+    """Detected (text, label) columns to use instead of ``wanted`` when a wanted column is not in
+    ``header`` and ``detect_columns`` finds a pair agreeing with every column the user ``named``
+    explicitly; None = read ``wanted`` as it is (a missing column then gets its one-line error)."""
+    if not header or set(wanted) <= set(header):
+        return None
+    found = detect_columns(header)
+    if found is None or any(n and w != f for n, w, f in zip(named, wanted, found, strict=True)):
+        return None
+    return found
 
 
 @TASKS.register("text")
@@ -67,6 +110,10 @@ class TextClassification:
         label_column: str = "label",
         val_path: str | None = None,
         test_path: str | None = None,
+        val_text_column: str | None = None,
+        val_label_column: str | None = None,
+        test_text_column: str | None = None,
+        test_label_column: str | None = None,
         val_fraction: float = 0.1,
         test_fraction: float = 0.1,
         split_seed: int | None = 0,
@@ -95,6 +142,17 @@ class TextClassification:
             )
         if format not in FORMATS:
             raise out_of_range("format", format, f"must be one of {', '.join(FORMATS)}")
+        self.split_columns = {
+            "val": (val_text_column, val_label_column),
+            "test": (test_text_column, test_label_column),
+        }
+        for split, split_path in (("val", val_path), ("test", test_path)):
+            for side, name in zip(("text", "label"), self.split_columns[split], strict=True):
+                if name is not None and (split_path is None or hf_dataset is not None):
+                    raise ValueError(
+                        f"'task.{split}_{side}_column' = {name!r} names a column of the "
+                        f"task.{split}_path file: set task.{split}_path too (not with hf_dataset)"
+                    )
         check_split_fractions(val_fraction, test_fraction)
         check_min("max_len", max_len, 1)
         self.tokens = TokenizerSettings(tokenizer, lowercase, min_freq, max_vocab, bpe_vocab_size)
@@ -109,16 +167,49 @@ class TextClassification:
 
     # -- reading ---------------------------------------------------------------------------
 
-    def _read_file(self, path: str, knob: str) -> Rows:
+    def _read_file(
+        self, path: str, split: str, inherited: tuple[str, str], notes: list[str]
+    ) -> tuple[Rows, tuple[str, str]]:
+        """The rows of the training file (split "train") or a val/test file, and the (text, label)
+        columns read. A split file reads its own ``{split}_*_column`` or else the training
+        file's columns; columns left unnamed are detected when the file lacks them
+        (``choose_columns``), with a note saying so."""
+        knob = "path" if split == "train" else f"{split}_path"
+        prefix = "" if split == "train" else f"{split}_"
+        if split == "train":
+            wanted = (self.text_column, self.label_column)
+            named = (wanted[0] != DEFAULT_COLUMNS[0], wanted[1] != DEFAULT_COLUMNS[1])
+        else:
+            own = self.split_columns[split]
+            wanted = (own[0] or inherited[0], own[1] or inherited[1])
+            named = (own[0] is not None, own[1] is not None)
         fmt = detect_format(path, self.format)
-        columns = [(self.text_column, "text_column"), (self.label_column, "label_column")]
-        return read_columns(path, fmt, columns, knob)
+        found = choose_columns(column_names(path, fmt, knob), wanted, named)
+        if found is not None:
+            missing = ", ".join(repr(c) for c in wanted if c not in found)
+            note = (
+                f"{path} (task.{knob}): no column {missing}; using the detected text column "
+                f"{found[0]!r} and label column {found[1]!r} "
+                f"(set task.{prefix}text_column / task.{prefix}label_column to choose)"
+            )
+            log.info(note)
+            notes.append(note)
+            wanted = found
+        knobs = (f"{prefix}text_column", f"{prefix}label_column")
+        return read_columns(path, fmt, list(zip(wanted, knobs, strict=True)), knob), wanted
 
-    def _read(self) -> tuple[Rows, Rows | None, Rows | None]:
+    def _read(
+        self, notes: list[str]
+    ) -> tuple[Rows, Rows | None, Rows | None, dict[str, tuple[str, str]]]:
+        """(train, val, test) rows and the (text, label) columns read per split."""
         if self.path is not None:
-            val = self._read_file(self.val_path, "val_path") if self.val_path else None
-            test = self._read_file(self.test_path, "test_path") if self.test_path else None
-            return self._read_file(self.path, "path"), val, test
+            train, columns = self._read_file(self.path, "train", DEFAULT_COLUMNS, notes)
+            used = {"train": columns}
+            split_rows: dict[str, Rows | None] = {"val": None, "test": None}
+            for split, path in (("val", self.val_path), ("test", self.test_path)):
+                if path:
+                    split_rows[split], used[split] = self._read_file(path, split, columns, notes)
+            return train, split_rows["val"], split_rows["test"], used
         from attnbench.tasks._hf import PRESETS, load_split
 
         name, config, train_split, val_split, test_split = self.hf
@@ -133,23 +224,26 @@ class TextClassification:
         def get(split: str) -> Rows:
             return load_split(name, config, split, text_col, label_col)
 
-        return get(train_split), get(val_split) if val_split else None, get(test_split)
+        val = get(val_split) if val_split else None
+        return get(train_split), val, get(test_split), {"train": (text_col, label_col)}
 
     # -- loading ---------------------------------------------------------------------------
 
     def load(self, seed: int) -> TaskData:
-        train, val, test = self._read()
+        notes: list[str] = []
+        train, val, test, columns = self._read(notes)
+        label_column = columns["train"][1]
         seed_used = self.split_seed if self.split_seed is not None else seed
         carving = val is None or test is None
         # Classes come from the training file (before any split is carved out of it).
         train_labels = label_of(train)
         for i, label in enumerate(train_labels):
             if not label:
-                raise DataError(f"{train.where(i)}: empty label (column {self.label_column!r})")
+                raise DataError(f"{train.where(i)}: empty label (column {label_column!r})")
         labels = set(train_labels)
         if len(labels) < 2:
             raise DataError(
-                f"{train.origin}: column {self.label_column!r} has one class only "
+                f"{train.origin}: column {label_column!r} has one class only "
                 f"({next(iter(labels))!r}); a classifier needs at least 2"
             )
         classes = label_order(labels)
@@ -184,7 +278,7 @@ class TextClassification:
         settings = {
             "task": "text",
             "format": self.format,
-            "columns": [self.text_column, self.label_column],
+            "columns": {split: list(names) for split, names in columns.items()},
             "hf": list(self.hf),
             "max_len": self.max_len,
             "fractions": [self.val_fraction, self.test_fraction],
@@ -207,5 +301,5 @@ class TextClassification:
                 [json.dumps(settings, sort_keys=True), *contents]
                 + [t for split in data.values() for t in (split.inputs, split.targets)]
             ),
-            extra={"labels": classes, "input_itos": encoder.itos},
+            extra={"labels": classes, "input_itos": encoder.itos, "notes": notes},
         )

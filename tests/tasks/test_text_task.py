@@ -177,10 +177,15 @@ def test_missing_and_empty_files(tmp_path: Path) -> None:
 
 
 def test_missing_column_lists_columns(tmp_path: Path) -> None:
-    path = write(tmp_path, "train.tsv", sst2_rows())
-    with pytest.raises(DataError) as err:
+    rows = "id\tsentence\tlabel\n" + "".join(f"{i}\tsentence {i}\t{i % 2}\n" for i in range(9))
+    path = write(tmp_path, "train.tsv", rows)
+    with pytest.raises(DataError) as err:  # three columns: nothing is guessed
         Text(path=path).load(0)
-    assert_one_line(err, path, "no column 'text'", "task.text_column", "'sentence', 'label'")
+    assert_one_line(err, path, "no column 'text'", "task.text_column", "'id', 'sentence', 'label'")
+    sst2 = write(tmp_path, "sst2.tsv", sst2_rows())
+    with pytest.raises(DataError) as err:  # a column named by the user is never replaced
+        Text(path=sst2, text_column="review").load(0)
+    assert_one_line(err, sst2, "no column 'review'", "'sentence', 'label'")
     jsonl = write(tmp_path, "d.jsonl", '{"text": "a", "label": 1}\n{"text": "b"}\n')
     with pytest.raises(DataError) as err:
         Text(path=jsonl).load(0)
@@ -265,3 +270,61 @@ def test_hf_dataset_without_the_extra_is_a_clear_error(monkeypatch: pytest.Monke
     monkeypatch.setitem(sys.modules, "datasets", None)  # `import datasets` raises ImportError
     with pytest.raises(DataError, match=r"pip install 'attnbench\[hf\]'"):
         Text(hf_dataset="imdb").load(0)
+
+
+# -- columns per file and detected columns (issue 14) -----------------------------------------
+
+
+def test_sst2_train_tsv_works_as_is(tmp_path: Path) -> None:
+    """GLUE SST-2's train.tsv (columns sentence, label): the text column is detected and said."""
+    path = write(tmp_path, "train.tsv", sst2_rows())
+    data = Text(path=path).load(0)
+    named = Text(path=path, text_column="sentence").load(0)
+    assert torch.equal(data.train.inputs, named.train.inputs)
+    assert data.extra["labels"] == ["0", "1"]
+    [note] = data.extra["notes"]
+    assert path in note and "'sentence'" in note and "'label'" in note and "task.path" in note
+    assert named.extra["notes"] == []
+
+
+def test_split_files_with_their_own_column_names_one_override_each(tmp_path: Path) -> None:
+    train = write(tmp_path, "train.tsv", sst2_rows(20))
+    # val: three columns, so nothing can be detected: one override names its text column
+    val = write(tmp_path, "dev.csv", "id,review,label\n1,a sentence,1\n2,number,0\n")
+    # test: a different label column name too (one override names it; the text is inherited)
+    test = write(tmp_path, "test.tsv", "sentence\tpolarity\tsource\na sentence\t0\tx\n")
+    task = Text(
+        path=train,
+        text_column="sentence",
+        val_path=val,
+        test_path=test,
+        val_text_column="review",
+        test_label_column="polarity",
+    )
+    data = task.load(0)
+    assert (len(data.val), len(data.test)) == (2, 1)
+    assert data.val.targets.tolist() == [1, 0] and data.test.targets.tolist() == [0]
+    assert decode(data, "val", 0) == ["a", "sentence"]
+    assert data.extra["notes"] == []
+    with pytest.raises(DataError) as err:  # without the override: the knob to set is named
+        Text(path=train, text_column="sentence", val_path=val).load(0)
+    assert_one_line(err, val, "no column 'sentence'", "task.val_text_column", "'review'")
+
+
+def test_split_file_columns_are_detected(tmp_path: Path) -> None:
+    """A dev file whose text column is `content` needs no override: detected and noted."""
+    train = write(tmp_path, "train.tsv", sst2_rows(20))
+    dev = write(tmp_path, "dev.tsv", "content\tlabel\nunseen words here\t1\nnumber\t0\n")
+    test = write(tmp_path, "test.jsonl", '{"Sentiment": 1, "body": "a sentence"}\n')
+    data = Text(path=train, text_column="sentence", test_path=dev, val_path=test).load(0)
+    assert data.test.targets.tolist() == [1, 0] and data.val.targets.tolist() == [1]
+    assert decode(data, "val", 0) == ["a", "sentence"]
+    notes = data.extra["notes"]
+    assert len(notes) == 2
+    assert "task.val_path" in notes[0] and "'body'" in notes[0] and "'Sentiment'" in notes[0]
+    assert "task.test_path" in notes[1] and "'content'" in notes[1]
+
+
+def test_split_column_without_its_file_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"'task.test_text_column' = 'content'.*task.test_path"):
+        Text(path="a.csv", test_text_column="content")
