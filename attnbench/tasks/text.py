@@ -18,7 +18,8 @@ and vocabulary are fitted on the training split only.
 
 Inputs ``(N, T)``: token ids, PAD on the right (an empty text is one UNK); targets ``(N,)``.
 ``extra["labels"]``: class id -> label; ``extra["input_itos"]``: token id -> token;
-``extra["notes"]``: one-line notes for the run log (detected columns).
+``extra["notes"]``: one-line notes for the run log (detected columns); ``extra["overlap"]``:
+val/test texts that also occur in train (``attnbench.tasks.overlap``).
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ from attnbench.tasks._files import (
 )
 from attnbench.tasks._tokenize import TokenizerKind, TokenizerSettings, fit, pad
 from attnbench.tasks.base import Kind, Split, TaskData, TaskSpec
+from attnbench.tasks.overlap import overlap_counts
 
 FORMATS: tuple[str, ...] = ("auto", "csv", "tsv", "jsonl")
 _INT = re.compile(r"[+-]?\d+")
@@ -301,5 +303,10 @@ class TextClassification:
                 [json.dumps(settings, sort_keys=True), *contents]
                 + [t for split in data.values() for t in (split.inputs, split.targets)]
             ),
-            extra={"labels": classes, "input_itos": encoder.itos, "notes": notes},
+            extra={
+                "labels": classes,
+                "input_itos": encoder.itos,
+                "notes": notes,
+                "overlap": overlap_counts(*(splits[s].column(0) for s in SPLITS)),
+            },
         )

@@ -14,6 +14,8 @@ target vocabularies are separate, fitted on the training split only.
 
 Inputs ``(N, T)``: source ids, PAD on the right. Targets ``(N, U)``: target ids, EOS, PAD.
 ``target_itos`` turns predictions back into text for BLEU (``metrics.detokenize``).
+``extra["overlap"]``: val/test pairs whose source sentence also occurs in train
+(``attnbench.tasks.overlap``).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from attnbench.tasks._common import split_seed as derive_seed
 from attnbench.tasks._files import Rows, assemble_splits, read_tsv_fields
 from attnbench.tasks._tokenize import TokenizerKind, TokenizerSettings, fit, pad
 from attnbench.tasks.base import Kind, Split, TaskData, TaskSpec
+from attnbench.tasks.overlap import overlap_counts
 
 
 @TASKS.register("translation")
@@ -143,5 +146,8 @@ class Translation:
                 [json.dumps(settings, sort_keys=True), *contents]
                 + [t for split in data.values() for t in (split.inputs, split.targets)]
             ),
-            extra={"input_itos": source.itos},
+            extra={
+                "input_itos": source.itos,
+                "overlap": overlap_counts(*(splits[s].column(0) for s in SPLITS)),
+            },
         )
