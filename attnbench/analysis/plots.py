@@ -288,3 +288,44 @@ def cost_pareto(
         ax.grid(alpha=0.3)
     fig.suptitle(title, fontsize=10, x=0.01, ha="left")
     return _save(fig, path)
+
+
+# -- per run: classification -------------------------------------------------------------------
+MAX_ANNOTATED_CLASSES = 20
+
+
+def confusion_matrix_plot(matrix: Any, labels: Sequence[str], path: Path, title: str = "") -> Path:
+    """A (K, K) confusion matrix of counts (row = true class, column = predicted class, as from
+    ``tasks.metrics.classification_report``): cells coloured by the share of their row (each
+    true class's recall on the diagonal), annotated with the count up to MAX_ANNOTATED_CLASSES
+    classes; tick labels up to MAX_TICK_LABELS."""
+    import numpy as np
+
+    counts = np.asarray(matrix, dtype=np.int64)
+    k = counts.shape[0]
+    if counts.shape != (k, k) or len(labels) != k:
+        raise ValueError(f"confusion matrix {counts.shape} does not match {len(labels)} labels")
+    totals = counts.sum(axis=1, keepdims=True)
+    shares = np.divide(counts, totals, out=np.zeros(counts.shape), where=totals > 0)
+    side = min(12.0, max(3.0, 0.45 * k + 1.5))
+    fig, ax = plt.subplots(figsize=(side + 1.0, side))
+    image = ax.imshow(shares, cmap="Blues", vmin=0.0, vmax=1.0, interpolation="nearest")
+    if k <= MAX_ANNOTATED_CLASSES:
+        for i in range(k):
+            for j in range(k):
+                ax.text(
+                    j,
+                    i,
+                    str(counts[i, j]),
+                    ha="center",
+                    va="center",
+                    fontsize=8,
+                    color="white" if shares[i, j] > 0.5 else "black",
+                )
+    names = [str(x) for x in labels]
+    _ticks(ax, names, names)
+    ax.set_xlabel("predicted class", fontsize=9)
+    ax.set_ylabel("true class", fontsize=9)
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04).set_label("share of the true class")
+    ax.set_title(title or f"confusion matrix ({int(counts.sum())} examples)", fontsize=10)
+    return _save(fig, path)

@@ -4,20 +4,23 @@ Notation: N examples, T positions, U target length, U' predicted length, K class
 
 ``pred`` may be class/token ids with the shape of ``target`` or scores with one more trailing
 dimension (``(N, K)``, ``(N, T, K)``, ``(N, U, V)``), which are reduced with argmax.
-All metrics are "higher is better"; ``acc``, ``f1``, ``token_acc`` and ``exact_match`` are in
-[0, 1], ``bleu`` in [0, 100] (sacrebleu's scale).
+All metrics are "higher is better"; ``acc``, ``f1``, ``precision``, ``recall``, ``token_acc`` and
+``exact_match`` are in [0, 1], ``bleu`` in [0, 100] (sacrebleu's scale). ``classification_report``
+gives the per-class view (a report dict and the confusion matrix) for artifacts.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from attnbench.tasks.base import BOS, EOS, IGNORE, PAD
 
-CLASSIFY_METRICS: tuple[str, ...] = ("acc", "f1")
+CLASSIFY_METRICS: tuple[str, ...] = ("acc", "f1", "precision", "recall")
 TRANSDUCE_METRICS: tuple[str, ...] = ("token_acc", "exact_match")
 METRIC_NAMES: tuple[str, ...] = (*CLASSIFY_METRICS, *TRANSDUCE_METRICS, "bleu")
 # SentencePiece's word-boundary marker: target vocabularies whose pieces carry it (the bpe and
@@ -32,26 +35,72 @@ def _ids(pred: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
     return pred.detach().long().cpu(), target.detach().long().cpu()
 
 
-def classify_metrics(pred: Tensor, target: Tensor) -> dict[str, float]:
-    """Accuracy and macro-F1 over the positions where ``target != IGNORE``.
-
-    ``target`` ``(N,)`` or ``(N, T)``; ``pred`` the same shape (ids) or with a trailing K (scores).
-    Macro-F1 averages over the classes present in ``target`` or ``pred`` (scikit-learn's
-    default). With no scored position both metrics are 0.
-    """
-    from sklearn.metrics import f1_score  # heavy import, only when scoring
-
+def _scored(pred: Tensor, target: Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """(y_pred, y_true) class ids at the positions where ``target != IGNORE``, flattened."""
     pred, target = _ids(pred, target)
     if pred.shape != target.shape:
         raise ValueError(f"pred shape {tuple(pred.shape)} != target shape {tuple(target.shape)}")
     mask = target != IGNORE
-    y_pred = pred[mask].cpu().numpy()
-    y_true = target[mask].cpu().numpy()
+    return pred[mask].numpy(), target[mask].numpy()
+
+
+def classify_metrics(pred: Tensor, target: Tensor) -> dict[str, float]:
+    """Accuracy and macro F1, precision and recall over the positions where ``target != IGNORE``.
+
+    ``target`` ``(N,)`` or ``(N, T)``; ``pred`` the same shape (ids) or with a trailing K (scores).
+    The macro averages run over the classes present in ``target`` or ``pred`` (scikit-learn's
+    default); a class never predicted has precision 0. With no scored position all are 0.
+    """
+    from sklearn.metrics import precision_recall_fscore_support  # heavy import, when scoring
+
+    y_pred, y_true = _scored(pred, target)
     if y_true.size == 0:
-        return {"acc": 0.0, "f1": 0.0}
-    acc = float((y_pred == y_true).mean())
-    f1 = float(f1_score(y_true, y_pred, average="macro", zero_division=0))
-    return {"acc": acc, "f1": f1}
+        return dict.fromkeys(CLASSIFY_METRICS, 0.0)
+    precision, recall, f1, _ = precision_recall_fscore_support(
+        y_true, y_pred, average="macro", zero_division=0
+    )
+    return {
+        "acc": float((y_pred == y_true).mean()),
+        "f1": float(f1),
+        "precision": float(precision),
+        "recall": float(recall),
+    }
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars in nested dicts -> Python int/float (JSON-ready)."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def classification_report(
+    pred: Tensor, target: Tensor, labels: Sequence[str]
+) -> tuple[dict[str, Any], np.ndarray]:
+    """Per-class precision, recall, F1 and support (scikit-learn's ``classification_report`` as a
+    dict keyed by the class names ``labels``, id order, plus "accuracy", "macro avg" and
+    "weighted avg") and the ``(K, K)`` confusion matrix of counts (row = true class, column =
+    predicted class), over the positions where ``target != IGNORE``. Every class in ``labels``
+    has its row, predicted or not, so the report's "macro avg" runs over all K classes where the
+    ``f1``/``precision``/``recall`` metrics average over the classes that occur. ValueError when
+    no position is scored."""
+    from sklearn.metrics import classification_report as report
+    from sklearn.metrics import confusion_matrix
+
+    y_pred, y_true = _scored(pred, target)
+    if y_true.size == 0:
+        raise ValueError("classification_report: no scored position (every target is IGNORE)")
+    ids = list(range(len(labels)))
+    out = report(
+        y_true,
+        y_pred,
+        labels=ids,
+        target_names=[str(name) for name in labels],
+        output_dict=True,
+        zero_division=0,
+    )
+    matrix = confusion_matrix(y_true, y_pred, labels=ids)  # (K, K)
+    return _plain(out), matrix
 
 
 def _canonical(pred: Tensor, width: int) -> Tensor:

@@ -101,7 +101,7 @@ def choose_columns(
 @TASKS.register("text")
 class TextClassification:
     kind: ClassVar[Kind] = "classify"
-    metrics: ClassVar[tuple[str, ...]] = ("acc", "f1")
+    metrics: ClassVar[tuple[str, ...]] = ("acc", "f1", "precision", "recall")
 
     def __init__(
         self,

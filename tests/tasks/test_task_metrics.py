@@ -9,7 +9,9 @@ import torch
 
 from attnbench.tasks.base import EOS, IGNORE, PAD
 from attnbench.tasks.metrics import (
+    METRIC_NAMES,
     bleu,
+    classification_report,
     classify_metrics,
     compute_metrics,
     detokenize,
@@ -24,6 +26,8 @@ def test_classify_per_sequence() -> None:
     out = classify_metrics(T([0, 1, 1, 2]), T([0, 1, 2, 2]))
     assert out["acc"] == pytest.approx(0.75)
     assert out["f1"] == pytest.approx((1 + 2 / 3 + 2 / 3) / 3)
+    assert out["precision"] == pytest.approx((1 + 1 / 2 + 1) / 3)
+    assert out["recall"] == pytest.approx((1 + 1 + 1 / 2) / 3)
 
 
 def test_classify_per_position_ignores_positions_and_takes_scores() -> None:
@@ -35,7 +39,10 @@ def test_classify_per_position_ignores_positions_and_takes_scores() -> None:
     assert out["f1"] == pytest.approx(0.4)
     scores = torch.nn.functional.one_hot(pred.clamp(max=2), 3).float()  # (N, T, K)
     assert classify_metrics(scores, target) == out
-    assert classify_metrics(T([[1]]), T([[IGNORE]])) == {"acc": 0.0, "f1": 0.0}
+    assert out["precision"] == pytest.approx(1 / 3) and out["recall"] == pytest.approx(0.5)
+    assert classify_metrics(T([[1]]), T([[IGNORE]])) == dict.fromkeys(
+        ("acc", "f1", "precision", "recall"), 0.0
+    )
 
 
 def test_transduce_hand_values() -> None:
@@ -92,3 +99,44 @@ def test_compute_metrics_dispatch_and_errors() -> None:
         compute_metrics(["rouge"], target, target)
     with pytest.raises(ValueError, match="target_itos"):
         compute_metrics(["bleu"], seq, seq)
+
+
+def test_precision_and_recall_are_metric_names_of_the_text_task() -> None:
+    from attnbench.tasks import TASKS
+
+    assert {"precision", "recall"} <= set(METRIC_NAMES)
+    assert TASKS.get("text").metrics == ("acc", "f1", "precision", "recall")
+    out = compute_metrics(["recall", "acc"], T([0, 0, 1]), T([0, 1, 1]))
+    assert out == {"recall": pytest.approx(0.75), "acc": pytest.approx(2 / 3)}
+
+
+def test_classification_report_and_confusion_matrix() -> None:
+    # true 0 0 1 2 2 2, pred 0 1 1 2 2 0; class "none" (id 3) never occurs
+    target = T([0, 0, 1, 2, 2, 2])
+    scores = torch.nn.functional.one_hot(T([0, 1, 1, 2, 2, 0]), 4).float()  # (N, K)
+    report, matrix = classification_report(scores, target, ["neg", "neu", "pos", "none"])
+    assert matrix.tolist() == [[1, 1, 0, 0], [0, 1, 0, 0], [1, 0, 2, 0], [0, 0, 0, 0]]
+    assert report["neg"] == {
+        "precision": pytest.approx(0.5),
+        "recall": pytest.approx(0.5),
+        "f1-score": pytest.approx(0.5),
+        "support": 2,
+    }
+    assert report["pos"]["precision"] == 1.0 and report["pos"]["recall"] == pytest.approx(2 / 3)
+    assert report["none"]["support"] == 0 and report["accuracy"] == pytest.approx(4 / 6)
+    assert {"macro avg", "weighted avg"} <= set(report)
+    assert all(type(v) in (int, float) for v in report["neu"].values()), "JSON-ready"
+    per_position, _ = classification_report(T([[0, 1, 1]]), T([[0, IGNORE, 1]]), ["a", "b"])
+    assert per_position["accuracy"] == 1.0 and per_position["b"]["support"] == 1
+    with pytest.raises(ValueError, match="no scored position"):
+        classification_report(T([[1]]), T([[IGNORE]]), ["a", "b"])
+
+
+def test_confusion_matrix_plot(tmp_path) -> None:
+    from attnbench.analysis.plots import confusion_matrix_plot
+
+    _, matrix = classification_report(T([0, 1, 1, 2]), T([0, 1, 2, 2]), ["a", "b", "c"])
+    png = confusion_matrix_plot(matrix, ["a", "b", "c"], tmp_path / "plots" / "confusion.png")
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(ValueError, match="does not match"):
+        confusion_matrix_plot(matrix, ["a", "b"], tmp_path / "bad.png")
