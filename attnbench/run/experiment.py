@@ -1,15 +1,18 @@
-"""One experiment, end to end: build, train, evaluate, log to MLflow.
+"""One experiment, end to end: open the run, build, train, evaluate, log to MLflow.
 
 `run_experiment(cfg)` takes a validated `RunConfig` (config.validate) and is the plain function
-behind `attnbench run` and every sweep job; tests call it directly. Data and model problems raise
-`ConfigError` before any run exists in the store; a
-failure after the run started marks it FAILED (or KILLED on Ctrl-C) with the reason as a tag.
+behind `attnbench run` and every sweep job; tests call it directly. The MLflow run is opened on a
+thread as the job starts (with the job's start time, so durations in the UI are the job's) while
+data loads and the model is built; a failure after that marks it FAILED (or KILLED on Ctrl-C)
+with the reason as a tag. With `resume`, the cell is claimed first (`Tracker.claim`): a FINISHED
+run with the same content hash is reused, one still training elsewhere is left to it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import tempfile
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,59 +54,51 @@ def run_experiment(
 
     from attnbench.config.build import build
     from attnbench.console import RichProgress
+    from attnbench.run import provenance
+    from attnbench.store import scratch
     from attnbench.store.handle import Tracker
     from attnbench.store.liveness import process_tags
     from attnbench.training.checkpoint import save_checkpoint
     from attnbench.training.loop import fit
     from attnbench.training.seeding import seed_everything, set_threads
 
+    started_ms = int(time.time() * 1000)
     ident = identity(cfg, sweep.swept if sweep else ())
     name = ident.run_name
     seed_everything(cfg.seed, cfg.trainer.deterministic)
     threads = set_threads(cfg.trainer.threads, parallel_jobs)
-    built = build(cfg)  # every data/model problem, before the store is touched
     plain = cfg.to_dict()
     tracker = Tracker(cfg.tracking.uri, cfg.runs_dir)
     exp_name = sweep.experiment_name if sweep else cfg.default_experiment
-    chash = record.config_hash(plain, __version__, built.data.fingerprint)
-    if cfg.resume:
-        from attnbench.run.resume import skip_if_finished
-
-        parent = sweep.parent_run_id if sweep else None
-        skipped = skip_if_finished(tracker, tracker.experiment_id(exp_name), chash, ident, parent)
-        if skipped is not None:
-            return skipped
+    code = f"{__version__}+{provenance.code_hash(cfg)}"
+    token, folder = scratch.new()
+    last = LastCheckpoint(folder / scratch.LAST)
+    env = provenance.environment()
+    git = provenance.git_state()
     run_tags = {
         **ident.tags(),
-        record.CONFIG_HASH_TAG: chash,
         record.VERSION_TAG: __version__,
-        record.DATA_FINGERPRINT_TAG: built.data.fingerprint,
+        record.CODE_HASH_TAG: code,
         record.THREADS_TAG: threads,
         record.OPENMP_WAIT_TAG: OPENMP_WAIT,
-        record.PRIMARY_METRIC_TAG: built.data.primary_metric,
+        record.TORCH_VERSION_TAG: env["torch"],
+        record.CUDA_VERSION_TAG: env["cuda"],
+        record.PYTHON_VERSION_TAG: env["python"],
+        record.PLATFORM_TAG: env["platform"],
+        record.SCRATCH_TAG: token,
+        **({record.GIT_COMMIT_TAG: git["commit"], record.GIT_DIRTY_TAG: git["dirty"]}
+           if git else {}),
         **process_tags(),  # pid + host: a run left RUNNING by a killed process is found stale
         **(tags or {}),
     }
-    # The weights at the end of the latest epoch, kept locally and logged only if the run is
-    # interrupted or fails (checkpoints/last.pt): Ctrl-C does not throw away finished epochs.
-    scratch = tempfile.TemporaryDirectory(prefix="attnbench-")
-    last = LastCheckpoint(Path(scratch.name) / "last.pt")
+    parent = sweep.parent_run_id if sweep else None
 
-    def keep_last(epoch: int, best_state: dict[str, Any]) -> None:
-        save_checkpoint(built.model.state_dict(), last.path)
-        last.path.with_suffix(".epoch").write_text(str(epoch))
-        if not last.epoch:  # say where it is: whoever closes a killed run (sweep, stale check)
-            run_id = _opened(opening)  # can still keep it
-            if run_id is not None:
-                tracker.set_tags(run_id, {record.LAST_FILE_TAG: str(last.path)})
-        last.epoch = epoch
-
-    def open_run() -> str:
-        run_id = tracker.start_run(
-            tracker.experiment_id(exp_name), name, run_tags, sweep.parent_run_id if sweep else None
-        )
+    def open_run(extra: Mapping[str, Any] | None = None) -> str:
+        run_id = tracker.start_run(tracker.experiment_id(exp_name), name,
+                                   {**run_tags, **(extra or {})}, parent, started_ms)
         try:
-            tracker.log_params(run_id, flatten(plain))
+            tracker.heartbeat(run_id)
+            tracker.log_params(run_id, defining_params(plain))
             tracker.log_text(run_id, yaml.safe_dump(plain, sort_keys=False), record.CONFIG_ARTIFACT)
             tracker.log_text(run_id, yaml.safe_dump(list(overrides)), record.OVERRIDES_ARTIFACT)
         except BaseException as err:
@@ -111,20 +106,47 @@ def run_experiment(
             raise
         return run_id
 
-    # MLflow's import and the run's creation (2-4 s of CPU, half a small run's start-up) happen
-    # on a thread once training runs; metrics wait in the sink until the run exists, and the
-    # first validation waits for the thread (see `fit`'s before_eval).
-    opening = tracker.open_run(open_run)
+    built = None
+    if cfg.resume:  # the content hash needs the data: load it, then claim the cell
+        built = build(cfg)
+        chash = record.config_hash(plain, code, built.data.fingerprint)
+        with tracker.claim(chash):
+            from attnbench.run.resume import skip_if_done
+
+            skipped = skip_if_done(tracker, tracker.experiment_id(exp_name), chash, ident, parent)
+            if skipped is not None:
+                scratch.remove(token)
+                return skipped
+            run_id = open_run({record.CONFIG_HASH_TAG: chash})  # the claim: a RUNNING run
+        opening = tracker.open_run(lambda: run_id, background=False)
+    else:
+        # MLflow's import and the run's creation (2-4 s of CPU) overlap data loading and the
+        # model's construction; metrics wait in the sink until the run exists, and the first
+        # validation waits for the thread (see `fit`'s before_eval).
+        opening = tracker.open_run(open_run)
+        opening.start()
     try:
+        if built is None:
+            built = build(cfg)
+        data = built.data
+        chash = record.config_hash(plain, code, data.fingerprint)
+        opening.then(lambda run_id: _log_data(tracker, run_id, cfg, data, chash))
+
+        def keep_last(epoch: int, best_state: dict[str, Any]) -> None:
+            save_checkpoint(built.model.state_dict(), last.path)
+            last.path.with_suffix(".epoch").write_text(str(epoch))
+            scratch.record_digest(folder)
+            last.epoch = epoch
+
         progress = RichProgress(name) if show_progress and cfg.trainer.progress else None
         result = fit(
-            built.model, built.data, built.trainer, cfg.seed, tracker.sink(opening), progress,
+            built.model, data, built.trainer, cfg.seed, tracker.sink(opening), progress,
             on_epoch_end=keep_last, before_eval=opening.result,
         )
         run_id = opening.result()
         final = {record.split_metric("test", k): v for k, v in result.test.items()}
         final |= {record.split_metric("cost", k): v for k, v in result.cost.items()}
-        final |= log_diagnostics(built.model, built.data, built.trainer, tracker, run_id)
+        final |= log_diagnostics(built.model, data, built.trainer, tracker, run_id)
         tracker.log_metrics(run_id, final, result.steps)
         with tempfile.TemporaryDirectory() as tmp:
             ckpt = Path(tmp) / "best.pt"
@@ -133,7 +155,7 @@ def run_experiment(
         tracker.set_tags(run_id, {record.BEST_EPOCH_TAG: result.best_epoch})
         tracker.end_run(run_id, "FINISHED")
         metrics = final | {record.split_metric("val", k): v for k, v in result.val.items()}
-        primary = record.split_metric("val", built.data.primary_metric)
+        primary = record.split_metric("val", data.primary_metric)
         return RunResult(name, "FINISHED", run_id, metrics, primary=primary,
                          identity=ident.tags(), experiment=exp_name)
     except KeyboardInterrupt:
@@ -150,7 +172,30 @@ def run_experiment(
             err.attnbench_run_id = run_id  # type: ignore[attr-defined]
         raise
     finally:
-        scratch.cleanup()
+        scratch.remove(token)
+
+
+def defining_params(plain: Mapping[str, Any]) -> dict[str, Any]:
+    """The resolved config as flat params, limited to what defines the experiment (not where
+    results go, nor how progress is shown)."""
+    kept = flatten({k: v for k, v in plain.items() if k not in record.NOT_TRAINED})
+    return {k: v for k, v in kept.items() if not k.startswith(record.NOT_TRAINED_PARAMS)}
+
+
+def _log_data(tracker: Any, run_id: str, cfg: RunConfig, data: Any, chash: str) -> None:
+    """What the data is (tags, and an MLflow dataset input naming its source and digest)."""
+    tracker.set_tags(run_id, {
+        record.CONFIG_HASH_TAG: chash,
+        record.DATA_FINGERPRINT_TAG: data.fingerprint,
+        record.PRIMARY_METRIC_TAG: data.primary_metric,
+        **({record.TOKENIZER_TAG: data.extra["tokenizer"]} if "tokenizer" in data.extra else {}),
+    })
+    params = cfg.task.params
+    source: Any = params.get("path") or params.get("hf_dataset") or {
+        "generator": f"attnbench.tasks.{cfg.task.name}", "seed": str(cfg.seed),
+        **{k: str(v) for k, v in params.items()},
+    }
+    tracker.log_dataset(run_id, cfg.task.name, source, data.fingerprint, "train")
 
 
 def _reason(err: BaseException) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from attnbench.store.handle import Tracker, finished_run
 from attnbench.store.schema import (
+    CONFIG_HASH_TAG,
     PARENT_RUN_TAG,
     PRIMARY_METRIC_TAG,
     RESUMED_BY_TAG,
@@ -18,6 +19,32 @@ from attnbench.store.schema import (
     RunResult,
     split_metric,
 )
+
+
+def skip_if_done(
+    tracker: Tracker, experiment_id: str, config_hash: str, identity: RunIdentity,
+    parent_run_id: str | None,
+) -> RunResult | None:
+    """`skip_if_finished`, or a SKIPPED result when another process is training the same cell
+    right now (a RUNNING run with this hash whose heartbeat is fresh). Call it holding the cell's
+    claim (`Tracker.claim`), so two resumed sweeps never both decide to train the cell."""
+    done = skip_if_finished(tracker, experiment_id, config_hash, identity, parent_run_id)
+    if done is not None:
+        return done
+    tracker.mark_stale_runs([experiment_id])  # a dead claim is no claim
+    running = tracker.search(
+        [experiment_id],
+        f"tags.`{CONFIG_HASH_TAG}` = '{config_hash}' and attributes.status = 'RUNNING'",
+    )
+    if not running:
+        return None
+    from attnbench.console import console
+
+    other = running[0]
+    console.print(f"skip {identity.run_name}: being trained by run {other.run_id} "
+                  f"(same config hash {config_hash})", highlight=False, markup=False)
+    return RunResult(identity.run_name, "SKIPPED", other.run_id,
+                     error=f"being trained by run {other.run_id[:8]}", identity=identity.tags())
 
 
 def skip_if_finished(

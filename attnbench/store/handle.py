@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import socket
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,19 +21,23 @@ from typing import Any
 from filelock import FileLock
 
 from attnbench.errors import ConfigError, TrackingError
+from attnbench.store import sqlite_file
 from attnbench.store.liveness import process_alive
 from attnbench.store.schema import (
     CHECKPOINT_DIR,
     CONFIG_HASH_TAG,
     ERROR_TAG,
+    HEARTBEAT_S,
+    HEARTBEAT_TAG,
     HOST_TAG,
     LAST_EPOCH_TAG,
-    LAST_FILE_TAG,
     PARENT_RUN_TAG,
     PID_TAG,
     RESUMED_BY_TAG,
+    SCRATCH_TAG,
+    STALE_AFTER_S,
 )
-from attnbench.store.sink import PendingRun, RunSink
+from attnbench.store.sink import Heartbeat, PendingRun, RunSink
 
 MAX_PARAM_LEN = 6000
 SQLITE_RETRIES = 8
@@ -67,6 +71,7 @@ class Tracker:
         self._client: Any = None
         self._lock: FileLock | None = None
         self._sinks: list[RunSink] = []
+        self._heartbeats: list[Heartbeat] = []
 
     # -- store ---------------------------------------------------------------------------
     @property
@@ -90,21 +95,45 @@ class Tracker:
             yield
 
     def connect(self) -> None:
-        """Create/migrate the store under the lock, or check the server answers (fail fast)."""
+        """Create/migrate the store under the lock, or check the server answers (fail fast).
+
+        A new SQLite store is built in a temporary file and moved into place (`sqlite_file`):
+        a kill at any instant leaves no store or a complete one. An existing file is checked
+        before MLflow opens it (one line for a folder, a non-SQLite or a half-migrated file)."""
         if self.uri.startswith(("http://", "https://")):
             self._check_server()
         from mlflow import MlflowClient
 
         _quiet_libraries()  # after the import: mlflow sets its own log level when imported
 
+        db = sqlite_file.sqlite_path(self.uri)
         try:
             with self.lock():
+                if db is not None and sqlite_file.is_fresh(db):
+                    sqlite_file.create(db, _make_store)
+                elif db is not None:
+                    self._check_file(db, _schema_head())
                 client = MlflowClient(tracking_uri=self.uri)
-                client.search_experiments(max_results=1)  # creates + migrates the store
+                client.search_experiments(max_results=1)  # creates + migrates a server's store
+        except TrackingError:
+            raise
         except Exception as err:  # noqa: BLE001 - any backend failure becomes one line
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise TrackingError(f"Cannot use the MLflow store {self.uri}: {first}") from err
         self._client = client
+
+    def check_local(self) -> None:
+        """Fail fast, without MLflow: an existing SQLite store file must be usable (TrackingError
+        naming the file and the command that fixes it); no file yet is fine."""
+        db = sqlite_file.sqlite_path(self.uri)
+        if db is not None:
+            self._check_file(db, None)
+
+    @staticmethod
+    def _check_file(db: Path, head: str | None) -> None:
+        found = sqlite_file.problem(db, head)
+        if found:
+            raise TrackingError(found)
 
     def _check_server(self) -> None:
         import urllib.error
@@ -160,13 +189,34 @@ class Tracker:
 
     def start_run(
         self, experiment_id: str, name: str, tags: Mapping[str, Any],
-        parent_run_id: str | None = None,
+        parent_run_id: str | None = None, start_time_ms: int | None = None,
     ) -> str:
-        all_tags = {k: str(v) for k, v in tags.items()}
+        """Create a run; MLflow's context tags (user, source name and type) are added the way
+        its fluent `mlflow.start_run` adds them, `tags` win. `start_time_ms`: when the work began
+        (the run may be created later, on a thread), so durations in the UI are the job's."""
+        from mlflow.tracking.context.registry import resolve_tags
+
+        all_tags = resolve_tags({k: str(v) for k, v in tags.items()})
         if parent_run_id:
             all_tags[PARENT_RUN_TAG] = parent_run_id
-        run = self._retry(self.client.create_run, experiment_id, run_name=name, tags=all_tags)
+        run = self._retry(self.client.create_run, experiment_id, start_time=start_time_ms,
+                          run_name=name, tags=all_tags)
         return run.info.run_id
+
+    def log_dataset(self, run_id: str, name: str, source: str | Mapping[str, str], digest: str,
+                    context: str = "train") -> None:
+        """Record the run's data as an MLflow dataset input: `source` a file path (or URI) or,
+        for generated data, a mapping that says how it was generated."""
+        from mlflow.data.code_dataset_source import CodeDatasetSource
+        from mlflow.data.dataset_source_registry import resolve_dataset_source
+        from mlflow.data.meta_dataset import MetaDataset
+        from mlflow.entities import DatasetInput, InputTag
+
+        src = (CodeDatasetSource(dict(source)) if isinstance(source, Mapping)
+               else resolve_dataset_source(str(source)))
+        dataset = MetaDataset(src, name=name, digest=digest[:36])
+        item = DatasetInput(dataset._to_mlflow_entity(), [InputTag("mlflow.data.context", context)])
+        self._retry(self.client.log_inputs, run_id, [item])
 
     def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
         from mlflow.entities import Param
@@ -218,6 +268,9 @@ class Tracker:
                 if status == "FINISHED":
                     raise
                 logging.getLogger(__name__).warning("metrics of run %s lost", run_id, exc_info=True)
+        for beat in [b for b in self._heartbeats if b.run_id == run_id]:
+            self._heartbeats.remove(beat)
+            beat.stop()
         self._retry(self.client.set_terminated, run_id, status)
 
     def sink(self, run: str | PendingRun, background: bool = True) -> RunSink:
@@ -236,10 +289,11 @@ class Tracker:
     def mark_stale_runs(self, experiment_ids: Iterable[str] | None = None) -> list[str]:
         """Mark FAILED the RUNNING runs whose process is gone; returns their ids.
 
-        A run is stale when it was started on this host (tag `attnbench.host`) by a process
-        (tag `attnbench.pid`) that no longer exists, e.g. one killed with SIGKILL. Runs from
-        other hosts, or without these tags, are left alone: they may still be training.
-        `experiment_ids` None = every experiment.
+        A run is stale when its heartbeat (`HEARTBEAT_TAG`, refreshed while it trains) is older
+        than `stale_after_s()`, on any host; or, on this host, when the process that started it
+        (tags `attnbench.host`, `attnbench.pid`) no longer exists, e.g. one killed with SIGKILL.
+        Other runs are left alone: they may still be training. `experiment_ids` None = every
+        experiment.
         """
         if experiment_ids is None:
             experiment_ids = [e.experiment_id for e in self.client.search_experiments()]
@@ -247,14 +301,21 @@ class Tracker:
         if not experiment_ids:
             return []
         host = socket.gethostname()
+        now = time.time()
         stale: list[str] = []
         for run in self.search(experiment_ids, "attributes.status = 'RUNNING'"):
             pid = run.tags.get(PID_TAG, "")
-            if run.tags.get(HOST_TAG) != host or not pid.isdigit():
+            beat = run.tags.get(HEARTBEAT_TAG, "")
+            if beat.isdigit() and now - int(beat) > stale_after_s():
+                reason = (f"stale: no heartbeat for {now - int(beat):.0f} s from its process "
+                          f"{pid or '?'} on {run.tags.get(HOST_TAG, '?')} (killed?)")
+            elif run.tags.get(HOST_TAG) == host and pid.isdigit() and not process_alive(
+                int(pid), run.start_time
+            ):
+                reason = (f"stale: its process {pid} on {host} ended without closing the run "
+                          "(killed?)")
+            else:
                 continue
-            if process_alive(int(pid), run.start_time):
-                continue
-            reason = f"stale: its process {pid} on {host} ended without closing the run (killed?)"
             self.set_tags(run.run_id, {ERROR_TAG: reason})
             self.keep_last_checkpoint(run)
             self.end_run(run.run_id, "FAILED")
@@ -262,16 +323,16 @@ class Tracker:
         return stale
 
     def keep_last_checkpoint(self, run: RunInfo) -> bool:
-        """Log the last-epoch weights a dead process left on this host as checkpoints/last.pt
-        (then delete its scratch folder). True if there was one to keep."""
-        import shutil
-        import tempfile
+        """Log the last weights a dead process left on this host as checkpoints/last.pt (then
+        delete its scratch folder). Only a file `store.scratch` trusts is uploaded: the run names
+        a token, never a path. True if there was one to keep."""
+        from attnbench.store import scratch
 
-        path = Path(run.tags.get(LAST_FILE_TAG, ""))
-        scratch = path.parent
-        ours = (path.name == "last.pt" and scratch.name.startswith("attnbench-")
-                and scratch.parent == Path(tempfile.gettempdir()))  # never a path a store names
-        if run.tags.get(HOST_TAG) != socket.gethostname() or not ours or not path.is_file():
+        token = run.tags.get(SCRATCH_TAG, "")
+        if run.tags.get(HOST_TAG) != socket.gethostname():
+            return False
+        path = scratch.trusted_last(token)
+        if path is None:
             return False
         try:
             self.log_artifact(run.run_id, path, CHECKPOINT_DIR)
@@ -280,8 +341,27 @@ class Tracker:
                 self.set_tags(run.run_id, {LAST_EPOCH_TAG: epoch.read_text().strip()})
         except Exception:  # noqa: BLE001 - closing the run matters more than its weights
             return False
-        shutil.rmtree(scratch, ignore_errors=True)
+        scratch.remove(token)
         return True
+
+    def heartbeat(self, run_id: str, every_s: float = HEARTBEAT_S) -> None:
+        """Refresh the run's heartbeat tag every `every_s` seconds until `end_run`."""
+        beat = Heartbeat(self, run_id, every_s)
+        self._heartbeats.append(beat)
+        beat.start()
+
+    @contextmanager
+    def claim(self, key: str) -> Iterator[None]:
+        """Hold the claim on `key` (e.g. a sweep cell's config hash) across processes sharing this
+        local store, so two `--resume` runs never train the same cell. A server store has no
+        file to lock: there, a RUNNING run with a fresh heartbeat is the claim."""
+        if not self.uri.startswith("sqlite:"):
+            yield
+            return
+        folder = self.runs_dir / ".claims"
+        folder.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(folder / f"{safe_key(key)}.lock"), timeout=600):
+            yield
 
     def get_run(self, run_id: str) -> RunInfo:
         try:
@@ -327,6 +407,26 @@ class Tracker:
     def metric_history(self, run_id: str, key: str) -> list[tuple[int, float]]:
         """Every logged (step, value) of one metric of one run, in step order."""
         return sorted((m.step, m.value) for m in self.client.get_metric_history(run_id, key))
+
+
+def _make_store(uri: str) -> None:
+    """Create and migrate an MLflow SQLite store at `uri`, then let go of its file."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    client.search_experiments(max_results=1)
+    engine = getattr(getattr(client._tracking_client, "store", None), "engine", None)  # noqa: SLF001
+    if engine is not None:
+        engine.dispose()
+
+
+def _schema_head() -> str | None:
+    """MLflow's latest store schema revision (None if this MLflow does not say)."""
+    try:
+        from mlflow.store.db.utils import _get_latest_schema_revision
+    except ImportError:  # pragma: no cover - depends on the installed MLflow
+        return None
+    return str(_get_latest_schema_revision())
 
 
 def _info(run: Any) -> RunInfo:
@@ -376,3 +476,15 @@ def resumed_runs(tracker: Tracker, parent: RunInfo) -> list[RunInfo]:
         f"tags.`{RESUMED_BY_TAG}` LIKE '%{parent.run_id}%'",
         order_by=["attributes.start_time ASC"],
     )
+
+
+def stale_after_s() -> float:
+    """How old a heartbeat may be before its run counts as stale (ATTNBENCH_STALE_AFTER_S
+    overrides `STALE_AFTER_S`, e.g. for a cluster whose jobs are suspended for a while)."""
+    import os
+
+    return float(os.environ.get("ATTNBENCH_STALE_AFTER_S", STALE_AFTER_S))
+
+
+def safe_key(key: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "-" for c in key)[:120]

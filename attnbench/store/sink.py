@@ -3,6 +3,7 @@ metric sink (`RunSink`) the training loop logs into."""
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 import time
@@ -20,10 +21,9 @@ class PendingRun:
 
     Importing MLflow, creating or migrating the store, creating the run and logging its params
     and config cost 2-4 s of CPU, about half of a small run's start-up, and training needs none
-    of it before its first metric. The thread starts at the first `start()` (the sink calls it
-    with the first metric, after the optimiser's own imports, so the two do not compete for the
-    GIL; torch kernels release it) and `result()` waits for it and returns the run id, or raises
-    its error. Meanwhile metrics wait in the sink's queue.
+    of it before its first metric. The thread starts at the first `start()` and `result()` waits
+    for it and returns the run id, or raises its error. Meanwhile metrics wait in the sink's
+    queue, and writes that need the run id (`then`) run on the thread once the run exists.
     """
 
     def __init__(self, open_fn: Callable[[], str], background: bool = True) -> None:
@@ -32,6 +32,8 @@ class PendingRun:
         self._error: BaseException | None = None
         self._thread: threading.Thread | None = None
         self._started = threading.Lock()
+        self._then: list[Callable[[str], object]] = []
+        self._opened = False  # the run exists and every queued `then` ran
         if not background:
             self.start()
             self.result()
@@ -48,8 +50,24 @@ class PendingRun:
     def _open(self) -> None:
         try:
             self._run_id = self._open_fn()
+            while True:
+                with self._started:
+                    if not self._then:
+                        self._opened = True
+                        return
+                    follow = self._then.pop(0)
+                follow(self._run_id)
         except BaseException as err:  # noqa: BLE001 - re-raised by result()
             self._error = err
+
+    def then(self, fn: Callable[[str], object]) -> None:
+        """Call `fn(run_id)` once the run exists: on the opening thread if it is still at work,
+        else now. An error is raised by the next `result()`."""
+        with self._started:
+            if not self._opened:
+                self._then.append(fn)
+                return
+        fn(self.result())
 
     def done(self) -> bool:
         return self._thread is not None and not self._thread.is_alive()
@@ -144,3 +162,31 @@ class RunSink:
             self._thread.join()
             self._thread = None
         self._raise_error()
+
+
+class Heartbeat:
+    """Sets the run's heartbeat tag now and every `every_s` seconds until stopped (a daemon
+    thread: a killed process simply stops beating, which is the point)."""
+
+    def __init__(self, tracker: Tracker, run_id: str, every_s: float) -> None:
+        self.tracker = tracker
+        self.run_id = run_id
+        self.every_s = every_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="attnbench-heartbeat", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _beat(self) -> None:
+        from attnbench.store.schema import HEARTBEAT_TAG
+
+        while True:
+            with contextlib.suppress(Exception):  # a missed beat is retried at the next one
+                self.tracker.set_tags(self.run_id, {HEARTBEAT_TAG: str(int(time.time()))})
+            if self._stop.wait(self.every_s):
+                return
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)

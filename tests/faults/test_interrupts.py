@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from attnbench.store import scratch
 from tests.conftest import all_runs, attnbench_cmd, tracker_for
 from tests.faults.helpers import run_state, wait_for
 
@@ -77,7 +78,7 @@ def test_ctrl_c_marks_the_run_killed_keeps_metrics_and_last_checkpoint(
     }
     state = load_checkpoint(tracker.download_artifact(run.run_id, "checkpoints/last.pt", tmp_path))
     assert state and all(hasattr(t, "shape") for t in state.values())
-    assert not Path(run.tags["attnbench.last_checkpoint_file"]).exists()  # scratch cleaned up
+    assert not (scratch.root() / run.tags["attnbench.scratch"]).exists()  # scratch cleaned up
     parent = runs[run.tags["mlflow.parentRunId"]]
     assert parent.status == "KILLED"
     assert [r.tags["attention"] for r in runs.values() if r.run_id != parent.run_id] == ["scaled"]
@@ -136,7 +137,7 @@ def test_sigkill_leaves_a_stale_run_the_next_sweep_marks_failed(
                                                                             "checkpoints")}
     assert artifacts == {"checkpoints/last.pt"}
     assert int(stale.tags["attnbench.last_epoch"]) >= 1
-    assert not Path(stale.tags["attnbench.last_checkpoint_file"]).exists()
+    assert not (scratch.root() / stale.tags["attnbench.scratch"]).exists()
 
 
 @pytest.mark.slow
