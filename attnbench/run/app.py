@@ -121,7 +121,7 @@ def run_job(cfg: DictConfig, outcome: Outcome) -> RunResult:
                            identity=ident.tags())
         if not multirun:
             outcome.error = wrapped
-        elif sweep is not None and isinstance(err, ConfigError):
+        elif sweep is not None and isinstance(err, ConfigError) and run_id is None:
             result.run_id = _record_invalid_job(plain, ident, sweep, wrapped.one_line())
     outcome.results.append(result)
     if multirun:  # the end-of-sweep table reads these, whichever process ran the job
