@@ -97,7 +97,7 @@ def attention_heatmap(examples: Sequence[HeatmapExample], path: Path, title: str
                 linewidths=1.1,
             )
         _ticks(ax, ex.col_labels, ex.row_labels)
-        ax.set_title(f"test example {i}", fontsize=9)
+        ax.set_title(f"test example {ex.index if ex.index >= 0 else i}", fontsize=9)
         ax.set_xlabel("input token (by position)", fontsize=8)
         if i == 0:
             ax.set_ylabel("query / output token", fontsize=8)

@@ -6,6 +6,16 @@ Notation: N examples, B batch, Tq query positions, Tk key (input) positions.
   ``log Tk`` = uniform over Tk keys).
 - ``attn/alignment``: mean attention mass on the correct source position, for tasks whose
   ``Split.align`` says where that is (copy, reverse, sort, assoc_recall).
+- ``attn/alignment_pm1``: the same, counting the mass within one position of it (j - 1 .. j + 1).
+  A bidirectional encoder's state at j ± 1 legitimately carries token j, so a model that attends
+  one position off (e.g. seq2seq on reverse: an anti-diagonal shifted by one, token accuracy 0.91
+  with ``attn/alignment`` 0.10) scores high here and low on the exact one. For assoc_recall the
+  neighbours are other pairs: read the exact figure there.
+
+Heatmap examples (``heatmap_indices``): the ``n`` longest inputs (most real positions; earlier
+examples first among equals) of a fixed sample, the first HEATMAP_POOL test examples, shown
+longest first. The choice depends on the data only, so every variant of a sweep shows the same
+examples, and a short, uninformative example is not shown when a longer one exists.
 
 Weights are the backbone's diagnostic weights (``forward(..., need_weights=True)``, see
 ``attnbench.backbones.base``); transduction uses teacher forcing so output position j lines up
@@ -27,6 +37,7 @@ from attnbench.backbones.base import Backbone, padding_mask
 from attnbench.tasks.base import PAD, Split, TaskData
 
 HEATMAP_EXAMPLES = 3
+HEATMAP_POOL = 64  # heatmap examples are chosen among the first HEATMAP_POOL of the split
 
 
 @dataclass
@@ -35,6 +46,7 @@ class Sums:
 
     entropy: float = 0.0
     alignment: float = 0.0
+    alignment_pm1: float = 0.0  # mass within one position of the source
     rows: int = 0
     aligned_rows: int = 0
 
@@ -44,7 +56,17 @@ class Sums:
             out["attn/entropy"] = self.entropy / self.rows
         if self.aligned_rows:
             out["attn/alignment"] = self.alignment / self.aligned_rows
+            out["attn/alignment_pm1"] = self.alignment_pm1 / self.aligned_rows
         return out
+
+
+def mass_near(weights: Tensor, align: Tensor, radius: int) -> Tensor:
+    """(B, Tq) attention mass on key positions ``align - radius .. align + radius`` (those that
+    exist) of weights (B, Tq, Tk); align (B, Tq) >= 0."""
+    tk = weights.shape[-1]
+    keys = torch.arange(tk, device=weights.device)  # (Tk,)
+    near = (keys - align.unsqueeze(-1)).abs() <= radius  # (B, Tq, Tk)
+    return (weights * near).sum(-1)
 
 
 def accumulate(sums: Sums, weights: Tensor, rows: Tensor, align: Tensor | None) -> None:
@@ -57,8 +79,10 @@ def accumulate(sums: Sums, weights: Tensor, rows: Tensor, align: Tensor | None) 
     sums.entropy += float(entropy[rows].sum())
     sums.rows += int(rows.sum())
     if align is not None:
-        on_target = weights.gather(-1, align.clamp(min=0).unsqueeze(-1)).squeeze(-1)  # (B, Tq)
+        source = align.clamp(min=0)  # (B, Tq); rows with no source are not counted
+        on_target = weights.gather(-1, source.unsqueeze(-1)).squeeze(-1)  # (B, Tq)
         sums.alignment += float(on_target[rows].sum())
+        sums.alignment_pm1 += float(mass_near(weights, source, 1)[rows].sum())
         sums.aligned_rows += int(rows.sum())
 
 
@@ -90,7 +114,8 @@ def usable_align(split: Split, weights: Tensor, idx: slice) -> Tensor | None:
 def attention_diagnostics(
     model: Backbone, data: TaskData, split: Split, batch_size: int = 512, limit_batches: int = 0
 ) -> dict[str, float] | None:
-    """{'attn/entropy': ..., 'attn/alignment': ...} on `split`; None when there are no weights."""
+    """{'attn/entropy', 'attn/alignment', 'attn/alignment_pm1'} on `split` (alignment only when
+    the task knows the source positions); None when there are no weights."""
     model.eval()
     sums = Sums()
     for i, start in enumerate(range(0, len(split), batch_size)):
@@ -112,6 +137,14 @@ class HeatmapExample:
     align: Tensor | None  # (Tq',) source column per row, -1 unknown
     row_labels: list[str]
     col_labels: list[str]
+    index: int = -1  # the example's row in its split (-1: not given)
+
+
+def heatmap_indices(split: Split, n: int = HEATMAP_EXAMPLES, pool: int = HEATMAP_POOL) -> list[int]:
+    """Rows of the `n` longest inputs among the first `pool` of `split` (most real positions
+    first, then the earlier row): the heatmap examples (see the module docstring)."""
+    lengths = padding_mask(split.inputs[:pool]).sum(-1).tolist()  # (pool,)
+    return sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))[:n]
 
 
 def _labels(ids: Tensor, itos: Any) -> list[str]:
@@ -128,15 +161,20 @@ def _labels(ids: Tensor, itos: Any) -> list[str]:
 def heatmap_examples(
     model: Backbone, data: TaskData, split: Split, n: int = HEATMAP_EXAMPLES
 ) -> list[HeatmapExample]:
-    """The attention of the first `n` examples of `split`, cropped to real positions."""
+    """The attention of `n` examples of `split` chosen by ``heatmap_indices``, cropped to real
+    positions."""
     model.eval()
-    x, y = split.inputs[:n], split.targets[:n]
+    chosen = heatmap_indices(split, n)
+    index = torch.tensor(chosen, dtype=torch.long)
+    x, y = split.inputs[index], split.targets[index]
     weights = batch_weights(model, data, x, y)
     if weights is None:
         return []
     rows = query_rows(data, x, y, weights.shape[1])  # (n, Tq)
     cols = padding_mask(x)  # (n, Tk)
-    align = usable_align(split, weights, slice(0, n))
+    align = None  # (n, Tq) when the task's source positions match the weights' query rows
+    if split.align is not None and split.align.shape[1] == weights.shape[1]:
+        align = split.align[index]
     in_itos = data.extra.get("input_itos")
     out_itos = data.target_itos if data.spec.kind == "transduce" else in_itos
     examples = []
@@ -153,5 +191,5 @@ def heatmap_examples(
             row_labels = ["pool"]
         else:
             row_labels = _labels(x[i][r], in_itos)
-        examples.append(HeatmapExample(w, a, row_labels, _labels(x[i][c], in_itos)))
+        examples.append(HeatmapExample(w, a, row_labels, _labels(x[i][c], in_itos), chosen[i]))
     return examples

@@ -19,10 +19,12 @@ from attnbench.config.schema import ComponentConfig
 from attnbench.tasks import TASKS
 from attnbench.tasks.base import PAD, Split, TaskData, TaskSpec
 from attnbench.training.diagnostics import (
+    HEATMAP_POOL,
     Sums,
     accumulate,
     attention_diagnostics,
     heatmap_examples,
+    heatmap_indices,
 )
 
 
@@ -31,7 +33,11 @@ def test_one_hot_weights_on_the_source_give_alignment_1_entropy_0() -> None:
     weights = F.one_hot(align, 4).float()  # (1, Tq, Tk)
     sums = Sums()
     accumulate(sums, weights, torch.ones(1, 3, dtype=torch.bool), align)
-    assert sums.metrics() == {"attn/entropy": 0.0, "attn/alignment": 1.0}
+    assert sums.metrics() == {
+        "attn/entropy": 0.0,
+        "attn/alignment": 1.0,
+        "attn/alignment_pm1": 1.0,
+    }
 
 
 def test_uniform_weights_give_entropy_log_tk() -> None:
@@ -43,6 +49,24 @@ def test_uniform_weights_give_entropy_log_tk() -> None:
     m = sums.metrics()
     assert m["attn/entropy"] == pytest.approx(math.log(4))
     assert m["attn/alignment"] == pytest.approx(0.25)
+    assert m["attn/alignment_pm1"] == pytest.approx(0.5)  # source 0: keys 0 and 1 exist
+
+
+def test_one_position_off_scores_zero_exact_and_one_within_pm1() -> None:
+    """A reverse-style anti-diagonal shifted by one (what a bidirectional encoder may learn):
+    exact alignment 0, alignment within one position 1."""
+    t = 6
+    align = torch.arange(t - 1, -1, -1).unsqueeze(0)  # (1, Tq): reverse
+    off = torch.where(align > 0, align - 1, align + 1)  # attends one position off everywhere
+    weights = F.one_hot(off, t).float()  # (1, Tq, Tk)
+    sums = Sums()
+    accumulate(sums, weights, torch.ones(1, t, dtype=torch.bool), align)
+    m = sums.metrics()
+    assert m["attn/alignment"] == 0.0 and m["attn/alignment_pm1"] == 1.0
+    two_off = F.one_hot((align + 2) % t, t).float()  # two positions off: outside the window
+    sums = Sums()
+    accumulate(sums, two_off, torch.ones(1, t, dtype=torch.bool), align)
+    assert sums.metrics()["attn/alignment_pm1"] == 0.0
 
 
 class KeyMatch(nn.Module):
@@ -82,6 +106,7 @@ def test_key_match_through_real_dot_attention() -> None:
     m = attention_diagnostics(KeyMatch(align), data, data.test)
     assert m is not None
     assert m["attn/alignment"] == pytest.approx(1.0, abs=1e-9)
+    assert m["attn/alignment_pm1"] == pytest.approx(1.0, abs=1e-9)
     assert m["attn/entropy"] == pytest.approx(0.0, abs=1e-9)
 
 
@@ -100,7 +125,7 @@ def test_without_alignment_entropy_counts_real_query_rows_only() -> None:
     inputs = torch.tensor([[5, 6, 7], [5, 6, PAD]])
     data = per_position_data(inputs, None)
     m = attention_diagnostics(Preset(), data, data.test)
-    assert m is not None and "attn/alignment" not in m
+    assert m is not None and "attn/alignment" not in m and "attn/alignment_pm1" not in m
     assert m["attn/entropy"] == pytest.approx(3 * math.log(2) / 5)  # 5 real rows, 3 of them log 2
 
 
@@ -139,11 +164,12 @@ def test_real_backbones_give_bounded_values_and_a_heatmap(
     assert m is not None
     tk = data.test.inputs.shape[1]
     assert 0.0 <= m["attn/entropy"] <= math.log(tk) + 1e-6
-    assert 0.0 <= m["attn/alignment"] <= 1.0
+    assert 0.0 <= m["attn/alignment"] <= m["attn/alignment_pm1"] <= 1.0 + 1e-9
     examples = heatmap_examples(model, data, data.test)
     assert len(examples) == 3
-    for i, ex in enumerate(examples):
-        real = int(padding_mask(data.test.inputs[i : i + 1]).sum())
+    assert [ex.index for ex in examples] == heatmap_indices(data.test)
+    for ex in examples:
+        real = int(padding_mask(data.test.inputs[ex.index : ex.index + 1]).sum())
         assert ex.weights.shape[1] == real == len(ex.col_labels)
         assert ex.align is not None and int(ex.align.max()) < real
     png = attention_heatmap(examples, tmp_path / "attention.png")
@@ -154,3 +180,27 @@ def test_none_variant_has_no_diagnostics() -> None:
     model, data = small("reverse", "seq2seq", "none")
     assert attention_diagnostics(model, data, data.test) is None
     assert heatmap_examples(model, data, data.test) == []
+
+
+def test_heatmap_shows_the_longest_of_a_fixed_sample() -> None:
+    """The 3 longest real inputs among the first HEATMAP_POOL examples, longest first, ties in
+    order; a longer example past the pool is not considered."""
+    lengths = [2, 5, 3, 5, 1, 4] + [1] * (HEATMAP_POOL - 6) + [9]
+    inputs = torch.zeros(len(lengths), 9, dtype=torch.long)  # (N, T)
+    for row, n in enumerate(lengths):
+        inputs[row, :n] = 5
+    split = Split(inputs, torch.zeros(len(lengths), dtype=torch.long))
+    assert heatmap_indices(split) == [1, 3, 5]
+    assert heatmap_indices(split, n=1, pool=len(lengths)) == [len(lengths) - 1]
+    short = Split(inputs[:2], torch.zeros(2, dtype=torch.long))
+    assert heatmap_indices(short) == [1, 0]
+
+
+def test_heatmap_examples_follow_the_rule_on_a_real_backbone() -> None:
+    model, data = small("reverse", "seq2seq", "additive")  # lengths 3..6
+    lengths = padding_mask(data.test.inputs).sum(-1)
+    examples = heatmap_examples(model, data, data.test)
+    shown = [int(lengths[ex.index]) for ex in examples]
+    assert shown == sorted(shown, reverse=True)
+    assert shown[0] == int(lengths.max())
+    assert [len(ex.col_labels) for ex in examples] == shown
