@@ -15,10 +15,35 @@ app = typer.Typer(
     cls=OneLineUsageErrors,
     help="Which attention mechanism works best, at what cost, on this task?",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion: commands, options and overrides
     pretty_exceptions_enable=False,
     rich_markup_mode=None,  # plain help: rich help rendering alone costs ~0.1 s of start-up
 )
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        from attnbench import __version__
+
+        def of(dist: str) -> str:
+            try:
+                return version(dist)
+            except PackageNotFoundError:
+                return "not installed"
+
+        deps = ", ".join(f"{d} {of(d)}" for d in ("torch", "hydra-core", "mlflow"))
+        typer.echo(f"attnbench {__version__} ({deps})")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="Show the version of attnbench and its engines."),
+) -> None:
+    """Which attention mechanism works best, at what cost, on this task?"""
+
 
 app.command("list")(listing.list_components)
 app.command("run", context_settings=train.HYDRA_ARGS)(train.run)

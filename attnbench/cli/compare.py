@@ -22,7 +22,11 @@ def compare(
         None, "--sweep", help="Compare the runs of this sweep (its parent run id)."
     ),
     by: str = typer.Option(
-        "attention", "--by", help="Comma-separated config keys to group by (tags or params)."
+        None,
+        "--by",
+        help="Comma-separated config keys to group by (tags or params), exactly these. Default: "
+        "the keys the sweep varied (less the seed); for --experiment, attention plus backbone "
+        "and task when they differ between the runs.",
     ),
     metric: str = typer.Option(
         None, "--metric", "-m", help="Metric to compare (default: test/<primary metric>)."
@@ -33,6 +37,18 @@ def compare(
     correction: str = typer.Option(
         "none", "--correction",
         help="Multiple-comparison correction of the p-values vs the best: none or holm.",
+    ),
+    baseline: str = typer.Option(
+        None,
+        "--baseline",
+        help="Test every group against this one instead of the best: key=value pairs of the "
+        "--by keys, e.g. attention=none or attention=none,backbone=rnn.",
+    ),
+    strict: bool = typer.Option(
+        False,
+        "--strict",
+        help="Refuse (exit 2) when a group pools runs that differ in a config key other than "
+        "the seed.",
     ),
     runs_dir: Path = RUNS_DIR,
     tracking_uri: str = typer.Option(
@@ -50,7 +66,7 @@ def compare(
         lambda: run_compare(
             experiment=experiment,
             sweep=sweep,
-            by=by.split(","),
+            by=by.split(",") if by else None,
             metric=metric,
             fmt=fmt,
             output=output,
@@ -58,6 +74,8 @@ def compare(
             runs_dir=runs_dir,
             tracking_uri=tracking_uri,
             correction=correction,
+            baseline=baseline,
+            strict=strict,
         ),
         debug,
     )

@@ -11,7 +11,19 @@ HYDRA_ARGS = {"allow_extra_args": True, "ignore_unknown_options": True}
 DEBUG = typer.Option(False, "--debug", help="Show full tracebacks instead of one-line errors.")
 
 
-def run(ctx: typer.Context, debug: bool = DEBUG) -> None:
+def _complete(incomplete: str) -> list[str]:
+    from attnbench.config.completion import complete_override
+
+    return complete_override(incomplete)
+
+
+OVERRIDES = typer.Argument(
+    None, help="Hydra overrides (key=value) and Hydra flags.", autocompletion=_complete,
+    show_default=False,
+)
+
+
+def run(ctx: typer.Context, overrides: list[str] | None = OVERRIDES, debug: bool = DEBUG) -> None:
     """Train one experiment.
 
     Arguments are Hydra overrides, e.g. attention=additive trainer.lr=1e-3.
@@ -20,11 +32,13 @@ def run(ctx: typer.Context, debug: bool = DEBUG) -> None:
     """
     from attnbench.run.launch import launch
 
-    exit_with(lambda: launch(ctx.args, multirun=False, debug=debug), debug)
+    args = [*(overrides or []), *ctx.args]
+    exit_with(lambda: launch(args, multirun=False, debug=debug), debug)
 
 
 def sweep(
     ctx: typer.Context,
+    overrides: list[str] | None = OVERRIDES,
     resume: bool = typer.Option(
         False, "--resume", help="Skip cells that already have a FINISHED run with the same config."
     ),
@@ -38,5 +52,5 @@ def sweep(
     """
     from attnbench.run.launch import launch
 
-    args = [*ctx.args, *(["resume=true"] if resume else [])]
+    args = [*(overrides or []), *ctx.args, *(["resume=true"] if resume else [])]
     exit_with(lambda: launch(args, multirun=True, debug=debug), debug)
