@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, OmegaConf
 
 from attnbench.config.groups import conf_dir
+from attnbench.config.schema import RunConfig
 from attnbench.config.validate import validate
 from attnbench.errors import AttnbenchError, ConfigError, IncompatibleError
 from attnbench.run.experiment import SweepContext, run_experiment
@@ -84,6 +85,23 @@ def jobs_sharing_this_machine(launcher: Any) -> int:
     return cores if n_jobs < 0 else n_jobs
 
 
+def with_job_device(cfg: RunConfig, hc: Any, parallel_jobs: int) -> RunConfig:
+    """Parallel joblib workers on a machine with several GPUs get one GPU each, round-robin by
+    job number, when the trainer asks for `auto` or `cuda`. SLURM and Ray jobs see only the GPUs
+    they reserved (CUDA_VISIBLE_DEVICES), so `auto`/`cuda` is already theirs."""
+    if parallel_jobs <= 1 or cfg.trainer.device not in ("auto", "cuda"):
+        return cfg
+    if "JoblibLauncher" not in str(hc.launcher.get("_target_", "")):
+        return cfg
+    import torch
+
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if count < 2:
+        return cfg
+    device = f"cuda:{int(hc.job.num) % count}"
+    return replace(cfg, trainer=replace(cfg.trainer, device=device))
+
+
 def run_job(cfg: DictConfig, outcome: Outcome) -> RunResult:
     """One Hydra job: never raises in a sweep (a failed job must not stop the others)."""
     hc = HydraConfig.get()
@@ -99,7 +117,7 @@ def run_job(cfg: DictConfig, outcome: Outcome) -> RunResult:
     ident = _identity(plain, sweep)
     try:
         result = run_experiment(
-            validate(plain),
+            with_job_device(validate(plain), hc, n_jobs),
             overrides=list(hc.overrides.task),
             sweep=sweep,
             show_progress=n_jobs == 1,
