@@ -91,6 +91,7 @@ LOWER_IS_BETTER = {COST_PARAMS, COST_TRAIN_S, COST_EPOCH_S, COST_PEAK_MEM_MB}
 COST_BASE_MEM_MB = "cost/base_mem_mb"
 ATTN_ENTROPY = "attn/entropy"
 ATTN_ALIGNMENT = "attn/alignment"
+ATTN_ALIGNMENT_PM1 = "attn/alignment_pm1"
 HIGHER, LOWER, NO_DIRECTION = "higher", "lower", "none"
 # Whole metric names whose direction is not what the rules below give.
 METRIC_DIRECTIONS = {
@@ -101,6 +102,7 @@ METRIC_DIRECTIONS = {
     COST_BASE_MEM_MB: LOWER,
     COST_SAMPLES_PER_S: HIGHER,
     ATTN_ALIGNMENT: HIGHER,  # share of attention mass on the correct source position
+    ATTN_ALIGNMENT_PM1: HIGHER,  # the same within one position of it
     ATTN_ENTROPY: NO_DIRECTION,  # a diagnostic: sharper is not better
     EPOCH_METRIC: NO_DIRECTION,
 }
@@ -135,6 +137,14 @@ CONFIG_ARTIFACT = "config/config.yaml"
 OVERRIDES_ARTIFACT = "config/overrides.yaml"
 CHECKPOINT_DIR = "checkpoints"
 HEATMAP_ARTIFACT = "plots/attention.png"
+# A reusable model (`attnbench evaluate`): the best weights, what the model is built from (the
+# task's spec, metrics and vocabularies, as JSON) and the test split it was scored on (tensors):
+# no training file and no pickle needed to use it again.
+MODEL_DIR = "model"
+MODEL_WEIGHTS = "model/weights.pt"
+MODEL_TASK = "model/task.json"
+MODEL_TEST_SPLIT = "model/test_split.pt"
+EVALUATES_TAG = "attnbench.evaluates"  # on an `evaluate` child run: the run it scored
 REPORT_DIR = "report"
 
 # Config keys that say where results go or how progress is shown, not what is trained: left
