@@ -9,6 +9,7 @@ from pathlib import Path
 from attnbench.analysis.model import check_correction, compare_runs
 from attnbench.analysis.render import RENDER, output_format, report_dir, rich_table, write_report
 from attnbench.analysis.select import select_runs
+from attnbench.errors import ConfigError
 from attnbench.store.handle import open_store
 
 
@@ -16,7 +17,7 @@ def compare(
     *,
     experiment: str | None = None,
     sweep: str | None = None,
-    by: Sequence[str] = ("attention",),
+    by: Sequence[str] | None = None,
     metric: str | None = None,
     fmt: str | None = None,
     output: Path | None = None,
@@ -24,8 +25,14 @@ def compare(
     runs_dir: str | Path = "runs",
     tracking_uri: str | None = None,
     correction: str = "none",
+    baseline: str | None = None,
+    strict: bool = False,
 ) -> int:
-    """`attnbench compare`: print the comparison, write tables and plots; returns the exit code."""
+    """`attnbench compare`: print the comparison, write tables and plots; returns the exit code.
+
+    `by=None` groups by what the sweep varied (`model.default_by`); groups that pool runs of
+    different configs get a warning line on stderr before the table, or with `strict` a
+    one-line error and nothing written."""
     import sys
 
     from attnbench.console import console, err_console
@@ -37,7 +44,11 @@ def compare(
     selection = select_runs(tracker, experiment, sweep)
     if selection.note:
         err_console.print(f"note: {selection.note}", highlight=False, markup=False)
-    comp = compare_runs(selection, by, metric, correction)
+    comp = compare_runs(selection, by, metric, correction, baseline)
+    if comp.pooled:
+        if strict:
+            raise ConfigError(f"--strict: {comp.pooled_message}")
+        err_console.print(f"warning: {comp.pooled_message}", highlight=False, markup=False)
     out_dir = report_dir(runs_dir, comp)
     written = write_report(tracker, comp, out_dir, plots)
     if output is not None:

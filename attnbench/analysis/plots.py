@@ -22,7 +22,14 @@ if TYPE_CHECKING:
     from attnbench.training.diagnostics import HeatmapExample
 
 DPI = 130
-STATUS_TEXT = {"best": "best", "tied": "tied with best", "worse": "worse", "?": "n < 2"}
+STATUS_TEXT = {
+    "best": "best",
+    "baseline": "baseline",
+    "tied": "tied",
+    "worse": "worse",
+    "better": "better",
+    "? (n<2)": "n < 2",
+}
 MAX_TICK_LABELS = 40
 
 
@@ -34,7 +41,7 @@ class GroupPoint:
     values: list[float]  # the metric per run
     mean: float
     ci: tuple[float, float] | None
-    status: str  # "best" | "tied" | "worse" | "?"
+    status: str  # the table's status cell: "best", "tied", "? (pooled)", ...; "unranked"
     cost: dict[str, float | None] = field(default_factory=dict)
 
 
@@ -44,7 +51,13 @@ def _colour(index: int) -> Any:
 
 
 def _label(g: GroupPoint) -> str:
+    if g.status == "unranked":
+        return g.label
     return f"{g.label} ({STATUS_TEXT.get(g.status, g.status)})"
+
+
+def _bold(g: GroupPoint) -> bool:
+    return g.status.startswith(("best", "baseline"))
 
 
 def _save(fig: Any, path: Path) -> Path:
@@ -152,7 +165,7 @@ def metric_ci(groups: Sequence[GroupPoint], metric: str, path: Path, title: str,
     ax.set_yticks(ys)
     ax.set_yticklabels([_label(g) for g in groups])
     for tick, g in zip(ax.get_yticklabels(), groups, strict=True):
-        if g.status == "best":
+        if _bold(g):
             tick.set_fontweight("bold")
     ax.set_xlabel(f"{metric}  (diamond = mean, bar = 95 % CI, dots = runs)")
     ax.grid(axis="x", alpha=0.3)
@@ -214,14 +227,19 @@ COSTS = (("cost/train_s", "train seconds"), ("cost/params", "parameters"))
 
 
 def cost_pareto(
-    groups: Sequence[GroupPoint], metric: str, path: Path, title: str, higher_is_better: bool = True
+    groups: Sequence[GroupPoint],
+    metric: str,
+    path: Path,
+    title: str,
+    higher_is_better: bool | None = True,
 ) -> Path:
-    """Metric against cost (train seconds, parameters), the Pareto front drawn as a step line."""
+    """Metric against cost (train seconds, parameters), the Pareto front drawn as a step line
+    (none when the metric has no better direction: `higher_is_better=None`)."""
     fig, axes = plt.subplots(1, len(COSTS), figsize=(6.0 * len(COSTS), 4.5), squeeze=False)
     for ax, (key, name) in zip(axes[0], COSTS, strict=True):
         have = [g for g in groups if g.cost.get(key) is not None]
         points = [(float(g.cost[key]), g.mean) for g in have]  # type: ignore[arg-type]
-        front = set(pareto_front(points, higher_is_better))
+        front = set() if higher_is_better is None else set(pareto_front(points, higher_is_better))
         placed: list[tuple[float, float]] = []
         xspan = (max(p[0] for p in points) - min(p[0] for p in points)) if points else 0.0
         yspan = (max(p[1] for p in points) - min(p[1] for p in points)) if points else 0.0
@@ -259,7 +277,7 @@ def cost_pareto(
                 xytext=(7, 4 - 11 * near),
                 fontsize=8,
                 color=colour,
-                fontweight="bold" if g.status == "best" else "normal",
+                fontweight="bold" if _bold(g) else "normal",
             )
         ordered = sorted(front, key=lambda i: points[i][0])
         if len(ordered) > 1:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from attnbench.analysis import stats
-from attnbench.analysis.model import Comparison
+from attnbench.analysis.model import POOLED, Comparison, Group
 from attnbench.errors import ConfigError
 from attnbench.store.handle import Tracker
 from attnbench.store.schema import COST_COLUMNS, REPORT_DIR
@@ -21,6 +21,8 @@ PLOTS = ("metric_ci.png", "learning_curves.png", "cost_pareto.png")
 
 def records(comp: Comparison) -> list[dict[str, Any]]:
     """One flat record per group (the CSV/JSON rows)."""
+    ref = reference_group(comp)
+    delta = "delta_vs_best" if comp.baseline is None else "delta_vs_baseline"
     out = []
     for g in comp.groups:
         s = g.summary
@@ -35,12 +37,14 @@ def records(comp: Comparison) -> list[dict[str, Any]]:
                 "std": s.std,
                 "min": s.min,
                 "max": s.max,
-                "delta_vs_best": s.mean - comp.groups[0].summary.mean,
+                delta: None if ref is None else s.mean - ref.summary.mean,
                 "p_value": g.test.p_value if g.test else None,
                 "p_adjusted": g.test.p_adjusted if g.test else None,
                 "test": g.test.test if g.test else "",
                 "pairs": g.test.n_pairs if g.test else None,
                 "status": g.status,
+                "status_reason": g.reason,
+                "pooled_keys": list(g.pooled),
                 **{
                     label.replace(" ", "_").replace("/", "_per_"): g.cost[name]
                     for name, label in COST_COLUMNS
@@ -49,6 +53,19 @@ def records(comp: Comparison) -> list[dict[str, Any]]:
             }
         )
     return out
+
+
+def reference_group(comp: Comparison) -> Group | None:
+    """The group the others are tested against (None when the metric is not ranked)."""
+    wanted = "best" if comp.baseline is None else "baseline"
+    return next((g for g in comp.groups if g.status == wanted), None)
+
+
+def status_text(g: Group) -> str:
+    """The `vs best` cell: best, tied, worse, better, baseline, ? (why), with `pooled` marked."""
+    if g.status == "?":
+        return f"? ({g.reason})"
+    return f"{g.status} ({POOLED})" if g.pooled else g.status
 
 
 def _num(value: float | None, digits: int = 4) -> str:
@@ -66,9 +83,18 @@ def _shown_p(test: stats.PairedTest, correction: str) -> float | None:
 
 
 def table_rows(comp: Comparison) -> tuple[list[str], list[list[str]]]:
-    """Column names and formatted cells shared by the rich and Markdown tables."""
+    """Column names and formatted cells shared by the rich and Markdown tables. A metric with
+    no better direction has no Δ, p, test and status columns."""
     from attnbench.console import fmt
 
+    ref = reference_group(comp)
+    versus = "best" if comp.baseline is None else "baseline"
+    tests = [
+        f"Δ {versus}",
+        "p (Holm)" if comp.correction == "holm" else "p",
+        "test",
+        f"vs {versus}",
+    ]
     columns = [
         *comp.by,
         "n",
@@ -76,17 +102,22 @@ def table_rows(comp: Comparison) -> tuple[list[str], list[list[str]]]:
         "std",
         "min",
         "max",
-        "Δ best",
-        "p (Holm)" if comp.correction == "holm" else "p",
-        "test",
-        "vs best",
+        *(tests if comp.ranked else ["pooled"] if comp.pooled else []),
         *(label for _, label in COST_COLUMNS),
     ]
-    best_mean = comp.groups[0].summary.mean
     rows = []
     for g in comp.groups:
         s = g.summary
         ci = f"{s.mean:.4f} ± {s.half_width:.4f}" if s.half_width is not None else f"{s.mean:.4f}"
+        if ref is not None:
+            marks = [
+                "" if g is ref else f"{s.mean - ref.summary.mean:+.4f}",
+                _p(_shown_p(g.test, comp.correction)) if g.test else "",
+                g.test.test if g.test and g.test.test != "none" else "",
+                status_text(g),
+            ]
+        else:
+            marks = [POOLED if g.pooled else ""] if comp.pooled else []
         rows.append(
             [
                 *g.key.values(),
@@ -95,10 +126,7 @@ def table_rows(comp: Comparison) -> tuple[list[str], list[list[str]]]:
                 _num(s.std),
                 _num(s.min),
                 _num(s.max),
-                "" if g.status == "best" else f"{s.mean - best_mean:+.4f}",
-                _p(_shown_p(g.test, comp.correction)) if g.test else "",
-                g.test.test if g.test and g.test.test != "none" else "",
-                {"best": "best", "tied": "tied", "worse": "worse", "?": "? (n<2)"}[g.status],
+                *marks,
                 *(
                     fmt(round(g.cost[name], 1)) if g.cost[name] is not None else "—"
                     for name, _ in COST_COLUMNS
@@ -106,6 +134,9 @@ def table_rows(comp: Comparison) -> tuple[list[str], list[list[str]]]:
             ]
         )
     return columns, rows
+
+
+LEFT = ("test", "vs best", "vs baseline", "pooled")
 
 
 def rich_table(comp: Comparison) -> Any:
@@ -120,10 +151,10 @@ def rich_table(comp: Comparison) -> Any:
     )
     for i, col in enumerate(columns):
         table.add_column(
-            col, justify="left" if i < len(comp.by) or col in ("test", "vs best") else "right"
+            col, justify="left" if i < len(comp.by) or col in LEFT else "right"
         )
     for g, row in zip(comp.groups, rows, strict=True):
-        style = {"best": "bold green", "tied": "green"}.get(g.status)
+        style = {"best": "bold green", "baseline": "bold", "tied": "green"}.get(g.status)
         table.add_row(*row, style=style)
     return table
 
@@ -137,7 +168,7 @@ def to_markdown(comp: Comparison) -> str:
         "| " + " | ".join(columns) + " |",
         "|"
         + "|".join(
-            "---" if i < len(comp.by) or col in ("test", "vs best") else "---:"
+            "---" if i < len(comp.by) or col in LEFT else "---:"
             for i, col in enumerate(columns)
         )
         + "|",
@@ -154,7 +185,9 @@ def to_csv(comp: Comparison) -> str:
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(recs[0]), lineterminator="\n")
     writer.writeheader()
-    writer.writerows(recs)
+    writer.writerows(
+        {k: " ".join(v) if isinstance(v, list) else v for k, v in rec.items()} for rec in recs
+    )
     return buf.getvalue()
 
 
@@ -163,12 +196,15 @@ def to_json(comp: Comparison) -> str:
         "compared": comp.label,
         "metric": comp.metric,
         "by": comp.by,
+        "direction": comp.direction,
         "higher_is_better": comp.higher_is_better,
+        "reference": comp.reference if comp.ranked else None,
         "rule": comp.rule,
         "correction": comp.correction,
         "sweep_run_id": comp.parent.run_id if comp.parent else None,
         "excluded_runs": comp.excluded,
         "duplicate_runs": comp.duplicates,
+        "pooled_keys": comp.pooled,
         "groups": records(comp),
     }
     return json.dumps(doc, indent=2) + "\n"
@@ -211,10 +247,10 @@ def write_plots(tracker: Tracker, comp: Comparison, out_dir: Path) -> list[Path]
     points = [
         plots.GroupPoint(
             g.label,
-            list(g.values.values()),
+            list(g.run_values),
             g.summary.mean,
             (g.summary.ci_low, g.summary.ci_high) if g.summary.ci_low is not None else None,
-            g.status,
+            g.status if not comp.ranked else status_text(g),
             dict(g.cost),
         )
         for g in comp.groups
@@ -224,7 +260,7 @@ def write_plots(tracker: Tracker, comp: Comparison, out_dir: Path) -> list[Path]
         key: {g.label: [tracker.metric_history(r.run_id, key) for r in g.runs] for g in comp.groups}
         for key in curve_metrics(comp)
     }
-    note = "status vs best: " + comp.rule
+    note = (f"status vs {comp.reference}: " if comp.ranked else "") + comp.rule
     return [
         plots.metric_ci(points, comp.metric, out_dir / PLOTS[0], title, note),
         plots.learning_curves(panels, out_dir / PLOTS[1], f"{comp.label}: learning curves"),

@@ -31,6 +31,7 @@ VALUES = {
 }
 PARAMS = {"scaled": 4000.0, "multihead": 5000.0, "dot": 4000.0, "additive": 4500.0, "none": 3000.0}
 TRAIN_S = {"scaled": 2.0, "multihead": 3.0, "dot": 1.5, "additive": 4.0, "none": 1.0}
+ENTROPY = {"scaled": 1.0, "multihead": 2.0, "dot": 0.5, "additive": 1.5}  # + seed; none: no weights
 EXPECTED_P = {
     "multihead": 1 - 1 / math.sqrt(3),  # 0.422650
     "dot": 1 - 8.660254 / math.sqrt(75 + 2),  # 0.013072
@@ -42,7 +43,10 @@ def fill_store(runs_dir: Path) -> tuple[str, list[str]]:
     """A sweep of 5 variants x 3 seeds with the VALUES above, plus one FAILED job."""
     tracker = tracker_for(runs_dir)
     exp = tracker.experiment_id("toy")
-    parent = tracker.start_run(exp, "sweep-toy", {"attnbench.kind": "sweep"})
+    keys = json.dumps(["attention", "seed"])
+    parent = tracker.start_run(
+        exp, "sweep-toy", {"attnbench.kind": "sweep", "attnbench.sweep_keys": keys}
+    )
     ids = []
     for attention, values in VALUES.items():
         for seed, value in enumerate(values):
@@ -75,6 +79,7 @@ def fill_store(runs_dir: Path) -> tuple[str, list[str]]:
                     "cost/train_s": TRAIN_S[attention],
                     "cost/samples_per_s": 100.0,
                     "cost/peak_mem_mb": 500.0,
+                    **({} if attention == "none" else {"attn/entropy": ENTROPY[attention] + seed}),
                 },
                 30,
             )
@@ -299,10 +304,18 @@ def test_pooling_different_configs_is_pointed_out() -> None:
         )
     ]
     comp = compare_runs(Selection(runs, "t", "t"))
-    assert comp.groups[0].summary.n == 2
-    assert "groups pool runs that differ in trainer.lr: add it to --by" in comp.caption
+    assert [g.summary.n for g in comp.groups] == [2, 2]  # two settings, not two seeds
+    assert [g.pooled for g in comp.groups] == [{"trainer.lr": 2}] * 2
+    assert [(g.status, g.reason) for g in comp.groups] == [("best", ""), ("?", "pooled")]
+    assert comp.groups[1].test is None  # no paired test across pooled groups
+    assert comp.pooled_message == (
+        "groups pool runs that differ in trainer.lr (2 values): 4 runs; add it to --by to split "
+        "the groups"
+    )
+    assert "pooled: the group mixes runs that differ in trainer.lr" in comp.caption
     split = compare_runs(Selection(runs, "t", "t"), by=["attention", "trainer.lr"])
     assert "pool" not in split.caption and len(split.groups) == 4
+    assert not split.pooled and [g.reason for g in split.groups[1:]] == ["n<2"] * 3
 
 
 def test_holm_correction_can_turn_worse_into_tied() -> None:
