@@ -1,6 +1,11 @@
-"""Tokenisers and vocabularies for the file tasks, fitted on the training split only.
+r"""Tokenisers and vocabularies for the file tasks, fitted on the training split only.
 
 - ``whitespace``: tokens are the whitespace-separated words.
+- ``punct``: words (``\w+``) and punctuation marks (each ``[^\w\s]`` character) are separate
+  tokens, so "Run!" and "Run." share the word; a token that starts a word (text start or after
+  whitespace) carries the SentencePiece word mark: "Run!" -> ``▁Run``, ``!``; "Va !" -> ``▁Va``,
+  ``▁!``; "l'aide" -> ``▁l``, ``'``, ``aide``. Detokenising (``metrics.detokenize``) restores the
+  original spacing exactly, so BLEU sees the text as written.
 - ``char``: tokens are characters; runs of whitespace become one WORD_MARK (``▁``) token.
 - ``bpe``: byte-pair encoding trained with Hugging Face ``tokenizers`` (SentencePiece-style
   ``▁`` word marks, so pieces detokenise exactly; see ``metrics.detokenize``).
@@ -12,6 +17,7 @@ string order), keeping tokens seen at least ``min_freq`` times, at most ``max_vo
 from __future__ import annotations
 
 import itertools
+import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -23,8 +29,9 @@ from attnbench.tasks._common import SPECIAL_ITOS, check_min, out_of_range, pad_r
 from attnbench.tasks.base import EOS, UNK
 from attnbench.tasks.metrics import WORD_MARK
 
-TokenizerKind = Literal["whitespace", "char", "bpe"]
-TOKENIZERS: tuple[str, ...] = ("whitespace", "char", "bpe")
+TokenizerKind = Literal["whitespace", "punct", "char", "bpe"]
+TOKENIZERS: tuple[str, ...] = ("whitespace", "punct", "char", "bpe")
+_WORD_OR_MARK = re.compile(r"\w+|[^\w\s]")  # the punct tokeniser's tokens
 
 
 @dataclass(frozen=True)
@@ -70,11 +77,16 @@ class Encoder:
 
 
 def split(text: str, settings: TokenizerSettings) -> list[str]:
-    """Word or character tokens of ``text`` (not used for bpe)."""
+    """Word, word-and-punctuation or character tokens of ``text`` (not used for bpe)."""
     if settings.lowercase:
         text = text.lower()
     if settings.tokenizer == "char":
         return [WORD_MARK if c == " " else c for c in " ".join(text.split())]
+    if settings.tokenizer == "punct":
+        return [
+            WORD_MARK + m.group() if m.start() == 0 or text[m.start() - 1].isspace() else m.group()
+            for m in _WORD_OR_MARK.finditer(text)
+        ]
     return text.split()
 
 

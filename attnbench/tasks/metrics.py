@@ -18,13 +18,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from attnbench.tasks.base import BOS, EOS, IGNORE, PAD
+from attnbench.tasks.base import BOS, EOS, IGNORE, PAD, UNK
 
 CLASSIFY_METRICS: tuple[str, ...] = ("acc", "f1", "precision", "recall")
 TRANSDUCE_METRICS: tuple[str, ...] = ("token_acc", "exact_match")
 METRIC_NAMES: tuple[str, ...] = (*CLASSIFY_METRICS, *TRANSDUCE_METRICS, "bleu")
-# SentencePiece's word-boundary marker: target vocabularies whose pieces carry it (the bpe and
-# char tokenisers) are detokenised by concatenation, others by joining tokens with spaces.
+# SentencePiece's word-boundary marker: target vocabularies whose pieces carry it (the bpe, punct
+# and char tokenisers) are detokenised by concatenation, others by joining tokens with spaces.
 WORD_MARK = "\u2581"
 
 
@@ -140,8 +140,11 @@ def transduce_metrics(pred: Tensor, target: Tensor) -> dict[str, float]:
 def detokenize(ids: Sequence[int], itos: Sequence[str], pieces: bool | None = None) -> str:
     """Token ids up to the first EOS -> text (PAD and BOS skipped).
 
-    ``pieces``: concatenate and turn WORD_MARK into spaces (SentencePiece-style vocabularies)
-    instead of joining with spaces; None = decide from ``itos``.
+    ``pieces``: concatenate and turn WORD_MARK into spaces (SentencePiece-style vocabularies:
+    punctuation goes back where it was, "▁Run" "!" -> "Run!", "▁Va" "▁!" -> "Va !") instead of
+    joining with spaces; None = decide from ``itos``. Among pieces an unknown token (UNK) stands as
+    a word of its own rather than gluing onto its neighbour, which would cost that word its
+    BLEU match.
     """
     if pieces is None:
         pieces = uses_word_mark(itos)
@@ -151,7 +154,8 @@ def detokenize(ids: Sequence[int], itos: Sequence[str], pieces: bool | None = No
             break
         if i in (PAD, BOS):
             continue
-        tokens.append(itos[i] if 0 <= i < len(itos) else "<unk>")
+        token = itos[i] if 0 <= i < len(itos) and i != UNK else "<unk>"
+        tokens.append(WORD_MARK + token if pieces and token == "<unk>" else token)
     if pieces:
         return "".join(tokens).replace(WORD_MARK, " ").strip()
     return " ".join(tokens)

@@ -17,9 +17,9 @@ integers) become class ids in sorted order (numeric order when all are integers)
 and vocabulary are fitted on the training split only.
 
 Inputs ``(N, T)``: token ids, PAD on the right (an empty text is one UNK); targets ``(N,)``.
-``extra["labels"]``: class id -> label; ``extra["input_itos"]``: token id -> token;
-``extra["notes"]``: one-line notes for the run log (detected columns); ``extra["overlap"]``:
-val/test texts that also occur in train (``attnbench.tasks.overlap``).
+``extra``: ``"labels"`` class id -> label; ``"input_itos"`` token id -> token; ``"tokenizer"``
+the tokeniser's name; ``"notes"`` one-line notes for the run log (detected columns);
+``"overlap"`` the val/test texts that also occur in train (``attnbench.tasks.overlap``).
 """
 
 from __future__ import annotations
@@ -306,6 +306,7 @@ class TextClassification:
             extra={
                 "labels": classes,
                 "input_itos": encoder.itos,
+                "tokenizer": self.tokens.tokenizer,
                 "notes": notes,
                 "overlap": overlap_counts(*(splits[s].column(0) for s in SPLITS)),
             },

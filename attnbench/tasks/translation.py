@@ -10,11 +10,15 @@ come from ``val_path`` / ``test_path`` (same layout) when given, otherwise they 
 the training file at random (``val_fraction``, ``test_fraction``) seeded by ``split_seed`` alone
 (default 0): the run's seed varies initialisation and batch order, never the split or the
 vocabularies; ``split_seed=None`` seeds the carve-out with the run's seed instead. Source and
-target vocabularies are separate, fitted on the training split only.
+target vocabularies are separate, fitted on the training split only. The default tokeniser is
+``punct``: sentences end in punctuation glued to a word ("Run!"), which whitespace tokens would
+make a rare word of its own (an ``<unk>`` in the references); ``punct`` splits it off and
+detokenises exactly for BLEU.
 
 Inputs ``(N, T)``: source ids, PAD on the right. Targets ``(N, U)``: target ids, EOS, PAD.
 ``target_itos`` turns predictions back into text for BLEU (``metrics.detokenize``).
-``extra["overlap"]``: val/test pairs whose source sentence also occurs in train
+``extra``: ``"input_itos"`` source id -> token; ``"tokenizer"`` the tokeniser's name;
+``"overlap"`` the val/test pairs whose source sentence also occurs in train
 (``attnbench.tasks.overlap``).
 """
 
@@ -56,7 +60,7 @@ class Translation:
         val_fraction: float = 0.1,
         test_fraction: float = 0.1,
         split_seed: int | None = 0,
-        tokenizer: TokenizerKind = "whitespace",
+        tokenizer: TokenizerKind = "punct",
         lowercase: bool = False,
         min_freq: int = 1,
         max_vocab: int | None = 20000,
@@ -148,6 +152,7 @@ class Translation:
             ),
             extra={
                 "input_itos": source.itos,
+                "tokenizer": self.tokens.tokenizer,
                 "overlap": overlap_counts(*(splits[s].column(0) for s in SPLITS)),
             },
         )

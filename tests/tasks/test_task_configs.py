@@ -146,7 +146,7 @@ def test_check_params_reports_bad_types_and_keys() -> None:
         TASKS.get("text"), {"tokenizer": "sentencepiece", "max_len": "5", "maxlen": 3}, "task"
     )
     assert problems == [
-        "'task.tokenizer' = 'sentencepiece' should be one of 'whitespace', 'char', 'bpe'",
+        "'task.tokenizer' = 'sentencepiece' should be one of 'whitespace', 'punct', 'char', 'bpe'",
         "'task.max_len' = '5' should be int",
         problems[2],
     ]

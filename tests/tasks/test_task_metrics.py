@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from attnbench.tasks.base import EOS, IGNORE, PAD
+from attnbench.tasks.base import UNK as UNK_ID
 from attnbench.tasks.metrics import (
     METRIC_NAMES,
     bleu,
@@ -140,3 +141,19 @@ def test_confusion_matrix_plot(tmp_path) -> None:
     assert png.read_bytes()[:4] == b"\x89PNG"
     with pytest.raises(ValueError, match="does not match"):
         confusion_matrix_plot(matrix, ["a", "b"], tmp_path / "bad.png")
+
+
+def test_punct_tokens_detokenize_exactly_and_unk_stands_alone() -> None:
+    from attnbench.tasks._tokenize import TokenizerSettings, fit, split
+
+    settings = TokenizerSettings("punct", lowercase=False)
+    assert split("Run!", settings) == ["\u2581Run", "!"]
+    assert split("À l'aide !", settings) == ["\u2581À", "\u2581l", "'", "aide", "\u2581!"]
+    texts = ["Run!", "Va !", "À l'aide !", "Arrête-toi, vite...", "  Hi\tthere . "]
+    encoder = fit(texts, settings)
+    for text, ids in zip(texts, encoder.encode(texts), strict=True):
+        assert detokenize(ids, encoder.itos) == " ".join(text.split())
+    [ids] = encoder.encode(["Va demain !"])  # "▁demain" unseen in training
+    assert ids[1] == UNK_ID
+    assert detokenize(ids, encoder.itos) == "Va <unk> !"  # not glued: "Va<unk> !"
+    assert detokenize([4, 3, 5], ["<pad>", "<bos>", "<eos>", "<unk>", "a", "b"]) == "a <unk> b"

@@ -256,7 +256,7 @@ def test_unknown_extension_and_too_few_rows(tmp_path: Path) -> None:
         (dict(path="a.csv", val_fraction=0.5, test_fraction=0.5), "must be < 1"),
         (dict(path="a.csv", max_len=0), "'task.max_len' = 0"),
         (dict(path="a.csv", min_freq=0), "'task.min_freq' = 0"),
-        (dict(path="a.csv", tokenizer="sentencepiece"), "whitespace, char, bpe"),
+        (dict(path="a.csv", tokenizer="sentencepiece"), "whitespace, punct, char, bpe"),
         (dict(path="a.csv", format="xml"), "auto, csv, tsv, jsonl"),
     ],
 )

@@ -9,7 +9,7 @@ import torch
 
 from attnbench.errors import DataError
 from attnbench.tasks import TASKS
-from attnbench.tasks.base import EOS, PAD
+from attnbench.tasks.base import EOS, PAD, UNK
 from attnbench.tasks.metrics import compute_metrics, detokenize
 
 Translation = TASKS.get("translation")
@@ -37,8 +37,13 @@ def tatoeba(tmp_path: Path, pairs=PAIRS, name: str = "fra.txt", header: str = ""
     return str(path)
 
 
-def test_tatoeba_pairs_round_trip(tmp_path: Path) -> None:
-    data = Translation(path=tatoeba(tmp_path)).load(0)
+@pytest.mark.parametrize(
+    ("tokenizer", "longest"),
+    [("whitespace", 3), ("punct", 5)],  # "À l'aide !": 3 words; ▁À ▁l ' aide ▁!
+)
+def test_tatoeba_pairs_round_trip(tmp_path: Path, tokenizer: str, longest: int) -> None:
+    data = Translation(path=tatoeba(tmp_path), tokenizer=tokenizer).load(0)
+    assert data.extra["tokenizer"] == tokenizer
     assert data.primary_metric == "bleu"
     assert (len(data.train), len(data.val), len(data.test)) == (8, 1, 1)
     itos = data.target_itos
@@ -47,12 +52,12 @@ def test_tatoeba_pairs_round_trip(tmp_path: Path) -> None:
     by_source = dict(PAIRS)
     for split in (data.train,):
         for x, y in zip(split.inputs.tolist(), split.targets.tolist(), strict=True):
-            source = " ".join(src_itos[i] for i in x if i != PAD)
+            source = detokenize(x, src_itos)
             text = detokenize(y, itos)
             assert text in targets and by_source[source] == text
             n = y.index(EOS)
             assert y[n + 1 :] == [PAD] * (len(y) - n - 1)
-    assert data.spec.max_target_len == 3 + 1  # "Au feu !" / "À l'aide !": 3 words + EOS
+    assert data.spec.max_target_len == longest + 1  # + EOS
     scores = compute_metrics(data.metrics, data.train.targets, data.train.targets, itos)
     assert scores == {"token_acc": 1.0, "exact_match": 1.0, "bleu": pytest.approx(100.0)}
 
@@ -128,3 +133,24 @@ def test_seed_does_not_reshuffle_the_split(tmp_path: Path) -> None:
             assert torch.equal(a.inputs, b.inputs) and torch.equal(a.targets, b.targets)
     reseeded = Translation(path=path, split_seed=None)
     assert reseeded.load(0).extra["input_itos"] != reseeded.load(1).extra["input_itos"]
+
+
+def test_punct_is_the_default_and_shares_words_across_punctuation(tmp_path: Path) -> None:
+    """Issue 14: "Run!" in training, "Run." in test: whitespace tokens make the test word <unk>."""
+    pairs = [(f"Run{p}", f"Cours{p}") for p in "!?"] * 5 + [("Go now!", "Va !")] * 5
+    train = tatoeba(tmp_path, pairs)
+    test = tatoeba(tmp_path, [("Run.", "Cours.")], "test.txt")
+    data = Translation(path=train, test_path=test).load(0)
+    assert data.extra["tokenizer"] == "punct"
+    assert UNK not in data.test.inputs[0].tolist()[:1]  # ▁Run is known; "." is not
+    assert detokenize(data.train.targets[0].tolist(), data.target_itos) in {"Cours!", "Cours?"}
+    whitespace = Translation(path=train, test_path=test, tokenizer="whitespace").load(0)
+    assert whitespace.test.inputs[0, 0] == UNK
+
+
+def test_punct_bleu_sees_the_text_as_written(tmp_path: Path) -> None:
+    data = Translation(path=tatoeba(tmp_path), val_fraction=0.2, test_fraction=0.2).load(0)
+    texts = [detokenize(y, data.target_itos) for y in data.train.targets.tolist()]
+    assert set(texts) <= {tgt for _, tgt in PAIRS} and len(texts) == 6
+    scores = compute_metrics(["bleu"], data.train.targets, data.train.targets, data.target_itos)
+    assert scores["bleu"] == pytest.approx(100.0)
