@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from attnbench.cli import bench, compare, listing, reproduce, train, ui
+from attnbench.cli import bench, compare, evaluate, listing, reproduce, train, ui
 from attnbench.cli._errors import OneLineUsageErrors
 
 app = typer.Typer(
@@ -50,5 +50,6 @@ app.command("run", context_settings=train.HYDRA_ARGS)(train.run)
 app.command("sweep", context_settings=train.HYDRA_ARGS)(train.sweep)
 app.command("compare")(compare.compare)
 app.command("reproduce")(reproduce.reproduce)
+app.command("evaluate")(evaluate.evaluate)
 app.command("ui")(ui.ui)
 app.command("bench", context_settings=bench.HYDRA_ARGS)(bench.bench)

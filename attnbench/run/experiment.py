@@ -152,6 +152,7 @@ def run_experiment(
             ckpt = Path(tmp) / "best.pt"
             save_checkpoint(result.best_state, ckpt)
             tracker.log_artifact(run_id, ckpt, record.CHECKPOINT_DIR)
+        log_model(tracker, run_id, result.best_state, data)
         tracker.set_tags(run_id, {record.BEST_EPOCH_TAG: result.best_epoch})
         tracker.end_run(run_id, "FINISHED")
         metrics = final | {record.split_metric("val", k): v for k, v in result.val.items()}
@@ -173,6 +174,30 @@ def run_experiment(
         raise
     finally:
         scratch.remove(token)
+
+
+def log_model(tracker: Any, run_id: str, weights: Mapping[str, Any], data: Any) -> None:
+    """The reusable model (see `store.schema.MODEL_DIR`): weights, task JSON, test split."""
+    import json
+    from dataclasses import asdict
+
+    from attnbench.training.checkpoint import save_checkpoint
+
+    task = {
+        "spec": asdict(data.spec),
+        "metrics": list(data.metrics),
+        "primary_metric": data.primary_metric,
+        "target_itos": list(data.target_itos) if data.target_itos is not None else None,
+        "encoder": data.extra.get("encoder"),  # how a file task turns new text into ids
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / record.MODEL_DIR
+        save_checkpoint(weights, folder / Path(record.MODEL_WEIGHTS).name)
+        save_checkpoint({"inputs": data.test.inputs, "targets": data.test.targets},
+                        folder / Path(record.MODEL_TEST_SPLIT).name)
+        (folder / Path(record.MODEL_TASK).name).write_text(json.dumps(task), encoding="utf-8")
+        for path in sorted(folder.iterdir()):
+            tracker.log_artifact(run_id, path, record.MODEL_DIR)
 
 
 def defining_params(plain: Mapping[str, Any]) -> dict[str, Any]:

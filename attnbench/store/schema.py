@@ -84,8 +84,6 @@ COST_COLUMNS = (
 )
 # Measurements of the machine, not of the model: shown, never held against a reproduction.
 TIMING_METRICS = (COST_TRAIN_S, COST_EPOCH_S, COST_SAMPLES_PER_S, COST_PEAK_MEM_MB)
-# Metrics where smaller is better; all others (acc, f1, exact_match, bleu, ...) are maximised.
-LOWER_IS_BETTER = {COST_PARAMS, COST_TRAIN_S, COST_EPOCH_S, COST_PEAK_MEM_MB}
 
 # -- which way is better, per metric (`metric_direction`): compare ranks and tests by it -------
 COST_BASE_MEM_MB = "cost/base_mem_mb"

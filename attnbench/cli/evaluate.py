@@ -1,0 +1,38 @@
+"""`attnbench evaluate RUN_ID [task.KEY=VALUE ...]`: score a run's model again, on its own test
+split or on another file (the work is in `attnbench.run.evaluate`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from attnbench.cli._errors import exit_with
+
+OVERRIDES = typer.Argument(
+    None, metavar="[task.KEY=VALUE]...",
+    help="Another test file and its columns, e.g. task.test_path=dev.tsv.", show_default=False,
+)
+RUNS_DIR = typer.Option(Path("runs"), "--runs-dir", help="The local store's folder.")
+
+
+def evaluate(
+    run_id: str = typer.Argument(..., metavar="RUN_ID", help="The MLflow run id to evaluate."),
+    overrides: list[str] | None = OVERRIDES,
+    runs_dir: Path = RUNS_DIR,
+    tracking_uri: str = typer.Option(
+        None, "--tracking-uri", help="An MLflow tracking URI instead of the local store."
+    ),
+    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks."),
+) -> None:
+    """Score RUN_ID's best weights on its test split, or on task.test_path=FILE.
+
+    The result is logged as a child run of RUN_ID. Needs neither the training file nor pickle.
+    """
+    from attnbench.run.evaluate import evaluate_run
+
+    def go() -> int:
+        evaluate_run(run_id, overrides or [], runs_dir=runs_dir, tracking_uri=tracking_uri)
+        return 0
+
+    exit_with(go, debug)
