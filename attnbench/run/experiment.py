@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from attnbench import OPENMP_WAIT, __version__
-from attnbench.config.schema import RunConfig, flatten
+from attnbench.config.schema import RunConfig
 from attnbench.errors import AttnbenchError
 from attnbench.store import schema as record
 from attnbench.store.schema import RunIdentity, RunResult
@@ -55,6 +55,7 @@ def run_experiment(
     from attnbench.config.build import build
     from attnbench.console import RichProgress
     from attnbench.run import provenance
+    from attnbench.run import record_logs as logs
     from attnbench.store import scratch
     from attnbench.store.handle import Tracker
     from attnbench.store.liveness import process_tags
@@ -98,7 +99,7 @@ def run_experiment(
                                    {**run_tags, **(extra or {})}, parent, started_ms)
         try:
             tracker.heartbeat(run_id)
-            tracker.log_params(run_id, defining_params(plain))
+            tracker.log_params(run_id, logs.defining_params(plain))
             tracker.log_text(run_id, yaml.safe_dump(plain, sort_keys=False), record.CONFIG_ARTIFACT)
             tracker.log_text(run_id, yaml.safe_dump(list(overrides)), record.OVERRIDES_ARTIFACT)
         except BaseException as err:
@@ -130,7 +131,8 @@ def run_experiment(
             built = build(cfg)
         data = built.data
         chash = record.config_hash(plain, code, data.fingerprint)
-        opening.then(lambda run_id: _log_data(tracker, run_id, cfg, data, chash))
+        opening.then(lambda run_id: logs.data(tracker, run_id, cfg, data, chash))
+        logs.report_notes(data)
 
         def keep_last(epoch: int, best_state: dict[str, Any]) -> None:
             save_checkpoint(built.model.state_dict(), last.path)
@@ -146,13 +148,14 @@ def run_experiment(
         run_id = opening.result()
         final = {record.split_metric("test", k): v for k, v in result.test.items()}
         final |= {record.split_metric("cost", k): v for k, v in result.cost.items()}
-        final |= log_diagnostics(built.model, data, built.trainer, tracker, run_id)
+        final |= logs.diagnostics(built.model, data, built.trainer, tracker, run_id)
+        logs.classification(built.model, data, built.trainer, tracker, run_id)
         tracker.log_metrics(run_id, final, result.steps)
         with tempfile.TemporaryDirectory() as tmp:
             ckpt = Path(tmp) / "best.pt"
             save_checkpoint(result.best_state, ckpt)
             tracker.log_artifact(run_id, ckpt, record.CHECKPOINT_DIR)
-        log_model(tracker, run_id, result.best_state, data)
+        logs.model(tracker, run_id, result.best_state, data)
         tracker.set_tags(run_id, {record.BEST_EPOCH_TAG: result.best_epoch})
         tracker.end_run(run_id, "FINISHED")
         metrics = final | {record.split_metric("val", k): v for k, v in result.val.items()}
@@ -174,53 +177,6 @@ def run_experiment(
         raise
     finally:
         scratch.remove(token)
-
-
-def log_model(tracker: Any, run_id: str, weights: Mapping[str, Any], data: Any) -> None:
-    """The reusable model (see `store.schema.MODEL_DIR`): weights, task JSON, test split."""
-    import json
-    from dataclasses import asdict
-
-    from attnbench.training.checkpoint import save_checkpoint
-
-    task = {
-        "spec": asdict(data.spec),
-        "metrics": list(data.metrics),
-        "primary_metric": data.primary_metric,
-        "target_itos": list(data.target_itos) if data.target_itos is not None else None,
-        "encoder": data.extra.get("encoder"),  # how a file task turns new text into ids
-    }
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp) / record.MODEL_DIR
-        save_checkpoint(weights, folder / Path(record.MODEL_WEIGHTS).name)
-        save_checkpoint({"inputs": data.test.inputs, "targets": data.test.targets},
-                        folder / Path(record.MODEL_TEST_SPLIT).name)
-        (folder / Path(record.MODEL_TASK).name).write_text(json.dumps(task), encoding="utf-8")
-        for path in sorted(folder.iterdir()):
-            tracker.log_artifact(run_id, path, record.MODEL_DIR)
-
-
-def defining_params(plain: Mapping[str, Any]) -> dict[str, Any]:
-    """The resolved config as flat params, limited to what defines the experiment (not where
-    results go, nor how progress is shown)."""
-    kept = flatten({k: v for k, v in plain.items() if k not in record.NOT_TRAINED})
-    return {k: v for k, v in kept.items() if not k.startswith(record.NOT_TRAINED_PARAMS)}
-
-
-def _log_data(tracker: Any, run_id: str, cfg: RunConfig, data: Any, chash: str) -> None:
-    """What the data is (tags, and an MLflow dataset input naming its source and digest)."""
-    tracker.set_tags(run_id, {
-        record.CONFIG_HASH_TAG: chash,
-        record.DATA_FINGERPRINT_TAG: data.fingerprint,
-        record.PRIMARY_METRIC_TAG: data.primary_metric,
-        **({record.TOKENIZER_TAG: data.extra["tokenizer"]} if "tokenizer" in data.extra else {}),
-    })
-    params = cfg.task.params
-    source: Any = params.get("path") or params.get("hf_dataset") or {
-        "generator": f"attnbench.tasks.{cfg.task.name}", "seed": str(cfg.seed),
-        **{k: str(v) for k, v in params.items()},
-    }
-    tracker.log_dataset(run_id, cfg.task.name, source, data.fingerprint, "train")
 
 
 def _reason(err: BaseException) -> str:
@@ -252,28 +208,3 @@ def _close(tracker: Any, run_id: str, status: str, reason: str, last: LastCheckp
                 tracker.set_tags(run_id, {record.LAST_EPOCH_TAG: last.epoch})
     finally:
         tracker.end_run(run_id, status)
-
-
-def log_diagnostics(
-    model: Any, data: Any, trainer: Any, tracker: Any, run_id: str
-) -> dict[str, float]:
-    """The attention diagnostics on the test split (training.diagnostics), the heatmap logged as
-    an artifact; returns the metrics to log."""
-    from attnbench.training.diagnostics import attention_diagnostics, heatmap_examples
-
-    metrics = attention_diagnostics(
-        model, data, data.test, trainer.eval_batch_size, trainer.limit_eval_batches
-    )
-    if metrics is None:
-        return {}
-    try:
-        from attnbench.analysis.plots import attention_heatmap
-
-        examples = heatmap_examples(model, data, data.test)
-        artifact = Path(record.HEATMAP_ARTIFACT)
-        with tempfile.TemporaryDirectory() as tmp:
-            path = attention_heatmap(examples, Path(tmp) / artifact.name)
-            tracker.log_artifact(run_id, path, str(artifact.parent))
-    except Exception as err:  # noqa: BLE001 - a plot must not fail a trained run
-        tracker.set_tags(run_id, {record.DIAGNOSTICS_ERROR_TAG: f"{type(err).__name__}: {err}"})
-    return metrics

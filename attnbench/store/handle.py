@@ -207,13 +207,17 @@ class Tracker:
                     context: str = "train") -> None:
         """Record the run's data as an MLflow dataset input: `source` a file path (or URI) or,
         for generated data, a mapping that says how it was generated."""
+        import warnings
+
         from mlflow.data.code_dataset_source import CodeDatasetSource
         from mlflow.data.dataset_source_registry import resolve_dataset_source
         from mlflow.data.meta_dataset import MetaDataset
         from mlflow.entities import DatasetInput, InputTag
 
-        src = (CodeDatasetSource(dict(source)) if isinstance(source, Mapping)
-               else resolve_dataset_source(str(source)))
+        with warnings.catch_warnings():  # "can be interpreted in multiple ways": a local file
+            warnings.simplefilter("ignore", UserWarning)
+            src = (CodeDatasetSource(dict(source)) if isinstance(source, Mapping)
+                   else resolve_dataset_source(str(source)))
         dataset = MetaDataset(src, name=name, digest=digest[:36])
         item = DatasetInput(dataset._to_mlflow_entity(), [InputTag("mlflow.data.context", context)])
         self._retry(self.client.log_inputs, run_id, [item])

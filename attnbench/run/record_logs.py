@@ -1,0 +1,142 @@
+"""What a run logs besides its training metrics: the params that define it, what its data is
+(tags, a dataset input, split overlap), the attention diagnostics and heatmap, the per-class report
+and confusion matrix of a classifier, and the reusable model (`attnbench evaluate`)."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from attnbench.config.schema import RunConfig, flatten
+from attnbench.store import schema as record
+
+
+def defining_params(plain: Mapping[str, Any]) -> dict[str, Any]:
+    """The resolved config as flat params, limited to what defines the experiment (not where
+    results go, nor how progress is shown)."""
+    kept = flatten({k: v for k, v in plain.items() if k not in record.NOT_TRAINED})
+    return {k: v for k, v in kept.items() if not k.startswith(record.NOT_TRAINED_PARAMS)}
+
+
+def data(tracker: Any, run_id: str, cfg: RunConfig, data: Any, chash: str) -> None:
+    """What the data is (tags, and an MLflow dataset input naming its source and digest)."""
+    tracker.set_tags(run_id, {
+        record.CONFIG_HASH_TAG: chash,
+        record.DATA_FINGERPRINT_TAG: data.fingerprint,
+        record.PRIMARY_METRIC_TAG: data.primary_metric,
+        **({record.TOKENIZER_TAG: data.extra["tokenizer"]} if "tokenizer" in data.extra else {}),
+    })
+    params = cfg.task.params
+    source: Any = params.get("path") or params.get("hf_dataset") or {
+        "generator": f"attnbench.tasks.{cfg.task.name}", "seed": str(cfg.seed),
+        **{k: str(v) for k, v in params.items()},
+    }
+    tracker.log_dataset(run_id, cfg.task.name, source, data.fingerprint, "train")
+    overlap = overlap_metrics(data)
+    if overlap:
+        tracker.log_metrics(run_id, overlap, 0)
+
+
+def model(tracker: Any, run_id: str, weights: Mapping[str, Any], data: Any) -> None:
+    """The reusable model (see `store.schema.MODEL_DIR`): weights, task JSON, test split."""
+    from dataclasses import asdict
+
+    from attnbench.training.checkpoint import save_checkpoint
+
+    task = {
+        "spec": asdict(data.spec),
+        "metrics": list(data.metrics),
+        "primary_metric": data.primary_metric,
+        "target_itos": list(data.target_itos) if data.target_itos is not None else None,
+        "encoder": data.extra.get("encoder"),  # how a file task turns new text into ids
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / record.MODEL_DIR
+        save_checkpoint(weights, folder / Path(record.MODEL_WEIGHTS).name)
+        save_checkpoint({"inputs": data.test.inputs, "targets": data.test.targets},
+                        folder / Path(record.MODEL_TEST_SPLIT).name)
+        (folder / Path(record.MODEL_TASK).name).write_text(json.dumps(task), encoding="utf-8")
+        for path in sorted(folder.iterdir()):
+            tracker.log_artifact(run_id, path, record.MODEL_DIR)
+
+
+def diagnostics(
+    model: Any, data: Any, trainer: Any, tracker: Any, run_id: str
+) -> dict[str, float]:
+    """The attention diagnostics on the test split (training.diagnostics), the heatmap logged as
+    an artifact; returns the metrics to log."""
+    from attnbench.training.diagnostics import attention_diagnostics, heatmap_examples
+
+    metrics = attention_diagnostics(
+        model, data, data.test, trainer.eval_batch_size, trainer.limit_eval_batches
+    )
+    if metrics is None:
+        return {}
+    try:
+        from attnbench.analysis.plots import attention_heatmap
+
+        examples = heatmap_examples(model, data, data.test)
+        artifact = Path(record.HEATMAP_ARTIFACT)
+        with tempfile.TemporaryDirectory() as tmp:
+            path = attention_heatmap(examples, Path(tmp) / artifact.name)
+            tracker.log_artifact(run_id, path, str(artifact.parent))
+    except Exception as err:  # noqa: BLE001 - a plot must not fail a trained run
+        tracker.set_tags(run_id, {record.DIAGNOSTICS_ERROR_TAG: f"{type(err).__name__}: {err}"})
+    return metrics
+
+
+def report_notes(data: Any) -> None:
+    """The task's notes (e.g. which columns were detected) and a warning when val/test examples
+    also occur in train, on stderr where the user sees them."""
+    from attnbench.console import err_console
+    from attnbench.tasks.overlap import overlap_warning
+
+    for note in data.extra.get("notes") or ():
+        err_console.print(f"note: {note}", highlight=False, markup=False)
+    warning = overlap_warning(data.extra)
+    if warning:
+        err_console.print(f"warning: {warning}", highlight=False, markup=False)
+
+
+def overlap_metrics(data: Any) -> dict[str, float]:
+    """`overlap/val_exact`, `overlap/test_exact` (counts) and their shares of the split."""
+    overlap = data.extra.get("overlap") or {}
+    out = {}
+    for split in ("val", "test"):
+        if split in overlap:
+            out[f"overlap/{split}_exact"] = float(overlap[split])
+            out[f"overlap/{split}_frac"] = float(overlap[f"{split}_frac"])
+    return out
+
+
+def classification(model: Any, data: Any, trainer: Any, tracker: Any, run_id: str) -> None:
+    """For a classifier with named classes: the per-class report (JSON) and the confusion
+    matrix (PNG and JSON) on the test split, as artifacts under `report/`."""
+    labels = data.extra.get("labels")
+    if data.spec.kind != "classify" or data.spec.target_per_position or not labels:
+        return
+    import torch
+
+    from attnbench.analysis.plots import confusion_matrix_plot
+    from attnbench.tasks.metrics import classification_report
+
+    model.eval()
+    device = next(model.parameters()).device
+    preds = []
+    with torch.no_grad():
+        for start in range(0, len(data.test), trainer.eval_batch_size):
+            x = data.test.inputs[start : start + trainer.eval_batch_size].to(device)
+            preds.append(model(x).logits.argmax(-1).cpu())
+    report, matrix = classification_report(torch.cat(preds), data.test.targets, list(labels))
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        (folder / "classification_report.json").write_text(json.dumps(report, indent=2))
+        (folder / "confusion_matrix.json").write_text(
+            json.dumps({"labels": list(labels), "counts": matrix.tolist()}))
+        confusion_matrix_plot(matrix, list(labels), folder / "confusion_matrix.png",
+                              "test split: rows = true class, columns = predicted")
+        for path in sorted(folder.iterdir()):
+            tracker.log_artifact(run_id, path, record.REPORT_DIR)
