@@ -4,6 +4,7 @@
     python -m attnbench.benchmarks.stress_store --repeats 3 --mode runs      # N separate `run`s
     python -m attnbench.benchmarks.stress_store --repeats 3 --no-lock        # the lock disabled
     python -m attnbench.benchmarks.stress_store --repeats 3 --mode mlflow    # plain MLflow
+    python -m attnbench.benchmarks.stress_store --kill 20                    # kill store creation
 
 Each repeat starts from an empty runs folder (no ``mlflow.db``), so the store is created while
 the writers start, which is where MLflow's SQLite store is fragile: it creates and migrates its
@@ -18,6 +19,14 @@ tables without a lock. Modes:
 - ``mlflow``: J plain-MLflow processes (no attnbench) that create the store and log a run each,
   to show the problem attnbench's lock exists for.
 
+``--kill N`` (a mode of its own): N times, on a fresh runs folder, start ``attnbench run
+trainer=smoke`` in its own process group, wait until it starts creating the store (its store
+lock file appears), SIGKILL the group at a random instant within ``--window`` seconds, then run
+the same command again and check that it finishes, that its run is in the store as FINISHED and
+that the file passes ``PRAGMA integrity_check``. It prints how many stores were usable and how
+many runs were lost, and where each kill landed (before the store work, while the temporary
+store was being built, after it was in place).
+
 After each repeat the store is read back: every expected run must exist and be FINISHED, every
 metric must have every logged step, and SQLite's ``PRAGMA integrity_check`` must say ``ok``.
 ``--no-lock`` replaces attnbench's store lock with a no-op in every process (through a
@@ -28,7 +37,9 @@ loss.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import random
 import sqlite3
 import subprocess
 import sys
@@ -219,6 +230,78 @@ def _read_back(rep: Repeat, mode: str, jobs: int, runs_dir: Path) -> None:
         rep.errors.append(f"metrics logged by some jobs only: {', '.join(sorted(missing))}")
 
 
+@dataclass
+class Kill:
+    index: int
+    delay: float = 0.0  # seconds after the store lock appeared
+    landed: str = "?"  # where the kill landed in the store work (see `_landed`)
+    exit_code: int | None = None  # of the command run after the kill
+    usable: bool = False
+    lost: int = 0  # runs of the command after the kill missing or not FINISHED
+    note: str = ""
+
+
+LANDED = ("no file yet", "temp store being built", "store in place")
+
+
+def _landed(runs_dir: Path) -> str:
+    """Where the store work was when the kill came: the store lock held but no file yet (MLflow
+    importing its store modules), MLflow migrating the temporary store, the store in place."""
+    if any(runs_dir.glob(".mlflow.db.*.tmp*")):
+        return LANDED[1]
+    return LANDED[2] if (runs_dir / "mlflow.db").exists() else LANDED[0]
+
+
+def kill_repeat(index: int, root: Path, window: float, rng: random.Random,
+                timeout: float = 600) -> Kill:
+    """One kill during store creation on a fresh runs folder, then a normal run on it."""
+    import signal
+
+    runs_dir = root / f"kill-{index}" / "runs"
+    runs_dir.mkdir(parents=True)
+    env = _env(False, runs_dir.parent)
+    cmd = [sys.executable, "-m", "attnbench", "run", "trainer=smoke", "trainer.threads=1",
+           f"runs_dir={runs_dir}"]
+    out = Kill(index, delay=rng.uniform(0.0, window))
+    proc = subprocess.Popen(cmd, cwd=runs_dir.parent, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    lock = runs_dir / ".mlflow.db.lock"
+    deadline = time.monotonic() + timeout
+    while not lock.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(out.delay)
+    out.landed = _landed(runs_dir) if proc.poll() is None else "finished first"
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    again = subprocess.run([*cmd[:-1], "seed=1", cmd[-1]], cwd=runs_dir.parent, env=env,
+                           capture_output=True, text=True, timeout=timeout)
+    out.exit_code = again.returncode
+    if again.returncode != 0:
+        out.note = (_problem_lines(again.stdout + again.stderr)[-1:] or ["?"])[0][:200]
+    db = runs_dir / "mlflow.db"
+    try:
+        with sqlite3.connect(db) as conn:
+            integrity = conn.execute("PRAGMA integrity_check").fetchone()[0]
+            finished = conn.execute(
+                "SELECT count(*) FROM runs r JOIN tags t ON t.run_uuid = r.run_uuid "
+                "WHERE t.key = 'seed' AND t.value = '1' AND r.status = 'FINISHED'"
+            ).fetchone()[0]
+    except sqlite3.Error as err:
+        integrity, finished = f"corrupt: {err}", 0
+        out.note = out.note or integrity
+    out.lost = 1 - min(finished, 1)
+    out.usable = again.returncode == 0 and integrity == "ok" and finished >= 1
+    return out
+
+
+def kill_summary(kills: list[Kill]) -> str:
+    landed = {k: sum(x.landed == k for x in kills) for k in LANDED}
+    return (f"{sum(k.usable for k in kills)}/{len(kills)} stores usable, "
+            f"{sum(k.lost for k in kills)} runs lost (kills landed: "
+            + ", ".join(f"{v} {k}" for k, v in landed.items()) + ")")
+
+
 def print_table(title: str, reps: list[Repeat]) -> None:
     from attnbench.console import console, results_table
 
@@ -251,9 +334,16 @@ def main(argv: list[str] | None = None) -> int:
                         help="disable attnbench's store lock (to measure what it prevents)")
     parser.add_argument("--root", type=Path, default=None,
                         help="keep the stores here (default: a temporary folder, deleted)")
+    parser.add_argument("--kill", type=int, default=0, metavar="N",
+                        help="instead: kill store creation N times, then check the store")
+    parser.add_argument("--window", type=float, default=8.0,
+                        help="--kill: kill within this many seconds of the store work starting")
+    parser.add_argument("--seed", type=int, default=0, help="--kill: seed of the kill instants")
     args = parser.parse_args(argv)
     if args.repeats < 1 or args.jobs < 1:
         parser.error("--repeats and --jobs must be >= 1")
+    if args.kill:
+        return kill_main(args.kill, args.window, args.seed, args.root)
 
     with tempfile.TemporaryDirectory(prefix="attnbench-stress-") as tmp:
         root = args.root or Path(tmp)
@@ -270,6 +360,28 @@ def main(argv: list[str] | None = None) -> int:
     print_table(title, reps)
     print(summary(reps))
     return 0 if all(r.clean for r in reps) else 1
+
+
+def kill_main(n: int, window: float, seed: int, root: Path | None) -> int:
+    from attnbench.console import console, results_table
+
+    rng = random.Random(seed)
+    with tempfile.TemporaryDirectory(prefix="attnbench-kill-") as tmp:
+        where = root or Path(tmp)
+        where.mkdir(parents=True, exist_ok=True)
+        kills = []
+        for i in range(1, n + 1):
+            kills.append(kill_repeat(i, where, window, rng))
+            k = kills[-1]
+            print(f"kill {i}/{n}: after {k.delay:.2f} s, {k.landed}: "
+                  f"{'usable' if k.usable else 'NOT USABLE ' + k.note}", flush=True)
+    rows = [[k.index, f"{k.delay:.2f}", k.landed, k.exit_code, "yes" if k.usable else "NO",
+             k.lost, k.note] for k in kills]
+    console.print(results_table(f"SIGKILL during store creation ({n} kills, window {window} s)",
+                                ["kill", "after s", "landed", "next run exit", "usable", "lost",
+                                 "note"], rows))
+    print(kill_summary(kills))
+    return 0 if all(k.usable for k in kills) else 1
 
 
 if __name__ == "__main__":
