@@ -15,9 +15,10 @@ err_console = Console(stderr=True, soft_wrap=True)
 
 
 def error(message: str) -> None:
-    """One line on stderr, never wrapped."""
+    """One line on stderr, never wrapped (line breaks in quoted user input are shown escaped)."""
     from rich.markup import escape
 
+    message = message.replace("\r", "\\r").replace("\n", "\\n")
     # escape: a message quotes user input and names like "imdb[train]", not markup
     err_console.print(f"[bold red]error:[/] {escape(message)}", markup=True, highlight=False)
 

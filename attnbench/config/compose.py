@@ -1,14 +1,17 @@
 """Hydra composition for every command that composes conf/ (run, sweep, bench, the benchmarks):
-one helper that opens Hydra's Compose API, the override parsing they share, and the one
-translator of Hydra's composition errors into a line naming the valid choices.
+one helper that opens Hydra on the same config sources Hydra's app will read, the parsing of
+Hydra's command line they share, and the one translator of Hydra's composition errors into a
+line naming the valid choices.
 """
 
 from __future__ import annotations
 
 import itertools
+import os
 import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 from omegaconf import DictConfig
 
@@ -16,25 +19,117 @@ from attnbench.config.groups import conf_dir, group_options
 from attnbench.errors import ConfigError
 
 MAX_CHECKED_JOBS = 256
+# The module whose task function `attnbench run`/`sweep` hands to `hydra.main`: Hydra resolves a
+# relative `--config-path` against its package, so the pre-flight must too.
+APP_MODULE = "attnbench.run.app"
+
+
+@dataclass(frozen=True)
+class HydraArgs:
+    """A `run`/`sweep` command line as Hydra's app reads it (with Hydra's own argparse parser):
+    the overrides and the flags that choose which config files are composed."""
+
+    overrides: tuple[str, ...] = ()
+    config_name: str = "config"
+    config_path: str | None = None  # -cp: replaces the primary config folder
+    config_dir: str | None = None  # -cd: an extra config folder, searched before conf/
+    rerun: str | None = None  # --experimental-rerun: a pickled config
+    shows: bool = False  # --cfg, --info, --help, ...: prints instead of running jobs
+
+
+def parse_hydra_args(args: Sequence[str]) -> HydraArgs:
+    """Parse `args` exactly as `hydra.main` will (its `get_args_parser`); ConfigError in one line
+    for what Hydra's parser would refuse with a usage block."""
+    from hydra._internal.utils import get_args_parser
+
+    args = list(args)
+    if "--version" in args:  # argparse prints and exits: leave that to Hydra
+        return HydraArgs(tuple(override_args(args)), shows=True)
+    parser = get_args_parser()
+
+    def refuse(message: str) -> None:
+        raise ConfigError(f"{message} (Hydra's flags: attnbench run --hydra-help)")
+
+    parser.error = refuse  # type: ignore[method-assign]
+    ns = parser.parse_args(args)
+    shows = bool(ns.cfg or ns.info or ns.help or ns.hydra_help or ns.shell_completion)
+    return HydraArgs(
+        overrides=tuple(ns.overrides or ()),
+        config_name=ns.config_name or "config",
+        config_path=ns.config_path,
+        config_dir=ns.config_dir,
+        rerun=ns.experimental_rerun,
+        shows=shows,
+    )
 
 
 @contextmanager
-def hydra_compose() -> Iterator[Callable[..., DictConfig]]:
-    """Hydra's Compose API on attnbench's conf/ (plus installed plugins' config packages);
-    yields `compose(config_name, overrides=..., return_hydra_config=...)`. Hydra's global state
-    is cleared before and after, so it never leaks into the Hydra app or another composition."""
-    from hydra import compose, initialize_config_dir
+def hydra_compose(
+    *, config_dir: str | None = None, config_path: str | None = None,
+    calling_module: str | None = APP_MODULE,
+) -> Iterator[Callable[..., DictConfig]]:
+    """Hydra's Compose API on the config sources Hydra's app reads: attnbench's conf/ (or the
+    `config_path` given with -cp, resolved as Hydra resolves it against `calling_module`),
+    installed plugins' config packages, and an extra `config_dir` (-cd), added to the search path
+    the way Hydra's `_run_hydra` adds it. Yields `compose(config_name, overrides=...,
+    return_hydra_config=...)`; `hydra.searchpath` in the primary config or the overrides is
+    honoured by Hydra's own loader. Hydra's global state is cleared before and after, so it
+    never leaks into the Hydra app or another composition."""
+    from hydra import compose, version
+    from hydra._internal.hydra import Hydra
+    from hydra._internal.utils import create_automatic_config_search_path
+    from hydra.core.config_search_path import SearchPathQuery
     from hydra.core.global_hydra import GlobalHydra
 
     from attnbench.plugin_path import register_search_path
 
     register_search_path()
     GlobalHydra.instance().clear()
+    version.setbase("1.3")
+    primary = config_path if config_path is not None else str(conf_dir())
+    search_path = create_automatic_config_search_path(None, calling_module, primary)
+    if config_dir is not None:
+        folder = os.path.abspath(config_dir)
+        if not os.path.isdir(folder):
+            raise ConfigError(f"--config-dir {config_dir!r}: no such folder ({folder})")
+        search_path.prepend(provider="command-line", path=f"file://{folder}",
+                            anchor=SearchPathQuery(provider="schema"))
     try:
-        with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
-            yield compose
+        Hydra.create_main_hydra2(task_name="app", config_search_path=search_path)
+        yield compose
     finally:
         GlobalHydra.instance().clear()
+
+
+def primary_search_path(config_name: str) -> list[str]:
+    """`hydra.searchpath` as the primary config file `config_name` sets it (read, not composed:
+    Hydra opens these sources before composing). Call inside `hydra_compose`."""
+    from hydra.core.global_hydra import GlobalHydra
+    from omegaconf import OmegaConf
+
+    hydra = GlobalHydra.instance().hydra
+    assert hydra is not None
+    try:
+        loaded = hydra.config_loader.repository.load_config(config_path=config_name)
+    except Exception:  # noqa: BLE001 - a broken primary config is reported by composition
+        return []
+    if loaded is None or not OmegaConf.is_dict(loaded.config):
+        return []
+    found = OmegaConf.select(loaded.config, "hydra.searchpath", default=None)
+    return [str(x) for x in found] if OmegaConf.is_list(found) else []
+
+
+def compose_multirun(config_name: str, overrides: Sequence[str]) -> DictConfig:
+    """The sweep's master config as Hydra's multirun composes it (sweep overrides included, the
+    hydra node kept): what the sweep's callbacks and logging are built from. Call inside
+    `hydra_compose`."""
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.types import RunMode
+
+    hydra = GlobalHydra.instance().hydra
+    assert hydra is not None
+    return hydra.compose_config(config_name=config_name, overrides=list(overrides),
+                                run_mode=RunMode.MULTIRUN, with_log_configuration=False)
 
 
 def expand_overrides(args: Sequence[str]) -> list[list[str]]:
@@ -104,7 +199,8 @@ def sweep_args(args: Sequence[str]) -> list[str]:
 
 
 def compose_reporting(
-    compose: Callable[..., DictConfig], job: list[str]
+    compose: Callable[..., DictConfig], job: list[str], config_name: str = "config",
+    return_hydra_config: bool = False,
 ) -> tuple[DictConfig | None, list[str]]:
     """Compose `job`; on an unknown key, report it and compose again without that override, so
     the rest of the job is still validated (every problem in one message)."""
@@ -112,9 +208,11 @@ def compose_reporting(
     remaining = list(job)
     while True:
         try:
-            return compose("config", overrides=remaining), problems
+            cfg = compose(config_name, overrides=remaining,
+                          return_hydra_config=return_hydra_config)
+            return cfg, problems
         except Exception as err:  # noqa: BLE001 - Hydra/OmegaConf composition errors
-            problems.append(compose_message(err, compose))
+            problems.append(compose_message(err, compose, config_name))
             culprit = _culprit(err, remaining)
             if culprit is None:
                 return None, problems
