@@ -95,8 +95,10 @@ def run_experiment(
     parent = sweep.parent_run_id if sweep else None
 
     def open_run(extra: Mapping[str, Any] | None = None) -> str:
-        run_id = tracker.start_run(tracker.experiment_id(exp_name), name,
-                                   {**run_tags, **(extra or {})}, parent, started_ms)
+        exp_id = tracker.experiment_id(exp_name)
+        if sweep is None:  # a sweep's callback already did, for the whole sweep
+            tracker.mark_stale_runs([exp_id])
+        run_id = tracker.start_run(exp_id, name, {**run_tags, **(extra or {})}, parent, started_ms)
         try:
             tracker.heartbeat(run_id)
             tracker.log_params(run_id, logs.defining_params(plain))
