@@ -228,6 +228,14 @@ def read_tsv_fields(path: str, index: Sequence[int], header: bool, knob: str) ->
     return rows
 
 
+def required_test_path(test_path: str | None) -> str:
+    """The file ``attnbench evaluate`` scores a trained model on (a task's ``encode_test``):
+    ``task.test_path``, or a one-line DataError when it is not set."""
+    if not test_path:
+        raise DataError("evaluate on another file needs task.test_path=FILE")
+    return test_path
+
+
 def split_rows(rows: Rows, seed: int, fractions: dict[str, float]) -> tuple[Rows, dict[str, Rows]]:
     """Carve the splits named in ``fractions`` (e.g. {"val": 0.1}) out of ``rows`` at random.
 

@@ -12,6 +12,10 @@ r"""Tokenisers and vocabularies for the file tasks, fitted on the training split
 
 Ids: PAD, BOS, EOS, UNK = 0..3, then the vocabulary by decreasing training frequency (ties in
 string order), keeping tokens seen at least ``min_freq`` times, at most ``max_vocab`` of them.
+
+A fitted ``Encoder`` saves itself as plain JSON (``Encoder.state``: the settings, ``itos`` and, for
+bpe, the trained ``tokenizers`` model as its JSON string; no pickle) and ``Encoder.from_state``
+rebuilds it to encode new text exactly as training did (``attnbench evaluate``).
 """
 
 from __future__ import annotations
@@ -19,12 +23,13 @@ from __future__ import annotations
 import itertools
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Literal
 
 import torch
 
+from attnbench.errors import DataError
 from attnbench.tasks._common import SPECIAL_ITOS, check_min, out_of_range, pad_rows
 from attnbench.tasks.base import EOS, UNK
 from attnbench.tasks.metrics import WORD_MARK
@@ -74,6 +79,35 @@ class Encoder:
             return [e.ids for e in self._bpe.encode_batch(list(texts))]  # type: ignore[attr-defined]
         stoi = self._stoi
         return [[stoi.get(t, UNK) for t in split(text, self.settings)] for text in texts]
+
+    def state(self) -> dict:
+        """Everything ``from_state`` needs, JSON-serialisable: ``{"tokenizer": settings,
+        "itos": id -> token, "bpe": the trained tokenizers model as JSON (bpe) or None}``."""
+        bpe = self._bpe.to_str() if self._bpe is not None else None  # type: ignore[attr-defined]
+        return {"tokenizer": self.settings.as_dict(), "itos": list(self.itos), "bpe": bpe}
+
+    @classmethod
+    def from_state(cls, state: Mapping) -> Encoder:
+        """The encoder ``state()`` saved: same settings, same ids for every text."""
+        settings = TokenizerSettings(**state["tokenizer"])
+        bpe = None
+        if state.get("bpe") is not None:
+            from tokenizers import Tokenizer
+
+            bpe = Tokenizer.from_str(state["bpe"])
+        return cls(settings, list(state["itos"]), bpe=bpe)
+
+
+def check_unchanged(saved: Mapping[str, object], current: Mapping[str, object]) -> None:
+    """DataError naming the first ``task.KEY`` whose value differs from the trained run's: a
+    saved encoder encodes with the settings it was trained with, so changing one is refused."""
+    for key, old in saved.items():
+        new = current.get(key, old)
+        if new != old:
+            raise DataError(
+                f"task.{key}={new!r} differs from the trained run's {old!r}: a saved model "
+                f"encodes text with its own settings; leave task.{key} out"
+            )
 
 
 def split(text: str, settings: TokenizerSettings) -> list[str]:

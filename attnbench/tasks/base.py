@@ -7,6 +7,15 @@ A task is a class registered with ``@TASKS.register("name")``, built from its YA
 its data with ``task.load(seed) -> TaskData``. Generation is deterministic in ``seed``; file
 loaders raise ``attnbench.errors.DataError`` naming the file, the line and what was expected.
 
+Optional, for tasks that read files (``attnbench evaluate RUN_ID task.test_path=FILE``): ``load``
+puts a JSON-serialisable encoder state in ``TaskData.extra["encoder"]`` (tokeniser settings,
+vocabularies, label names: everything needed to encode new text as training did; no pickle, no
+tensors), and ``task.encode_test(state, spec) -> Split`` reads the file the task's ``test_path``
+names (with its column settings) and encodes it with that saved state and the run's ``TaskSpec``
+(same widths), ``align`` None: given the file a run was tested on, it returns that run's test
+tensors exactly. Unknown tokens become UNK; anything else it cannot encode (an unknown label, no
+``test_path``) is a one-line DataError. A task without the method is scored on its own test split.
+
 Token conventions (inputs and transduction targets): PAD = 0, BOS = 1, EOS = 2, UNK = 3;
 real tokens start at ``FIRST_TOKEN``. Inputs may carry several channels ``(N, T, C)`` whose
 embeddings the backbone sums (e.g. a (key, value) pair per position); padding is PAD in

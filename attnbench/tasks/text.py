@@ -19,7 +19,16 @@ and vocabulary are fitted on the training split only.
 Inputs ``(N, T)``: token ids, PAD on the right (an empty text is one UNK); targets ``(N,)``.
 ``extra``: ``"labels"`` class id -> label; ``"input_itos"`` token id -> token; ``"tokenizer"``
 the tokeniser's name; ``"notes"`` one-line notes for the run log (detected columns);
-``"overlap"`` the val/test texts that also occur in train (``attnbench.tasks.overlap``).
+``"overlap"`` the val/test texts that also occur in train (``attnbench.tasks.overlap``);
+``"encoder"`` the JSON-serialisable encoder state ``encode_test`` takes: ``{"task": "text",
+"max_len": the task.max_len cap, "columns": the training file's (text, label) columns as read,
+"labels": class id -> label, "input": Encoder.state()}`` (tokeniser settings, ``itos``, the bpe
+model as JSON).
+
+``encode_test(state, spec)`` reads the ``test_path`` file (with its ``test_*_column`` settings,
+else the training file's columns, detected as ``load`` does) and encodes it with a trained run's
+state: its vocabulary (unknown words become UNK), its classes (an unknown label is an error) and
+its width ``spec.max_len``: the file a run was tested on gives that run's test tensors exactly.
 """
 
 from __future__ import annotations
@@ -48,8 +57,16 @@ from attnbench.tasks._files import (
     column_names,
     detect_format,
     read_columns,
+    required_test_path,
 )
-from attnbench.tasks._tokenize import TokenizerKind, TokenizerSettings, fit, pad
+from attnbench.tasks._tokenize import (
+    Encoder,
+    TokenizerKind,
+    TokenizerSettings,
+    check_unchanged,
+    fit,
+    pad,
+)
 from attnbench.tasks.base import Kind, Split, TaskData, TaskSpec
 from attnbench.tasks.overlap import overlap_counts
 
@@ -71,6 +88,23 @@ def label_order(labels: set[str]) -> list[str]:
 
 def label_of(rows: Rows) -> list[str]:
     return [y.strip() for y in rows.column(1)]
+
+
+def class_ids(rows: Rows, classes: Sequence[str], source: str) -> list[int]:
+    """The class id of each row's label; DataError naming the row, the label and the known
+    ``classes`` (those of ``source``, e.g. "the training data (train.tsv)") for any other."""
+    class_id = {c: i for i, c in enumerate(classes)}
+    ids = []
+    for i, label in enumerate(label_of(rows)):
+        if label not in class_id:
+            shown = ", ".join(repr(c) for c in classes[:20])
+            more = f" and {len(classes) - 20} more" if len(classes) > 20 else ""
+            raise DataError(
+                f"{rows.where(i)}: label {label!r} does not occur in {source}; "
+                f"training labels: {shown}{more}"
+            )
+        ids.append(class_id[label])
+    return ids
 
 
 def detect_columns(header: Sequence[str]) -> tuple[str, str] | None:
@@ -249,15 +283,10 @@ class TextClassification:
                 f"({next(iter(labels))!r}); a classifier needs at least 2"
             )
         classes = label_order(labels)
-        class_id = {c: i for i, c in enumerate(classes)}
+        source = f"the training data ({train.origin})"
         for rows in (val, test):
-            for i, label in enumerate(label_of(rows) if rows is not None else []):
-                if label not in class_id:
-                    shown = ", ".join(repr(c) for c in classes[:20])
-                    raise DataError(
-                        f"{rows.where(i)}: label {label!r} does not occur in the training data "
-                        f"({train.origin}); training labels: {shown}"
-                    )
+            if rows is not None:
+                class_ids(rows, classes, source)
         splits = assemble_splits(
             train,
             val,
@@ -273,7 +302,7 @@ class TextClassification:
         data = {
             s: Split(
                 inputs=pad(ids[s], width),  # (N, T)
-                targets=torch.tensor([class_id[y] for y in label_of(splits[s])], dtype=torch.long),
+                targets=torch.tensor(class_ids(splits[s], classes, source), dtype=torch.long),
             )
             for s in SPLITS
         }
@@ -309,5 +338,38 @@ class TextClassification:
                 "tokenizer": self.tokens.tokenizer,
                 "notes": notes,
                 "overlap": overlap_counts(*(splits[s].column(0) for s in SPLITS)),
+                "encoder": {
+                    "task": "text",
+                    "max_len": self.max_len,
+                    "columns": list(columns["train"]),
+                    "labels": classes,
+                    "input": encoder.state(),
+                },
             },
+        )
+
+    # -- a trained model on another file -----------------------------------------------------
+
+    def encode_test(self, state: dict, spec: TaskSpec) -> Split:
+        """The ``test_path`` file as a test split for a run trained with encoder ``state``
+        (``extra["encoder"]`` of its ``load``) and ``spec``: inputs ``(N, spec.max_len)``,
+        targets ``(N,)``, encoded exactly as that run's ``load`` encoded its own test split."""
+        if self.hf[0] is not None:
+            raise DataError(
+                f"task.hf_dataset={self.hf[0]}: evaluate reads no other file for a Hugging Face "
+                "corpus task; run 'attnbench evaluate RUN_ID' without task settings to score its "
+                "own test split"
+            )
+        path = required_test_path(self.test_path)
+        check_unchanged(
+            {**state["input"]["tokenizer"], "max_len": state["max_len"]},
+            {**self.tokens.as_dict(), "max_len": self.max_len},
+        )
+        encoder = Encoder.from_state(state["input"])
+        train_columns = (state["columns"][0], state["columns"][1])
+        rows, _ = self._read_file(path, "test", train_columns, [])
+        targets = class_ids(rows, state["labels"], "the trained run's training data")
+        return Split(
+            inputs=pad(encoder.encode(rows.column(0)), spec.max_len),  # (N, T)
+            targets=torch.tensor(targets, dtype=torch.long),  # (N,)
         )

@@ -19,7 +19,15 @@ Inputs ``(N, T)``: source ids, PAD on the right. Targets ``(N, U)``: target ids,
 ``target_itos`` turns predictions back into text for BLEU (``metrics.detokenize``).
 ``extra``: ``"input_itos"`` source id -> token; ``"tokenizer"`` the tokeniser's name;
 ``"overlap"`` the val/test pairs whose source sentence also occurs in train
-(``attnbench.tasks.overlap``).
+(``attnbench.tasks.overlap``); ``"encoder"`` the JSON-serialisable encoder state ``encode_test``
+takes: ``{"task": "translation", "max_len": the task.max_len cap, "input": the source side's
+Encoder.state(), "target": the target side's}`` (tokeniser settings, ``itos``, the bpe model as
+JSON).
+
+``encode_test(state, spec)`` reads the ``test_path`` file (same layout: ``header``, columns) and
+encodes it with a trained run's state: its two vocabularies (unknown words become UNK) and its
+widths ``spec.max_len`` and ``spec.max_target_len`` (EOS kept): the file a run was tested on gives
+that run's test tensors exactly.
 """
 
 from __future__ import annotations
@@ -37,8 +45,15 @@ from attnbench.tasks._common import (
     out_of_range,
 )
 from attnbench.tasks._common import split_seed as derive_seed
-from attnbench.tasks._files import Rows, assemble_splits, read_tsv_fields
-from attnbench.tasks._tokenize import TokenizerKind, TokenizerSettings, fit, pad
+from attnbench.tasks._files import Rows, assemble_splits, read_tsv_fields, required_test_path
+from attnbench.tasks._tokenize import (
+    Encoder,
+    TokenizerKind,
+    TokenizerSettings,
+    check_unchanged,
+    fit,
+    pad,
+)
 from attnbench.tasks.base import Kind, Split, TaskData, TaskSpec
 from attnbench.tasks.overlap import overlap_counts
 
@@ -154,5 +169,28 @@ class Translation:
                 "input_itos": source.itos,
                 "tokenizer": self.tokens.tokenizer,
                 "overlap": overlap_counts(*(splits[s].column(0) for s in SPLITS)),
+                "encoder": {
+                    "task": "translation",
+                    "max_len": self.max_len,
+                    "input": source.state(),
+                    "target": target.state(),
+                },
             },
+        )
+
+    def encode_test(self, state: dict, spec: TaskSpec) -> Split:
+        """The ``test_path`` file as a test split for a run trained with encoder ``state``
+        (``extra["encoder"]`` of its ``load``) and ``spec``: inputs ``(N, spec.max_len)``,
+        targets ``(N, spec.max_target_len)``, encoded exactly as that run's ``load`` encoded its
+        own test split."""
+        path = required_test_path(self.test_path)
+        check_unchanged(
+            {**state["input"]["tokenizer"], "max_len": state["max_len"]},
+            {**self.tokens.as_dict(), "max_len": self.max_len},
+        )
+        source, target = Encoder.from_state(state["input"]), Encoder.from_state(state["target"])
+        rows = self._read(path, "test_path")
+        return Split(
+            inputs=pad(source.encode(rows.column(0)), spec.max_len),  # (N, T)
+            targets=pad(target.encode(rows.column(1)), spec.max_target_len, eos=True),  # (N, U)
         )

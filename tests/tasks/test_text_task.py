@@ -328,3 +328,69 @@ def test_split_file_columns_are_detected(tmp_path: Path) -> None:
 def test_split_column_without_its_file_is_refused() -> None:
     with pytest.raises(ValueError, match=r"'task.test_text_column' = 'content'.*task.test_path"):
         Text(path="a.csv", test_text_column="content")
+
+
+# -- encode_test: a trained run's saved encoder on another file (attnbench evaluate) -----------
+
+TEST_CSV = (
+    "text,label\n"
+    '"pos review 7, with a comma",pos\n'
+    "Unseen WORDS in a rather long review that runs past the width,neg\n"
+    ",pos\n"
+    "neg zzz review,neg\n"
+)
+
+
+def saved(data) -> dict:  # noqa: ANN001 - TaskData
+    """The encoder state as `attnbench evaluate` reads it back from model/task.json."""
+    return json.loads(json.dumps(data.extra["encoder"]))
+
+
+@pytest.mark.parametrize("tokenizer", ["whitespace", "char", "bpe"])
+def test_encode_test_reproduces_the_runs_test_split(tmp_path: Path, tokenizer: str) -> None:
+    train = write(tmp_path, "train.csv", csv_rows(60))
+    test = write(tmp_path, "test.csv", TEST_CSV)
+    settings = {"tokenizer": tokenizer, "bpe_vocab_size": 60, "max_len": 12}
+    data = Text(path=train, test_path=test, **settings).load(0)
+    state = saved(data)
+    assert state["labels"] == ["neg", "pos"] and state["columns"] == ["text", "label"]
+    assert state["input"]["itos"] == data.extra["input_itos"]
+    assert (state["input"]["bpe"] is not None) == (tokenizer == "bpe")
+    gone = str(tmp_path / "moved-away.csv")  # evaluate never needs the training file
+    split = Text(path=gone, test_path=test, **settings).encode_test(state, data.spec)
+    assert split.align is None and split.inputs.shape == (4, data.spec.max_len)
+    assert torch.equal(split.inputs, data.test.inputs)
+    assert torch.equal(split.targets, data.test.targets)
+    assert UNK in split.inputs[1].tolist() or tokenizer == "char"
+    # The same rows under another column name, chosen with task.test_text_column.
+    renamed = write(tmp_path, "renamed.csv", TEST_CSV.replace("text,label", "content,label", 1))
+    task = Text(path=gone, test_path=renamed, test_text_column="content", **settings)
+    assert torch.equal(task.encode_test(state, data.spec).inputs, data.test.inputs)
+
+
+def test_encode_test_sst2_columns_are_inherited(tmp_path: Path) -> None:
+    """A training file read with detected columns (sentence/label): the test file is read with
+    those columns, as load read it."""
+    train = write(tmp_path, "train.tsv", sst2_rows())
+    test = write(tmp_path, "test.tsv", "sentence\tlabel\nsentence number 3 new\t1\n")
+    data = Text(path=train, test_path=test).load(0)
+    assert saved(data)["columns"] == ["sentence", "label"]
+    split = Text(path=train, test_path=test).encode_test(saved(data), data.spec)
+    assert torch.equal(split.inputs, data.test.inputs)
+
+
+def test_encode_test_errors_are_one_line(tmp_path: Path) -> None:
+    train = write(tmp_path, "train.csv", csv_rows())
+    data = Text(path=train).load(0)
+    state = saved(data)
+    other = write(tmp_path, "other.csv", "text,label\nfine,pos\nmeh,neutral\n")
+    with pytest.raises(DataError) as err:
+        Text(path=train, test_path=other).encode_test(state, data.spec)
+    assert_one_line(err, other, f"{other}:3:", "label 'neutral'", "'neg', 'pos'")
+    with pytest.raises(DataError, match="^evaluate on another file needs task.test_path=FILE$"):
+        Text(path=train).encode_test(state, data.spec)
+    with pytest.raises(DataError) as err:
+        Text(path=train, test_path=other, tokenizer="char").encode_test(state, data.spec)
+    assert "task.tokenizer='char' differs from the trained run's 'whitespace'" in str(err.value)
+    with pytest.raises(DataError, match="task.hf_dataset=imdb: evaluate reads no other file"):
+        Text(hf_dataset="imdb", test_path=other).encode_test(state, data.spec)

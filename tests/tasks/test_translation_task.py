@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -154,3 +155,27 @@ def test_punct_bleu_sees_the_text_as_written(tmp_path: Path) -> None:
     assert set(texts) <= {tgt for _, tgt in PAIRS} and len(texts) == 6
     scores = compute_metrics(["bleu"], data.train.targets, data.train.targets, data.target_itos)
     assert scores["bleu"] == pytest.approx(100.0)
+
+
+@pytest.mark.parametrize("tokenizer", ["punct", "bpe"])
+def test_encode_test_reproduces_the_runs_test_split(tmp_path: Path, tokenizer: str) -> None:
+    """attnbench evaluate: the saved encoder state (as JSON) encodes the run's test file into the
+    run's own test tensors, without the training file; unknown words are UNK, EOS survives
+    truncation."""
+    train = tatoeba(tmp_path, PAIRS * 2)
+    unseen = ("Never seen before, this one is long!", "Jamais vu, et bien trop long !")
+    test = tatoeba(tmp_path, [*PAIRS[:3], unseen], "test.txt")
+    settings = {"tokenizer": tokenizer, "bpe_vocab_size": 80, "max_len": 6}
+    data = Translation(path=train, test_path=test, **settings).load(0)
+    state = json.loads(json.dumps(data.extra["encoder"]))
+    assert state["target"]["itos"] == list(data.target_itos)
+    gone = str(tmp_path / "moved-away.txt")
+    split = Translation(path=gone, test_path=test, **settings).encode_test(state, data.spec)
+    assert split.align is None
+    assert split.inputs.shape == (4, data.spec.max_len)
+    assert split.targets.shape == (4, data.spec.max_target_len)
+    assert torch.equal(split.inputs, data.test.inputs)
+    assert torch.equal(split.targets, data.test.targets)
+    assert UNK in split.inputs[3].tolist() and split.targets[3, -1] == EOS
+    with pytest.raises(DataError, match="^evaluate on another file needs task.test_path=FILE$"):
+        Translation(path=gone, **settings).encode_test(state, data.spec)
