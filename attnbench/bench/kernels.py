@@ -1,8 +1,9 @@
 """The code `attnbench bench` times: each variant built through the registry, and its references
-(``naive``, ``bare``, ``plain``), each as a `Runner` doing one forward+backward on fixed inputs.
+(``naive``, ``bare``, ``plain``, ``torch``), each as a `Runner` doing one forward+backward on fixed
+inputs, on the plan's device and in ``bench.dtype``.
 
 Notation: B batch, T sequence length (queries = keys = T), D width, H heads, Dh = D / H per-head
-width, Hd the additive scorer's hidden width.
+width, Hd the additive scorer's hidden width, R lowrank's projected rows, w local's window.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from attnbench.bench.device import DTYPES
 from attnbench.bench.plan import KINDS, BenchSettings, Case
 
 
@@ -27,6 +29,9 @@ class Reference:
 
     fn: Callable[..., Tensor]
     inputs: Callable[[Any, Tensor, Tensor, Tensor], tuple[Tensor, ...]] | None = None
+    # A peer module (PyTorch's own implementation) built from the variant's weights: ``fn`` gets
+    # it instead of the variant, and its parameters are the gradient leaves.
+    peer: Callable[[Any], nn.Module] | None = None
 
 
 def _dot_naive(attn: Any, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
@@ -85,17 +90,80 @@ def _additive_naive(attn: Any, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
     return torch.softmax(scores, dim=-1) @ v
 
 
+def _general_naive(attn: Any, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+    return _dot_naive(attn.dot, q, attn.W(k), v)  # qᵀ(W k), scale 1
+
+
+def _cosine_naive(attn: Any, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+    from attnbench.attention.cosine import EPS
+
+    beta = torch.exp(-attn.log_temperature)  # 1/τ
+    qn = F.normalize(q, dim=-1, eps=EPS) * beta  # (B, T, D)
+    return _dot_naive(attn.dot, qn, F.normalize(k, dim=-1, eps=EPS), v)
+
+
+def _linear_naive(attn: Any, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+    from attnbench.attention.linear import feature_map
+
+    sim = feature_map(q) @ feature_map(k).transpose(1, 2)  # (B, T, T): φ(Q)φ(K)ᵀ, positive
+    return sim / sim.sum(dim=-1, keepdim=True) @ v  # row-normalised, (B, T, D)
+
+
+def _lowrank_naive(attn: Any, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+    t = k.shape[1]
+    e = torch.softmax(attn.key_logits[:, :t], dim=-1)  # E: (R, T), rows over positions
+    f = torch.softmax(attn.value_logits[:, :t], dim=-1)  # F: (R, T)
+    ek, fv = e @ k, f @ v  # (B, R, D) each: the projected keys and values
+    weights = torch.softmax(q @ ek.transpose(1, 2) * attn.scale, dim=-1)  # (B, T, R)
+    return weights @ fv  # (B, T, D)
+
+
+def _local_naive(attn: Any, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+    from attnbench.attention.local import band_mask
+
+    qh, kh, vh = _heads(attn, q, k, v)
+    scores = qh @ kh.transpose(-2, -1) / qh.shape[-1] ** 0.5  # (B, H, T, T)
+    if q is k:  # the window applies to self-attention only, as in the variant
+        scores = scores.masked_fill(~band_mask(q.shape[1], attn.window, q.device), float("-inf"))
+    return _merge(attn, torch.softmax(scores, dim=-1) @ vh)
+
+
+def _torch_mha(attn: Any) -> nn.Module:
+    """``nn.MultiheadAttention`` with multihead's width, heads and weights (batch_first; the
+    packed (3D, D) in-projection, as PyTorch builds it when query, key and value widths match)."""
+    d = attn.d_model
+    mha = nn.MultiheadAttention(d, attn.heads, dropout=attn.dropout, batch_first=True)
+    with torch.no_grad():
+        projs = (attn.q_proj, attn.k_proj, attn.v_proj)
+        mha.in_proj_weight.copy_(torch.cat([p.weight for p in projs]))  # (3D, D)
+        mha.in_proj_bias.copy_(torch.cat([p.bias for p in projs]))  # (3D,)
+        mha.out_proj.weight.copy_(attn.out_proj.weight)
+        mha.out_proj.bias.copy_(attn.out_proj.bias)
+    return mha.eval()
+
+
+def _torch_mha_call(mha: Any, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+    return mha(q, k, v, need_weights=False)[0]  # (B, T, D)
+
+
 # bare: one SDPA call on the tensors the variant's own SDPA call sees (multihead: its projected
-# heads), the issue's floor; plain: the whole variant as plain torch calls; naive: materialised.
+# heads), the issue's floor; plain: the whole variant as plain torch calls; torch: PyTorch's own
+# module for the variant, same weights; naive: every intermediate materialised.
 REFERENCES: dict[tuple[str, str], Reference] = {
     ("dot", "naive"): Reference(_dot_naive),
     ("dot", "bare"): Reference(_dot_bare),
     ("scaled", "naive"): Reference(_dot_naive),
     ("scaled", "bare"): Reference(_dot_bare),
+    ("general", "naive"): Reference(_general_naive),
+    ("cosine", "naive"): Reference(_cosine_naive),
     ("multihead", "naive"): Reference(_multihead_naive),
     ("multihead", "plain"): Reference(_multihead_plain),
     ("multihead", "bare"): Reference(_sdpa, _projected_heads),
+    ("multihead", "torch"): Reference(_torch_mha_call, peer=_torch_mha),
     ("additive", "naive"): Reference(_additive_naive),
+    ("linear", "naive"): Reference(_linear_naive),
+    ("lowrank", "naive"): Reference(_lowrank_naive),
+    ("local", "naive"): Reference(_local_naive),
 }
 
 
@@ -118,29 +186,48 @@ class Runner:
             out.backward(self.grad)
 
 
-def build_runner(case: Case, node: Mapping[str, Any], settings: BenchSettings) -> Runner:
-    """Build the variant through the registry (as training does) and its inputs, seeded."""
+def build_runner(
+    case: Case, node: Mapping[str, Any], settings: BenchSettings, device: str = "cpu"
+) -> Runner:
+    """Build the variant through the registry (as training does) and its inputs, seeded.
+
+    Weights and inputs are drawn on the CPU in float32 (the same numbers on every device), then
+    moved to ``device`` and cast to ``bench.dtype``. ``bench.inputs=self`` passes one (B, T, D)
+    tensor as query, key and value (a Transformer's self-attention, the only input ``local``
+    applies its window to); ``separate`` passes three independent ones.
+    """
     from attnbench.config.build import attention_factory
     from attnbench.config.schema import ComponentConfig
 
+    dev, dtype = torch.device(device), DTYPES[settings.dtype]
     torch.manual_seed(settings.seed)
     b, t, d = settings.batch, case.n, settings.dim
     spec = ComponentConfig.from_node(node)
     attn: nn.Module = attention_factory(spec)(d, d, d).eval()  # eval: dropout off
-    q, k, v = (torch.randn(b, t, d, requires_grad=True) for _ in range(3))  # (B, T, D)
+    drawn = [torch.randn(b, t, d) for _ in range(1 if settings.inputs == "self" else 3)]
+    grad = torch.randn(b, t, int(attn.out_dim))  # (B, T, out_dim)
     ref = REFERENCES.get((case.variant, case.kind))
+    module = ref.peer(attn) if ref is not None and ref.peer is not None else attn
+    module.to(device=dev, dtype=dtype)
+    given = [x.to(device=dev, dtype=dtype).requires_grad_() for x in drawn]  # (B, T, D) each
+    q, k, v = given * 3 if len(given) == 1 else given  # self-attention: one tensor, three roles
     if ref is not None and ref.inputs is not None:  # its own leaves, e.g. multihead's heads
-        inputs = ref.inputs(attn, q, k, v)
+        inputs = ref.inputs(module, q, k, v)
         return Runner(  # SDPA: output shape = query's
-            lambda: ref.fn(attn, *inputs), list(inputs), torch.randn_like(inputs[0])
+            lambda: ref.fn(module, *inputs), list(inputs), torch.randn_like(inputs[0])
         )
-    fn = (lambda: attn(q, k, v)[0]) if ref is None else (lambda: ref.fn(attn, q, k, v))
-    return Runner(fn, [q, k, v, *attn.parameters()], torch.randn(b, t, int(attn.out_dim)))
+    fn = (lambda: module(q, k, v)[0]) if ref is None else (lambda: ref.fn(module, q, k, v))
+    return Runner(fn, [*given, *module.parameters()], grad.to(device=dev, dtype=dtype))
 
 
 def cases_for(variant: str, n: int, settings: BenchSettings) -> list[Case]:
     """The variant's case at length `n`, then the references it has that the settings ask for."""
     kinds = ["variant"]
-    wanted = {"bare": settings.bare, "plain": settings.bare, "naive": settings.naive}
+    wanted = {
+        "bare": settings.bare,
+        "plain": settings.bare,
+        "torch": settings.bare,
+        "naive": settings.naive,
+    }
     kinds += [k for k in KINDS[1:] if wanted[k] and (variant, k) in REFERENCES]
     return [Case(variant, k, n) for k in kinds]

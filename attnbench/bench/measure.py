@@ -1,89 +1,104 @@
 """The measurement: cost models (FLOPs, memory estimates, the machine's matmul peak), interleaved
-timing in this process, memory per case (`bench.memory`), and the scaling exponents."""
+timing in this process on the plan's device, memory per case (`bench.memory`), the scaling
+exponents and the crossover lengths."""
 
 from __future__ import annotations
 
 import gc
 import os
 import statistics
-import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from attnbench.bench.device import DTYPES, available_bytes, describe, out_of_memory, timer
 from attnbench.bench.kernels import Runner, build_runner, cases_for
-from attnbench.bench.memory import measure_memory
+from attnbench.bench.memory import measure_memory, measure_memory_in_process
 from attnbench.bench.plan import KINDS, BenchPlan, BenchSettings, Case
 
-FLOAT_BYTES = 4  # float32
 MIN_REPEATS = 3
+CROSSOVER_BASE = "scaled"  # the crossover column: from which length a variant beats this one
 
 
 # -- cost models ---------------------------------------------------------------------------------
+def _local_block(node: Mapping[str, Any]) -> tuple[int, int]:
+    """local's fast path: (S, C) = keys per block of queries, queries per block (local.py)."""
+    window = int(node.get("window") or 0)
+    c = int(node.get("block") or 0) or max(window, 16)
+    return (2 * -(-window // c) + 1) * c, c
+
+
 def flop_count(case: Case, node: Mapping[str, Any], settings: BenchSettings) -> float | None:
     """Matmul FLOPs of one forward+backward (backward = 2× forward; fused recomputation not
-    counted); None where matmuls do not dominate (additive: tanh over (B, T, T, Hd))."""
+    counted); None where matmuls do not dominate (additive: tanh over (B, T, T, Hd); none;
+    lowrank: its (B, T, R) element-wise work is of the same order as its matmuls)."""
     b, t, d = settings.batch, case.n, settings.dim
     core = 4.0 * b * t * t * d  # QKᵀ and PV, 2 FLOPs per multiply-add
-    if case.variant in ("dot", "scaled"):
+    proj = 2.0 * b * t * d * d  # one (B, T, D) @ (D, D) projection
+    v, kind = case.variant, case.kind
+    if v in ("dot", "scaled", "cosine"):
         return 3 * core
-    if case.variant == "multihead":
-        if case.kind == "bare":  # the SDPA call alone
-            return 3 * core
-        return 3 * (core + 4 * 2.0 * b * t * d * d)  # + q, k, v and output projections
+    if v == "general":
+        return 3 * (core + proj)
+    if v == "multihead":
+        return 3 * core if kind == "bare" else 3 * (core + 4 * proj)  # bare: the SDPA call alone
+    if v == "local":  # the fast path computes S keys per query; naive computes all T
+        keys = min(t, _local_block(node)[0]) if kind != "naive" else t
+        return 3 * (4.0 * b * t * keys * d + 4 * proj)
+    if v == "linear":  # fast: φ(K)ᵀ[V, 1] then φ(Q)·that; naive: the (T, T) matrix
+        return 3 * core if kind == "naive" else 3 * 4.0 * b * t * d * (d + 1)
     return None
 
 
 def estimate_bytes(case: Case, node: Mapping[str, Any], settings: BenchSettings) -> int:
-    """A generous estimate of the peak memory of one case (inputs included)."""
+    """A generous estimate of the peak memory of one case (inputs included), in bench.dtype."""
     b, t, d = settings.batch, case.n, settings.dim
-    io = 10 * b * t * d * FLOAT_BYTES  # q, k, v, output, their gradients, projections
-    pairs = b * t * t * FLOAT_BYTES  # one (B, T, T) float32 tensor
-    if case.variant == "additive":
+    e = settings.element_bytes
+    io = 10 * b * t * d * e  # q, k, v, output, their gradients, projections
+    pairs = b * t * t * e  # one (B, T, T) tensor
+    heads = int(node.get("heads") or 1)
+    v, kind = case.variant, case.kind
+    if v == "none":
+        return io
+    if v == "additive":
         hd = int(node.get("hidden") or d)
-        if case.kind == "naive":  # the (B, T, T, Hd) broadcast, its tanh, and their gradients
+        if kind == "naive":  # the (B, T, T, Hd) broadcast, its tanh, and their gradients
             return io + 3 * pairs * hd + 4 * pairs
         chunk = min(int(node.get("chunk_bytes") or 2**22), pairs * hd)
         return io + 4 * pairs + 2 * chunk
-    heads = int(node.get("heads") or 1)
-    if case.variant in ("dot", "scaled", "multihead"):
-        if case.kind == "naive":  # scores, weights and their gradients per head
-            return 2 * io + 4 * pairs * heads
-        return 2 * io + 2 * b * heads * t * FLOAT_BYTES  # fused: O(T) extra (log-sum-exp)
+    if kind == "naive" and v in ("dot", "scaled", "general", "cosine", "linear"):
+        return 2 * io + 4 * pairs  # scores, weights and their gradients
+    if kind == "naive" and v in ("multihead", "local"):
+        return 2 * io + 4 * pairs * heads + b * t * t  # per head; local's (T, T) band too
+    if v in ("dot", "scaled", "general", "cosine", "multihead"):
+        return 2 * io + 2 * b * heads * t * e  # fused: O(T) extra (log-sum-exp)
+    if v == "linear":  # φ(Q), φ(K), [V, 1], numerator, denominator and their gradients
+        return 2 * io + 8 * b * t * (d + 1) * e
+    if v == "lowrank":  # (B, T, R) normalisers, scores, mixes and gradients; the (R, L) logits
+        r, max_len = int(node.get("rank") or 32), int(node.get("max_len") or t)
+        return 2 * io + 16 * b * t * r * e + 8 * r * max_len * e
+    if v == "local":
+        s, c = _local_block(node)
+        if t <= s:  # multihead's path with a (T, T) band mask
+            return 2 * io + 4 * pairs * heads + b * t * t
+        # S / C = 2n + 1 copies of K and V (and gradients), the (C, S) masks, per-block scores
+        return 2 * io + 4 * (s // c) * b * t * d * e + 3 * b * t * s + 4 * b * heads * t * s * e
     return io + 4 * pairs * heads  # an unknown variant: assume it materialises its weights
 
 
-def available_bytes() -> int | None:
-    """Memory available to new allocations (MemAvailable), or None when unknown."""
-    try:
-        import psutil  # type: ignore[import-not-found]
-
-        return int(psutil.virtual_memory().available)
-    except ImportError:
-        pass
-    try:
-        with open("/proc/meminfo", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
-
-
-def matmul_peak_gflops(size: int, repeats: int = 5) -> float:
-    """The machine's float32 matmul rate: best of `repeats` N×N @ N×N products."""
+def matmul_peak_gflops(
+    size: int, repeats: int = 5, device: str = "cpu", dtype: str = "float32"
+) -> float:
+    """The device's matmul rate in bench.dtype: best of `repeats` N×N @ N×N products."""
+    dev, dt = torch.device(device), DTYPES[dtype]
     g = torch.Generator().manual_seed(0)
-    a, b = torch.randn(size, size, generator=g), torch.randn(size, size, generator=g)
-    a @ b  # warm-up
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - t0)
+    a, b = (torch.randn(size, size, generator=g).to(device=dev, dtype=dt) for _ in range(2))
+    seconds = timer(dev)
+    seconds(lambda: a @ b)  # warm-up
+    best = min(seconds(lambda: a @ b) for _ in range(repeats))
     return 2.0 * size**3 / best / 1e9
 
 
@@ -96,16 +111,27 @@ def scaling_exponent(ns: Sequence[int], seconds: Sequence[float]) -> float | Non
     return float(np.polyfit(np.log(np.asarray(ns, float)), np.log(np.asarray(seconds)), 1)[0])
 
 
+def crossover(mine: Mapping[int, float], base: Mapping[int, float]) -> int | None:
+    """The shortest length from which `mine` is faster than `base` at every longer length where
+    both were measured (a lucky short length followed by slower ones does not count); None if
+    it is not faster at the longest common length."""
+    found = None
+    for n in sorted(set(mine) & set(base), reverse=True):
+        if mine[n] >= base[n]:
+            break
+        found = n
+    return found
+
+
 # -- timing (this process) -----------------------------------------------------------------------
-def _out_of_memory(err: BaseException) -> bool:
-    text = str(err).lower()
-    return isinstance(err, MemoryError) or ("alloc" in text and "memory" in text)
-
-
 def time_cases(
-    runners: dict[Case, Runner], settings: BenchSettings
+    runners: dict[Case, Runner],
+    settings: BenchSettings,
+    seconds: Callable[[Callable[[], None]], float] | None = None,
 ) -> tuple[dict[Case, list[float]], dict[Case, str]]:
-    """Interleaved timings (seconds) per case, and a note for each case that failed."""
+    """Interleaved timings (seconds, measured by `seconds`: `device.timer`) per case, and a note
+    for each case that failed."""
+    seconds = seconds or timer(torch.device("cpu"))
     times: dict[Case, list[float]] = {c: [] for c in runners}
     notes: dict[Case, str] = {}
     want: dict[Case, int] = {}
@@ -113,15 +139,13 @@ def time_cases(
         want[case] = settings.repeats
         try:
             for _ in range(settings.warmup):
-                t0 = time.perf_counter()
-                run()
-                once = time.perf_counter() - t0
+                once = seconds(run)
                 if once * settings.repeats > settings.budget_s:  # keep long cases within budget
                     want[case] = max(
                         MIN_REPEATS, min(settings.repeats, int(settings.budget_s / once))
                     )
         except (RuntimeError, MemoryError) as err:
-            if not _out_of_memory(err):
+            if not out_of_memory(err):
                 raise
             notes[case] = "skipped: out of memory"
         run.clear()
@@ -131,11 +155,9 @@ def time_cases(
             if i >= want[case] or case in notes:
                 continue
             try:
-                t0 = time.perf_counter()
-                runners[case]()
-                times[case].append(time.perf_counter() - t0)
+                times[case].append(seconds(runners[case]))
             except (RuntimeError, MemoryError) as err:
-                if not _out_of_memory(err):
+                if not out_of_memory(err):
                     raise
                 notes[case] = "skipped: out of memory"
             runners[case].clear()
@@ -173,6 +195,10 @@ class BenchResult:
     peak_gflops: float
     threads: int
     load: tuple[float, float]  # 1-minute load average at start and end
+    device_name: str = ""  # CPU model or GPU name
+    # variant label -> the shortest T from which it beats `scaled` (None: not within the lengths);
+    # empty when `scaled` was not benchmarked
+    crossovers: dict[str, int | None] = field(default_factory=dict)
     out_dir: Path | None = None
     png: Path | None = None
     run_id: str | None = None
@@ -190,6 +216,8 @@ def run_cases(plan: BenchPlan, log: Callable[[str], None] = lambda _msg: None) -
     from attnbench.training.seeding import set_threads
 
     s = plan.settings
+    dev = torch.device(plan.device)
+    seconds = timer(dev)
     threads = set_threads(s.threads, 1)
     load0 = _loadavg()
     cores = os.cpu_count() or 1
@@ -198,13 +226,14 @@ def run_cases(plan: BenchPlan, log: Callable[[str], None] = lambda _msg: None) -
             f"the machine is busy (load {load0:.1f} on {cores} cores): absolute times are noisy; "
             "the ratios (cases of one length run interleaved) hold up better"
         )
-    log(f"matmul peak: {s.peak_size}³ float32 on {threads} thread(s)…")
-    peak = matmul_peak_gflops(s.peak_size)
+    where = f"{threads} thread(s)" if dev.type == "cpu" else str(dev)
+    log(f"matmul peak: {s.peak_size}³ {s.dtype} on {where}…")
+    peak = matmul_peak_gflops(s.peak_size, device=plan.device, dtype=s.dtype)
     rows: dict[Case, Row] = {}
     dead: dict[str, str] = {}  # label -> why it stopped (larger T would fail too)
     for n in sorted(set(s.seq_lens)):
         runners: dict[Case, Runner] = {}
-        avail = available_bytes()
+        avail = available_bytes(dev)
         for variant, node in plan.variants.items():
             for case in cases_for(variant, n, s):
                 row = rows[case] = Row(case.label, case.variant, case.kind, n)
@@ -218,9 +247,9 @@ def run_cases(plan: BenchPlan, log: Callable[[str], None] = lambda _msg: None) -
                     )
                     dead[case.label] = "skipped: a shorter T did not fit in memory"
                 else:
-                    runners[case] = build_runner(case, node, s)
+                    runners[case] = build_runner(case, node, s, plan.device)
         log(f"T={n}: timing {len(runners)} case(s), {s.repeats} interleaved repeats…")
-        times, notes = time_cases(runners, s)
+        times, notes = time_cases(runners, s, seconds)
         for case in runners:
             row = rows[case]
             if case in notes:
@@ -241,16 +270,27 @@ def run_cases(plan: BenchPlan, log: Callable[[str], None] = lambda _msg: None) -
             fl = flop_count(case, plan.variants[case.variant], s)
             if fl is not None:
                 row.gflops = fl / (row.median_ms / 1e3) / 1e9
+        measured = [c for c in times if times[c]]
+        if s.memory and dev.type == "cuda":  # the allocator's own peak, in this process
+            log(f"T={n}: peak memory of {len(measured)} case(s) from the CUDA allocator…")
+            for case in measured:
+                rows[case].peak_mb = measure_memory_in_process(runners[case], dev)
         runners.clear()
         gc.collect()
-        if s.memory:
-            measured = [c for c in times if times[c]]
+        if dev.type == "cuda":
+            torch.cuda.empty_cache()  # the next length's estimate sees the memory as free
+        if s.memory and dev.type == "cpu":
             log(f"T={n}: peak memory of {len(measured)} case(s), one fresh process each…")
             for case in measured:
                 mb, note = measure_memory(case, plan.variants[case.variant], s, threads)
                 rows[case].peak_mb = mb
                 if note:
                     rows[case].note = "; ".join(filter(None, [rows[case].note, note]))
+        elif s.memory and dev.type not in ("cpu", "cuda"):
+            for case in measured:
+                rows[case].note = "; ".join(
+                    filter(None, [rows[case].note, f"memory not measured on {dev.type}"])
+                )
     exponents: dict[str, float | None] = {}
     for label in dict.fromkeys(r.label for r in rows.values()):
         pts = [(r.n, r.median_ms / 1e3) for r in rows.values() if r.label == label and r.median_ms]
@@ -259,11 +299,34 @@ def run_cases(plan: BenchPlan, log: Callable[[str], None] = lambda _msg: None) -
     ordered = sorted(rows.values(), key=lambda r: (order[r.variant], r.n, KINDS.index(r.kind)))
     # The peak again at the end, the best of both: on a shared machine one may catch a busy spell.
     log("matmul peak again…")
-    peak = max(peak, matmul_peak_gflops(s.peak_size))
+    peak = max(peak, matmul_peak_gflops(s.peak_size, device=plan.device, dtype=s.dtype))
     for row in ordered:
         if row.gflops is not None:
             row.pct_peak = 100.0 * row.gflops / peak
-    return BenchResult(plan, ordered, exponents, peak, threads, (load0, _loadavg()))
+    return BenchResult(
+        plan,
+        ordered,
+        exponents,
+        peak,
+        threads,
+        (load0, _loadavg()),
+        device_name=describe(dev),
+        crossovers=crossovers(ordered),
+    )
+
+
+def crossovers(rows: Sequence[Row]) -> dict[str, int | None]:
+    """Per variant (not its references, not `scaled` itself): `crossover` against `scaled`'s
+    times; empty when `scaled` was not benchmarked."""
+
+    def times(label: str) -> dict[int, float]:
+        return {r.n: r.median_ms for r in rows if r.label == label and r.median_ms is not None}
+
+    base = times(CROSSOVER_BASE)
+    if not any(r.label == CROSSOVER_BASE for r in rows):
+        return {}
+    labels = dict.fromkeys(r.label for r in rows if r.kind == "variant")
+    return {lb: crossover(times(lb), base) for lb in labels if lb != CROSSOVER_BASE}
 
 
 def ratio(rows: Sequence[Row], row: Row, kind: str, attr: str = "median_ms") -> float | None:

@@ -1,5 +1,11 @@
-"""Peak memory of one case, measured in a fresh process: a fork of a clean fork server, so no
-measurement inherits another's heap; the peak resident memory above the idle baseline.
+"""Peak memory of one case: on CPU, measured in a fresh process (a fork of a clean fork server,
+so no measurement inherits another's heap), the peak resident memory above the baseline just
+before the call; on CUDA, the caching allocator's peak above what is allocated just before the
+call (`torch.cuda.reset_peak_memory_stats` + `max_memory_allocated`), in this process: the
+allocator counts each tensor exactly, so no other case's heap can leak into the figure.
+
+Both count what one forward+backward allocates beyond its inputs and weights (already live at
+the baseline): activations kept for backward, gradients, scratch.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ from typing import Any
 
 import torch
 
-from attnbench.bench.kernels import build_runner
+from attnbench.bench.kernels import Runner, build_runner
 from attnbench.bench.plan import BenchSettings, Case
 
 
@@ -117,3 +123,19 @@ def measure_memory(
     if proc.exitcode is not None and proc.exitcode < 0:
         return None, f"memory process killed by signal {-proc.exitcode} (out of memory?)"
     return None, f"memory not measured: {reply.get('error', 'no reply')}"
+
+
+def measure_memory_in_process(runner: Runner, device: torch.device) -> float:
+    """Peak CUDA memory (MiB) of one forward+backward of `runner` above what is allocated just
+    before it (one warm-up call first, so one-time workspaces do not count)."""
+    runner()
+    runner.clear()
+    gc.collect()
+    torch.cuda.synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    baseline = torch.cuda.memory_allocated(device)
+    runner()
+    torch.cuda.synchronize(device)
+    peak = torch.cuda.max_memory_allocated(device)
+    runner.clear()
+    return max(0, peak - baseline) / 2**20

@@ -13,7 +13,7 @@ from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
-from attnbench.bench.measure import BenchResult, Row, ratio
+from attnbench.bench.measure import CROSSOVER_BASE, BenchResult, Row, ratio
 from attnbench.bench.plan import KINDS
 
 
@@ -25,24 +25,15 @@ def _f(value: float | None, fmt: str) -> str:
 def results_table(result: BenchResult) -> Any:
     from rich.table import Table
 
-    s = result.plan.settings
-    load = f"load {result.load[0]:.1f}→{result.load[1]:.1f}"
     table = Table(
-        title=(
-            f"attnbench bench: forward+backward, B={s.batch} D={s.dim}, "
-            f"{result.threads} thread(s), "
-            f"matmul peak {result.peak_gflops:.0f} GFLOP/s, {load} on {os.cpu_count()} cores"
-        ),
-        title_justify="left",
+        title=f"attnbench bench: forward+backward, {conditions(result)}", title_justify="left"
     )
     for col in (
         "attention",
         "T",
         "time ms",
         "IQR ms",
-        "÷ bare",
-        "÷ plain",
-        "÷ naive",
+        *(f"÷ {k}" for k in KINDS[1:]),
         "peak MB",
         "mem ÷ naive",
         "GFLOP/s",
@@ -76,16 +67,39 @@ def results_table(result: BenchResult) -> Any:
     return table
 
 
+def conditions(result: BenchResult) -> str:
+    """What the figures were measured on: sizes, device, dtype, threads, peak, load."""
+    s = result.plan.settings
+    dev = result.plan.device
+    where = f"{result.threads} thread(s) of {os.cpu_count()} cores" if dev == "cpu" else dev
+    return (
+        f"B={s.batch} D={s.dim} inputs={s.inputs}, {s.dtype} on {where} ({result.device_name}), "
+        f"matmul peak {result.peak_gflops:.0f} GFLOP/s, "
+        f"load {result.load[0]:.1f}→{result.load[1]:.1f}"
+    )
+
+
 def exponent_table(result: BenchResult) -> Any:
     from rich.table import Table
 
-    table = Table(title="scaling exponent: slope of log time vs log T", title_justify="left")
+    table = Table(
+        title=(
+            "scaling exponent: slope of log time vs log T; crossover: the shortest T from which "
+            f"the variant is faster than {CROSSOVER_BASE} at every longer T measured"
+        ),
+        title_justify="left",
+    )
     table.add_column("attention")
     table.add_column("exponent", justify="right")
     table.add_column("lengths", justify="right")
+    if result.crossovers:
+        table.add_column(f"faster than {CROSSOVER_BASE} from T", justify="right")
     for label, exp in result.exponents.items():
         ns = [r.n for r in result.rows if r.label == label and r.median_ms]
-        table.add_row(label, _f(exp, ".2f"), ",".join(map(str, ns)) or "—")
+        cells = [label, _f(exp, ".2f"), ",".join(map(str, ns)) or "—"]
+        if result.crossovers:
+            cells.append(_f(result.crossovers[label], "d") if label in result.crossovers else "")
+        table.add_row(*cells)
     return table
 
 
@@ -95,7 +109,13 @@ def plot(result: BenchResult, path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    styles = {"variant": "-", "bare": "--", "plain": "-.", "naive": ":"}
+    styles: dict[str, Any] = {
+        "variant": "-",
+        "bare": "--",
+        "plain": "-.",
+        "torch": (0, (5, 1, 1, 1, 1, 1)),
+        "naive": ":",
+    }
     fig, (ax_t, ax_m) = plt.subplots(1, 2, figsize=(12, 4.8))
     colors: dict[str, Any] = {}
     for label in result.exponents:
@@ -108,7 +128,7 @@ def plot(result: BenchResult, path: Path) -> Path:
             points = [(r.n, getattr(r, attr)) for r in rows if getattr(r, attr)]
             if points:
                 ns, ys = zip(*points, strict=True)
-                ax.plot(ns, ys, styles[kind], color=color, marker="o", label=legend)
+                ax.plot(ns, ys, linestyle=styles[kind], color=color, marker="o", label=legend)
     s = result.plan.settings
     for ax, what in ((ax_t, "forward+backward time (ms)"), (ax_m, "peak memory above idle (MB)")):
         ax.set_xscale("log", base=2)
@@ -118,7 +138,8 @@ def plot(result: BenchResult, path: Path) -> Path:
         ax.grid(True, which="both", alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8)
-    ax_t.set_title(f"time, B={s.batch} D={s.dim}, {result.threads} thread(s)")
+    where = f"{result.threads} thread(s)" if result.plan.device == "cpu" else result.plan.device
+    ax_t.set_title(f"time, B={s.batch} D={s.dim}, {s.dtype} on {where}")
     ax_m.set_title("memory" + ("" if s.memory else " (not measured: bench.memory=false)"))
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -148,10 +169,13 @@ def write_files(result: BenchResult, out_dir: Path) -> dict[str, Path]:
     summary = {
         "settings": asdict(result.plan.settings),
         "variants": result.plan.variants,
+        "device": result.plan.device,
+        "device_name": result.device_name,
         "matmul_peak_gflops": result.peak_gflops,
         "threads": result.threads,
         "loadavg": list(result.load),
         "exponents": result.exponents,
+        "crossovers": {"base": CROSSOVER_BASE, "from_T": result.crossovers},
         "rows": [asdict(r) for r in result.rows],
     }
     files["json"] = out_dir / "results.json"
@@ -185,6 +209,7 @@ def log_to_mlflow(result: BenchResult, files: Mapping[str, Path], table_text: st
         rec.THREADS_TAG: result.threads,
         rec.LOADAVG_TAG: f"{result.load[0]:.2f} -> {result.load[1]:.2f}",
         rec.TORCH_VERSION_TAG: torch.__version__,
+        rec.CUDA_VERSION_TAG: torch.version.cuda or "none",
         rec.ATTENTION_TAG: ",".join(plan.variants),
     }
     run_id = tracker.start_run(exp_id, name, tags)
@@ -212,6 +237,9 @@ def log_to_mlflow(result: BenchResult, files: Mapping[str, Path], table_text: st
             for k, v in result.exponents.items()
             if v is not None
         }
+        summary.update(
+            {metric_key(k, "crossover_T"): n for k, n in result.crossovers.items() if n is not None}
+        )
         summary["matmul_peak_gflops"] = result.peak_gflops
         tracker.log_metrics(run_id, summary, 0)
         for path in files.values():

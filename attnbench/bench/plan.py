@@ -6,6 +6,7 @@ No torch here: composition and validation come before anything is built.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,7 +14,14 @@ from typing import Any
 from attnbench.errors import ConfigError
 
 CONFIG_NAME = "bench"  # conf/bench.yaml
-KINDS = ("variant", "bare", "plain", "naive")  # a case times its variant, or one reference
+# A case times its variant, or one reference (kernels.REFERENCES says which variants have which):
+# bare = one SDPA call, plain = the variant as plain torch calls, torch = PyTorch's own module for
+# it (nn.MultiheadAttention), naive = the textbook formula with every intermediate materialised.
+KINDS = ("variant", "bare", "plain", "torch", "naive")
+DTYPE_BYTES = {"float32": 4, "bf16": 2, "float16": 2}  # bench.dtype -> bytes per element
+DEVICE_FORMS = "auto, cpu, cuda, cuda:N, mps"
+INPUTS = ("self", "separate")
+_DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 
 
 @dataclass
@@ -23,6 +31,7 @@ class BenchSettings:
     batch: int = 8
     dim: int = 128
     heads: int | None = None
+    window: int | None = None
     seq_lens: list[int] = field(default_factory=lambda: [128, 256, 512, 1024, 2048])
     repeats: int = 7
     warmup: int = 1
@@ -34,6 +43,14 @@ class BenchSettings:
     mem_fraction: float = 0.7
     peak_size: int = 2048
     seed: int = 0
+    device: str = "auto"
+    dtype: str = "float32"
+    inputs: str = "self"
+
+    @property
+    def element_bytes(self) -> int:
+        """Bytes per element of ``dtype`` (the cost models' unit)."""
+        return DTYPE_BYTES[self.dtype]
 
     def problems(self) -> list[str]:
         out: list[str] = []
@@ -45,6 +62,7 @@ class BenchSettings:
         need(self.batch >= 1, "batch", "must be >= 1")
         need(self.dim >= 1, "dim", "must be >= 1")
         need(self.heads is None or self.heads >= 1, "heads", "must be >= 1 or null")
+        need(self.window is None or self.window >= 0, "window", "must be >= 0 or null")
         need(
             bool(self.seq_lens) and all(_is_int(n) and n >= 1 for n in self.seq_lens),
             "seq_lens",
@@ -57,6 +75,16 @@ class BenchSettings:
         need(0 < self.mem_fraction <= 1, "mem_fraction", "must be in (0, 1]")
         need(self.peak_size >= 16, "peak_size", "must be >= 16")
         need(self.seed >= 0, "seed", "must be >= 0")
+        if not (isinstance(self.device, str) and _DEVICE.fullmatch(self.device)):
+            out.append(
+                f"'bench.device' = {self.device!r} is not valid: choose one of {DEVICE_FORMS}"
+            )
+        for key, valid in (("dtype", tuple(DTYPE_BYTES)), ("inputs", INPUTS)):
+            if getattr(self, key) not in valid:
+                out.append(
+                    f"'bench.{key}' = {getattr(self, key)!r} is not valid: choose one of "
+                    f"{', '.join(valid)}"
+                )
         return out
 
 
@@ -83,6 +111,7 @@ class BenchPlan:
 
     settings: BenchSettings
     variants: dict[str, dict[str, Any]]  # attention name -> its config node
+    device: str = "cpu"  # bench.device resolved on this machine ("auto" -> cuda, mps or cpu)
     tracking_uri: str | None = None
     runs_dir: str = "runs"
     experiment_name: str = "bench"
@@ -90,7 +119,11 @@ class BenchPlan:
 
 
 def variant_node(node: Mapping[str, Any], settings: BenchSettings) -> dict[str, Any]:
-    """The attention config a case is built from (``bench.heads`` applied where it fits).
+    """The attention config a case is built from: the variant's YAML with the bench's settings
+    applied where its constructor takes them — ``bench.heads`` (heads), ``bench.window`` (window),
+    and ``max_len`` raised to the longest of ``bench.seq_lens`` (lowrank has one learned column
+    per key position; a shorter ``max_len`` would refuse the longer cases). The module is the
+    same at every length, as a trained model's would be.
 
     Part of the plan (validation builds each variant from it); the kernels import it from here.
     """
@@ -99,9 +132,15 @@ def variant_node(node: Mapping[str, Any], settings: BenchSettings) -> dict[str, 
     from attnbench.registry import params_of
 
     out = dict(node)
-    cls = ATTENTION.get(str(node["name"]))
-    if settings.heads is not None and "heads" in params_of(cls, CONTEXT_ARGS):
-        out["heads"] = settings.heads
+    params = params_of(ATTENTION.get(str(node["name"])), CONTEXT_ARGS)
+    for key in ("heads", "window"):
+        if getattr(settings, key) is not None and key in params:
+            out[key] = getattr(settings, key)
+    if "max_len" in params and settings.seq_lens:
+        default = params["max_len"].default
+        current = out.get("max_len", default)
+        if isinstance(current, int) and current < max(settings.seq_lens):
+            out["max_len"] = max(settings.seq_lens)
     return out
 
 
@@ -191,12 +230,21 @@ def plan_from_configs(cfgs: Sequence[dict[str, Any]]) -> BenchPlan:
     uri = first["tracking"].get("uri")
     if uri:
         problems.extend(check_uri(str(uri)))
+    device = "cpu"
+    if not settings.problems():
+        from attnbench.bench.device import resolve
+
+        try:
+            device = str(resolve(settings.device, settings.dtype))
+        except ConfigError as err:
+            problems.extend(err.problems)
     if problems:
         raise ConfigError(problems[0], list(dict.fromkeys(problems)))
     settings.seq_lens = sorted(set(settings.seq_lens))
     return BenchPlan(
         settings=settings,
         variants=variants,
+        device=device,
         tracking_uri=uri,
         runs_dir=str(first["runs_dir"]),
         experiment_name=str(first.get("experiment_name") or "bench"),

@@ -23,9 +23,9 @@ from attnbench.attention.additive import (
     additive_scores_naive,
 )
 from attnbench.bench.kernels import REFERENCES, _merge, build_runner
-from attnbench.bench.measure import estimate_bytes, scaling_exponent
+from attnbench.bench.measure import crossover, estimate_bytes, scaling_exponent
 from attnbench.bench.memory import measure_memory
-from attnbench.bench.plan import BenchSettings, Case
+from attnbench.bench.plan import BenchSettings, Case, variant_node
 
 TOL = 1e-5
 NODES = {
@@ -33,6 +33,13 @@ NODES = {
     "scaled": {"name": "scaled", "dropout": 0.0},
     "multihead": {"name": "multihead", "heads": 4, "dropout": 0.0},
     "additive": {"name": "additive", "hidden": 0, "dropout": 0.0, "chunk_bytes": 2**14},
+    "general": {"name": "general", "dropout": 0.0},
+    "cosine": {"name": "cosine", "temperature": 0.5, "learn_temperature": True, "dropout": 0.0},
+    "linear": {"name": "linear", "chunk": 8},
+    "lowrank": {"name": "lowrank", "rank": 4, "max_len": 32, "chunk": 8, "dropout": 0.0},
+    # window 3, blocks of 4 rows: at T=24 the blocked fast path runs (S = 12 keys per block)
+    "local": {"name": "local", "window": 3, "heads": 4, "block": 4, "dropout": 0.0},
+    "none": {"name": "none"},
 }
 
 
@@ -45,18 +52,21 @@ def outputs_and_grads(case: Case, settings: BenchSettings) -> tuple[Tensor, list
     return out.detach(), [t.grad.clone() for t in runner.leaves]
 
 
-SAME_FUNCTION = sorted(key for key, ref in REFERENCES.items() if ref.inputs is None)
+SAME_FUNCTION = sorted(
+    key for key, ref in REFERENCES.items() if ref.inputs is None and ref.peer is None
+)
 
 
+@pytest.mark.parametrize("inputs", ["self", "separate"])
 @pytest.mark.parametrize(("variant", "kind"), SAME_FUNCTION)
-def test_bench_references_equal_the_variant(variant: str, kind: str) -> None:
-    settings = BenchSettings(batch=2, dim=16, seq_lens=[24])
+def test_bench_references_equal_the_variant(variant: str, kind: str, inputs: str) -> None:
+    settings = BenchSettings(batch=2, dim=16, seq_lens=[24], inputs=inputs)
     fast, g_fast = outputs_and_grads(Case(variant, "variant", 24), settings)
     ref, g_ref = outputs_and_grads(Case(variant, kind, 24), settings)
     torch.testing.assert_close(fast, ref, atol=TOL, rtol=0)
     assert len(g_fast) == len(g_ref)
-    for a, b in zip(g_fast, g_ref, strict=True):
-        torch.testing.assert_close(a, b, atol=TOL, rtol=0)
+    for a, b in zip(g_fast, g_ref, strict=True):  # float32 sums: compare at the gradient's scale
+        torch.testing.assert_close(a, b, atol=TOL * max(1.0, float(b.abs().max())), rtol=0)
 
 
 def test_multihead_bare_is_its_own_sdpa_step() -> None:
@@ -120,6 +130,82 @@ def test_additive_chunking_bounds_the_measured_peak_memory() -> None:
     assert chunked_mb <= naive_mb / 8, (chunked_mb, naive_mb)
 
 
+def test_torch_mha_reference_is_multihead_in_pytorch() -> None:
+    """multihead_torch: nn.MultiheadAttention(batch_first=True) with multihead's weights (packed
+    in-projection) on the same inputs: same output, same input gradients, same weight gradients."""
+    settings = BenchSettings(batch=2, dim=16, seq_lens=[24], inputs="separate")
+    fast, g_fast = outputs_and_grads(Case("multihead", "variant", 24), settings)
+    ref, g_ref = outputs_and_grads(Case("multihead", "torch", 24), settings)
+    torch.testing.assert_close(fast, ref, atol=TOL, rtol=0)
+    for a, b in zip(g_fast[:3], g_ref[:3], strict=True):  # query, key, value
+        torch.testing.assert_close(a, b, atol=TOL, rtol=0)
+    # weights: ours q, k, v, out (weight, bias each); torch's packed (3D, D), (3D,), then out
+    wq, bq, wk, bk, wv, bv, wo, bo = g_fast[3:]
+    in_w, in_b, out_w, out_b = g_ref[3:]
+    assert in_w.shape == (48, 16)  # nn.MultiheadAttention's packed in_proj_weight
+    for a, b in (
+        (torch.cat([wq, wk, wv]), in_w),
+        (torch.cat([bq, bk, bv]), in_b),
+        (wo, out_w),
+        (bo, out_b),
+    ):
+        torch.testing.assert_close(a, b, atol=TOL, rtol=0)
+
+
+@pytest.mark.parametrize("variant", sorted({key[0] for key in REFERENCES} | {"none", "scaled"}))
+def test_every_variant_and_reference_runs_in_bf16_on_cpu(variant: str) -> None:
+    """bench.dtype=bf16: weights, inputs, output and gradients all bfloat16 (cast, not autocast)."""
+    from attnbench.bench.kernels import cases_for
+
+    settings = BenchSettings(batch=2, dim=16, seq_lens=[24], dtype="bf16")
+    for case in cases_for(variant, 24, settings):
+        runner = build_runner(case, NODES[variant], settings)
+        runner.clear()
+        out = runner.fn()
+        assert out.dtype == torch.bfloat16, case
+        assert all(t.dtype == torch.bfloat16 for t in runner.leaves), case
+        assert torch.isfinite(out.float()).all(), case
+        runner()  # forward + backward
+        grads = [t.grad for t in runner.leaves if t.grad is not None]
+        assert variant == "none" or grads, case
+        assert all(g.dtype == torch.bfloat16 for g in grads), case
+
+
+def test_bf16_halves_the_memory_estimates_and_the_measured_naive_peak() -> None:
+    node = NODES["scaled"]
+    f32, bf16 = BenchSettings(batch=4, dim=64), BenchSettings(batch=4, dim=64, dtype="bf16")
+    case = Case("scaled", "naive", 1024)
+    assert estimate_bytes(case, node, bf16) * 2 == estimate_bytes(case, node, f32)
+    # (B, T, T) scores, weights and their gradients: 4 × 16 MiB in float32, half in bf16
+    mb = {}
+    for name, settings in (("f32", f32), ("bf16", bf16)):
+        mb[name], note = measure_memory(case, node, settings, threads=1)
+        assert mb[name] is not None, note
+    assert mb["f32"] > 40 and mb["bf16"] < 0.75 * mb["f32"], mb
+
+
+def test_variant_node_fits_every_length() -> None:
+    """lowrank's max_len is raised to the longest bench length (never lowered); bench.window and
+    bench.heads reach the variants that take them, and only those."""
+    settings = BenchSettings(seq_lens=[128, 8192], window=64, heads=8)
+    lowrank = variant_node({"name": "lowrank", "rank": 32, "max_len": 512}, settings)
+    assert lowrank["max_len"] == 8192 and "window" not in lowrank and "heads" not in lowrank
+    long = variant_node({"name": "lowrank", "max_len": 10_000}, settings)
+    assert long["max_len"] == 10_000
+    local = variant_node({"name": "local", "window": 8, "heads": 4}, settings)
+    assert local["window"] == 64 and local["heads"] == 8 and "max_len" not in local
+    assert variant_node({"name": "scaled"}, settings) == {"name": "scaled"}
+
+
+def test_crossover_is_where_the_variant_stays_faster() -> None:
+    base = {128: 1.0, 256: 2.0, 512: 4.0, 1024: 8.0}
+    assert crossover({128: 2.0, 256: 2.5, 512: 3.0, 1024: 3.5}, base) == 512
+    assert crossover({128: 0.5, 256: 3.0, 512: 3.0, 1024: 3.5}, base) == 512  # a lucky 128
+    assert crossover({128: 0.5, 256: 1.0, 512: 2.0, 1024: 9.0}, base) is None  # slower at the end
+    assert crossover({128: 0.5, 256: 1.0}, base) == 128
+    assert crossover({}, base) is None
+
+
 def test_memory_estimates_order_the_cases() -> None:
     settings = BenchSettings(batch=8, dim=128)
     naive = estimate_bytes(Case("additive", "naive", 1024), NODES["additive"], settings)
@@ -129,6 +215,15 @@ def test_memory_estimates_order_the_cases() -> None:
     fused = estimate_bytes(Case("scaled", "variant", 1024), NODES["scaled"], settings)
     materialised = estimate_bytes(Case("scaled", "naive", 1024), NODES["scaled"], settings)
     assert fused < materialised
+    # the O(n) variants against their (T, T) naive references, at T = 8192 (the figure's length)
+    nodes = {**NODES, "local": {"name": "local", "window": 64, "heads": 4, "block": 0}}
+    for variant in ("linear", "lowrank", "local"):
+        node = variant_node(nodes[variant], BenchSettings(seq_lens=[8192]))
+        cheap = estimate_bytes(Case(variant, "variant", 8192), node, settings)
+        naive = estimate_bytes(Case(variant, "naive", 8192), node, settings)
+        assert cheap < 2 * 2**30, (variant, cheap)
+        # lowrank's naive form materialises E, F and the projected (R, D) keys/values: O(T·R) too
+        assert naive > 8 * cheap if variant != "lowrank" else naive < 2**30, (variant, naive)
 
 
 def test_scaling_exponent_is_the_log_log_slope() -> None:
