@@ -3,33 +3,40 @@
 Notation: B batch, T sequence length (queries = keys = T), D width, H heads, Dh = D / H per-head
 width, Hd the additive scorer's hidden width.
 
-For every variant and length the benchmark runs one forward+backward on random (B, T, D)
-queries, keys and values (self-attention shapes; dropout off):
+For every variant and length the benchmark runs one forward+backward on random (B, T, D) inputs
+(``bench.inputs``: one tensor as query, key and value by default, i.e. self-attention; dropout
+off) on ``bench.device`` in ``bench.dtype`` (inputs and weights cast to it, not autocast):
 
 - time: median and interquartile range of ``repeats`` calls after ``warmup``. All cases of one
-  length are interleaved call by call, so their ratios see the same machine load;
-- peak memory: the peak resident memory above the idle baseline, measured in a fresh process per
-  case (forked from a clean fork server, so no measurement inherits another's heap);
-- GFLOP/s and % of the machine's peak, where the FLOP count is defined (the matmul variants),
-  against a big float32 matmul timed in the same run;
-- the scaling exponent: the log–log slope of time vs T per variant.
+  length are interleaved call by call, so their ratios see the same machine load. CPU:
+  ``perf_counter``; CUDA: CUDA events after a synchronize;
+- peak memory: on CPU, the peak resident memory above the baseline, measured in a fresh process
+  per case (forked from a clean fork server, so no measurement inherits another's heap); on
+  CUDA, the caching allocator's peak above what was allocated before the call;
+- GFLOP/s and % of the device's peak, where the FLOP count is defined (the matmul variants),
+  against a big matmul in the same dtype timed in the same run;
+- the scaling exponent: the log–log slope of time vs T per variant, and the crossover: the
+  shortest T from which a variant is faster than ``scaled`` at every longer T measured.
 
 Each variant may be joined by references at the same T, built from the variant's own weights:
 
 - ``naive``: the textbook formula with every intermediate materialised (softmax(QKᵀ)V; the
-  (B, T, T, Hd) broadcast of additive attention);
+  (B, T, T, Hd) broadcast of additive attention; linear's normalised φ(Q)φ(K)ᵀ; local's full
+  (T, T) band-masked softmax; lowrank's materialised E, F projections);
 - ``bare``: one bare SDPA call on the tensors the variant's fused path hands it (dot/scaled: the
   inputs; multihead: its projected (B, H, T, Dh) heads, made once), the floor of the fast path;
-- ``plain`` (multihead): the whole variant as plain torch calls: four projections + one SDPA.
+- ``plain`` (multihead): the whole variant as plain torch calls: four projections + one SDPA;
+- ``torch`` (multihead): ``torch.nn.MultiheadAttention`` with the same width, heads and weights.
 
 A case whose estimated memory exceeds ``mem_fraction`` of the available memory is skipped with a
 note, as is a case that runs out of memory anyway. Results print as a table, a PNG plot of time
 and memory vs T, and one MLflow run holding the metrics (step = T), the table and the plot.
 
 The package, one job per module: `plan` (settings, cases, composition and validation; no torch),
+`device` (bench.device and bench.dtype checked against the machine, its clock and free memory),
 `kernels` (the variant and its references as runners), `measure` (cost models, timing, the whole
-measurement), `memory` (peak memory in a fresh process per case), `output` (tables, plot, files,
-MLflow). This module wires them; it imports none of them (nor torch) until called.
+measurement), `memory` (peak memory per case), `output` (tables, plot, files, MLflow). This
+module wires them; it imports none of them (nor torch) until called.
 """
 
 from __future__ import annotations
