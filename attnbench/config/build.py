@@ -76,6 +76,11 @@ def build(cfg: RunConfig, data: TaskData | None = None) -> Built:
     constructor problems."""
     problems: list[str] = []
     if data is None:
+        from attnbench.config.resources import resource_problems
+
+        problems = resource_problems(cfg.to_dict())  # refuse what cannot fit before drawing it
+        if problems:
+            raise ConfigError(problems[0], problems)
         data = _load(cfg.task, cfg.seed, problems)
     model = None
     if data is not None:

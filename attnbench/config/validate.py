@@ -7,6 +7,7 @@ component's signature). Hydra composes (`config.compose`); this module only read
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -22,6 +23,11 @@ from attnbench.errors import ConfigError, IncompatibleError
 from attnbench.training.config import TrainerConfig
 
 COMPONENT_GROUPS = ("attention", "backbone", "task")
+MAX_SEED = 2**64 - 1  # torch.manual_seed's range (numpy's 2**32 - 1 is reached by reduction)
+MAX_EXPERIMENT_NAME = 500  # MLflow's MAX_EXPERIMENT_NAME_LENGTH
+# Path bytes attnbench and Hydra add under runs_dir (multirun/<time>/<job>/.hydra/...,
+# artifacts/<experiment, <= 120>/<run id>/artifacts/checkpoints/best.pt).
+PATH_RESERVE = 256
 
 
 def validate(cfg: Mapping[str, Any], *, load: bool = False, data_cache: dict | None = None
@@ -39,6 +45,12 @@ def validate(cfg: Mapping[str, Any], *, load: bool = False, data_cache: dict | N
         raise IncompatibleError(problems[0])
     components_ok = not any(found[g] for g in (*COMPONENT_GROUPS, "compat"))
     if not components_ok:
+        raise ConfigError(problems[0], problems)
+    from attnbench.config.resources import resource_problems
+
+    sizes = resource_problems(cfg)  # before any data is generated
+    if sizes:
+        problems.extend(sizes)
         raise ConfigError(problems[0], problems)
     if load:  # top-level, trainer and tracking problems do not stop the data and model checks
         from attnbench.config.build import check_components
@@ -66,9 +78,22 @@ def trainer_config(node: Mapping[str, Any]) -> TrainerConfig:
     if problems:
         raise ConfigError(problems[0], problems)
     cfg = TrainerConfig(**dict(node))
-    if cfg.problems():
-        raise ConfigError(cfg.problems()[0], cfg.problems())
+    problems = cfg.problems() + trainer_bounds(cfg)
+    if problems:
+        raise ConfigError(problems[0], problems)
     return cfg
+
+
+def trainer_bounds(cfg: TrainerConfig) -> list[str]:
+    """Ranges that involve two trainer settings (the single-setting ranges are
+    `TrainerConfig.problems`): decoupled weight decay scales the weights by 1 - lr·weight_decay
+    each step, so lr·weight_decay >= 1 zeroes or flips them (and as an L2 term it swamps the
+    loss)."""
+    lr, decay = cfg.lr, cfg.weight_decay
+    if 0 < lr <= 10 and decay >= 0 and not lr * decay < 1:
+        return [f"'trainer.weight_decay' = {decay!r} is out of range: must be < 1/trainer.lr = "
+                f"{1 / lr:.4g} (each step scales the weights by 1 - lr * weight_decay)"]
+    return []
 
 
 def static_problems(cfg: Mapping[str, Any]) -> dict[str, list[str]]:
@@ -119,6 +144,9 @@ def static_problems(cfg: Mapping[str, Any]) -> dict[str, list[str]]:
     seed = cfg.get("seed")
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
         problems.append(f"'seed' = {seed!r} should be an integer >= 0")
+    elif seed > MAX_SEED:
+        problems.append(f"'seed' = {seed} is out of range: should be an integer >= 0 and <= "
+                        f"{MAX_SEED} (2**64 - 1, the largest seed torch takes)")
     if "backbone" in classes and "task" in classes:
         kinds = classes["backbone"].kinds
         kind = classes["task"].kind
@@ -146,12 +174,70 @@ def output_problems(cfg: Mapping[str, Any]) -> list[str]:
     runs_dir = cfg.get("runs_dir")
     if not isinstance(runs_dir, str) or not runs_dir.strip():
         out.append(f"'runs_dir' = {runs_dir!r} should be a folder path (default: runs)")
+    else:
+        out.extend(folder_problems("runs_dir", runs_dir))
     name = cfg.get("experiment_name")
     if name is not None and not (isinstance(name, str) and name.strip()):
         out.append(f"'experiment_name' = {name!r} should be null (one per task) or a name")
+    elif isinstance(name, str) and len(name) > MAX_EXPERIMENT_NAME:
+        out.append(f"'experiment_name' is {len(name)} characters long: MLflow takes at most "
+                   f"{MAX_EXPERIMENT_NAME} ({shown(name)})")
     if not isinstance(cfg.get("resume", False), bool):
         out.append(f"'resume' = {cfg.get('resume')!r} should be true or false")
     return out
+
+
+def shown(text: str, limit: int = 60) -> str:
+    """`text` quoted, shortened to `limit` characters for a one-line message."""
+    return repr(text) if len(text) <= limit else repr(text[:limit]) + f"... ({len(text)} chars)"
+
+
+def folder_problems(key: str, path: str) -> list[str]:
+    """`runs_dir`-like settings: a folder attnbench (and Hydra, before any job runs) will create
+    and write under (see `folder_problem`)."""
+    reason = folder_problem(path)
+    return [f"'{key}' = {shown(path)} {reason}"] if reason else []
+
+
+def folder_problem(path: str) -> str | None:
+    """Why `path` cannot be a folder attnbench creates and writes under (None: it can): its names
+    and length must fit the file system, and it must exist as a folder or be creatable.
+    Creatability is tried with a throw-away folder in the nearest existing parent (permission
+    bits alone mislead: root ignores them, a read-only mount does not)."""
+    import tempfile
+    from pathlib import Path
+
+    folder = Path(os.path.abspath(os.path.expanduser(path)))
+    parent = folder
+    while not os.path.lexists(parent) and parent != parent.parent:
+        parent = parent.parent
+    name_max = _pathconf(parent, "PC_NAME_MAX", 255)
+    path_max = _pathconf(parent, "PC_PATH_MAX", 4096)
+    long = max(folder.parts, key=len)
+    if len(long.encode()) > name_max:
+        return (f"has a name of {len(long.encode())} bytes ({shown(long, 20)}); this file system "
+                f"allows {name_max}")
+    if len(str(folder).encode()) + PATH_RESERVE > path_max:
+        return (f"is {len(str(folder).encode())} bytes long: with the files written under it (up "
+                f"to {PATH_RESERVE} more) it exceeds the file system's path limit of {path_max}")
+    if parent == folder:
+        if not folder.is_dir():
+            return "is not a folder"
+    elif not parent.is_dir():
+        return f"cannot be created: {parent} is not a folder"
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".attnbench-probe-", dir=parent))
+    except OSError as err:
+        where = "write in" if parent == folder else "create folders in"
+        return f"cannot be used: no way to {where} {parent} ({err.strerror})"
+    return None
+
+
+def _pathconf(path: Any, name: str, default: int) -> int:
+    try:
+        return int(os.pathconf(path, name))
+    except (OSError, ValueError):
+        return default
 
 
 def check_uri(uri: str) -> list[str]:
