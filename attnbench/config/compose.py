@@ -48,6 +48,11 @@ def parse_hydra_args(args: Sequence[str]) -> HydraArgs:
     parser = get_args_parser()
 
     def refuse(message: str) -> None:
+        if message.startswith("unrecognized arguments"):  # overrides on both sides of a flag
+            raise ConfigError(
+                f"{message}: Hydra reads the overrides as one group, so put its flags after "
+                "them (e.g. attention=dot seed=1 --cfg job)"
+            )
         raise ConfigError(f"{message} (Hydra's flags: attnbench run --hydra-help)")
 
     parser.error = refuse  # type: ignore[method-assign]

@@ -32,7 +32,7 @@ def sqlite_path(uri: str) -> Path | None:
     path = uri.removeprefix("sqlite:///").split("?")[0]
     if not path or path == ":memory:":
         return None
-    return Path(path).resolve()
+    return Path(os.path.abspath(path))  # not resolved: a symbolic link is checked as such
 
 
 def _move_aside(db: Path) -> str:
@@ -42,7 +42,7 @@ def _move_aside(db: Path) -> str:
 def is_fresh(db: Path) -> bool:
     """No store yet: no file, an empty file, or an SQLite file without any table."""
     if not db.exists():
-        return True
+        return not db.is_symlink()  # a dangling link is reported, not replaced
     if not db.is_file():
         return False
     if db.stat().st_size == 0:
@@ -119,6 +119,50 @@ def create(db: Path, make_store: Any) -> None:
     finally:
         for leftover in folder.glob(f"{tmp.name}*"):
             leftover.unlink(missing_ok=True)
+
+
+def relocate_artifacts(db: Path, runs_dir: Path) -> list[tuple[str, str]]:
+    """Make a copied store self-contained: MLflow keeps absolute artifact paths, so a `runs/`
+    folder copied elsewhere still points at the original's `artifacts/` (reports would be logged
+    there, or fail if it is gone). Each such root ``<old>/artifacts`` (an experiment folder
+    ``<old>/artifacts/<name>`` outside `runs_dir`) is rewritten to ``<runs_dir>/artifacts`` in
+    the experiments' and runs' artifact paths. Returns (old root, new root) pairs; ValueError for
+    an outside folder of another shape (attnbench did not make it: it is left alone).
+    Call under the store lock."""
+    from urllib.parse import unquote, urlparse
+
+    root = runs_dir.resolve()
+    new = root / "artifacts"
+    conn = _connect(db)
+    try:
+        rows = conn.execute(
+            "SELECT name, artifact_location FROM experiments WHERE EXISTS "
+            "(SELECT 1 FROM runs r WHERE r.experiment_id = experiments.experiment_id)"
+        ).fetchall()
+        olds: dict[str, str] = {}
+        for name, location in rows:
+            parsed = urlparse(str(location or ""))
+            if parsed.scheme not in ("", "file"):
+                continue  # a server or object store: not a folder of this machine
+            path = Path(unquote(parsed.path))
+            if path.resolve().is_relative_to(root):
+                continue
+            if path.parent.name != "artifacts":
+                raise ValueError(f"experiment {name!r} keeps its artifacts in {path}")
+            olds[str(path.parent)] = str(name)
+        with conn:
+            for old in olds:
+                for before, after in ((Path(old).as_uri(), new.as_uri()), (old, str(new))):
+                    for table, column in (("experiments", "artifact_location"),
+                                          ("runs", "artifact_uri")):
+                        conn.execute(
+                            f"UPDATE {table} SET {column} = ? || substr({column}, ?) "  # noqa: S608
+                            f"WHERE substr({column}, 1, ?) = ?",
+                            (after, len(before) + 1, len(before) + 1, before + "/"),
+                        )
+    finally:
+        conn.close()
+    return [(old, str(new)) for old in olds]
 
 
 def _fsync(path: Path) -> None:

@@ -55,11 +55,12 @@ def test_run_experiment_reports_an_unusable_store_in_one_line(tmp_path: Path) ->
     from attnbench.run.experiment import run_experiment
 
     blocked = tmp_path / "runs"
-    blocked.write_text("a file where the runs folder should be")
     with hydra_compose() as compose:
         cfg = OmegaConf.to_container(
             compose("config", overrides=[*SMOKE, f"runs_dir={blocked}"]), resolve=True
         )
+    checked = validate(cfg)  # validation refuses a runs_dir that is a file: block it after
+    blocked.write_text("a file where the runs folder should be")
     with pytest.raises(TrackingError) as err:
-        run_experiment(validate(cfg))
+        run_experiment(checked)
     assert "Cannot use the MLflow store" in err.value.one_line()
