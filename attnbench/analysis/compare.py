@@ -10,7 +10,7 @@ from attnbench.analysis.model import check_correction, compare_runs
 from attnbench.analysis.render import RENDER, output_format, report_dir, rich_table, write_report
 from attnbench.analysis.select import select_runs
 from attnbench.errors import ConfigError
-from attnbench.store.handle import open_store
+from attnbench.store.handle import Tracker, open_store
 
 
 def compare(
@@ -39,7 +39,11 @@ def compare(
 
     fmt = output_format(fmt, output)
     check_correction(correction)
+    if output is not None:  # before anything is written or logged
+        check_output(output)
     tracker = open_store(runs_dir, tracking_uri)
+    if tracker.local:  # a copied runs/ folder still points at the original's artifacts
+        relocate_copied_store(tracker)
     tracker.mark_stale_runs()  # runs left RUNNING by a killed process: FAILED, not compared
     selection = select_runs(tracker, experiment, sweep)
     if selection.note:
@@ -64,3 +68,36 @@ def compare(
     if output is not None:
         err_console.print(f"wrote {output}", highlight=False, markup=False)
     return 0
+
+
+def check_output(output: Path) -> None:
+    """The -o file can be written: not a folder, in a folder that exists or can be created."""
+    from attnbench.config.validate import folder_problem, shown
+
+    if output.is_dir():
+        raise ConfigError(f"--output {shown(str(output))} is a folder: give a file name, e.g. "
+                          f"{output / 'results.md'}")
+    reason = folder_problem(str(output.parent))
+    if reason:
+        raise ConfigError(f"--output {shown(str(output))}: its folder {output.parent} {reason}")
+
+
+def relocate_copied_store(tracker: Tracker) -> None:
+    """A local store copied from another folder keeps the original's absolute artifact paths:
+    point them at this folder's artifacts/ first, so the report is logged into the copy (not
+    into the original, or nowhere if it is gone); a note on stderr says so."""
+    from attnbench.console import err_console
+    from attnbench.errors import TrackingError
+    from attnbench.store.sqlite_file import relocate_artifacts
+
+    try:
+        with tracker.lock():
+            moved = relocate_artifacts(tracker.runs_dir / "mlflow.db", tracker.runs_dir)
+    except ValueError as err:
+        raise TrackingError(
+            f"The store in {tracker.runs_dir} has artifacts outside it that attnbench did not "
+            f"put there ({err}): run compare where that store was made"
+        ) from None
+    for old, new in moved:
+        err_console.print(f"note: this store was copied from {Path(old).parent}: its artifact "
+                          f"paths now point into {new}", highlight=False, markup=False)
