@@ -9,8 +9,10 @@ convention: a ``"`` is an ordinary character); CSV follows RFC 4180 quoting (Pyt
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
+import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,10 +67,32 @@ def read_bytes(path: str, knob: str) -> bytes:
         raise DataError(f"{path}: file not found (task.{knob})")
     if not p.is_file():
         raise DataError(f"{path}: not a file (task.{knob} must name a data file)")
-    data = p.read_bytes()
+    try:
+        data = p.read_bytes()
+    except OSError as err:  # e.g. no read permission
+        raise DataError(f"{path}: cannot read the file ({err.strerror}) (task.{knob})") from None
     if not data.strip():
         raise DataError(f"{path}: file is empty")
     return data
+
+
+@functools.cache
+def warn(message: str) -> None:
+    """One `warning:` line on stderr, once per process (data is read again by every job)."""
+    sys.stderr.write(f"warning: {message}\n")
+
+
+def _header_warnings(path: str, header: Sequence[str], repeats: Sequence[int]) -> None:
+    """A column name the header holds twice (only the first is read), and header rows repeated
+    further down (a concatenation of files: those rows are skipped, not read as data)."""
+    for name in dict.fromkeys(h for h in header if header.count(h) > 1):
+        where = [i + 1 for i, h in enumerate(header) if h == name]
+        warn(f"{path}: column {name!r} appears {len(where)} times in the header (columns "
+             f"{', '.join(map(str, where))}); only column {where[0]} is read")
+    if repeats:
+        shown = ", ".join(map(str, repeats[:5])) + (", ..." if len(repeats) > 5 else "")
+        warn(f"{path}: the header row appears again at line(s) {shown} (files concatenated?); "
+             f"{len(repeats)} such row(s) skipped")
 
 
 def decode(path: str, data: bytes) -> str:
@@ -176,7 +200,11 @@ def read_columns(path: str, fmt: Format, columns: Sequence[tuple[str, str]], kno
                 raise _missing_column(path, name, col_knob, header)
             index.append(header.index(name))
         width = len(header)
+        repeats = []
         for number, row in body:
+            if [c.strip() for c in row] == header:
+                repeats.append(number)
+                continue
             if len(row) != width:
                 raise DataError(
                     f"{path}:{number}: expected {width} {fmt.upper()} fields "
@@ -184,6 +212,7 @@ def read_columns(path: str, fmt: Format, columns: Sequence[tuple[str, str]], kno
                 )
             rows.lines.append(number)
             rows.fields.append(tuple(row[i] for i in index))
+        _header_warnings(path, header, repeats)
     if not rows.fields:
         raise DataError(f"{path}: no data rows" + ("" if fmt == "jsonl" else " after the header"))
     return rows
