@@ -86,10 +86,12 @@ def run_bench(args: Sequence[str]) -> int:
     """`attnbench bench ARGS`: compose, validate, measure, report. Returns the exit code."""
     from rich.markup import escape
 
+    from attnbench.bench.fits import check_fits
     from attnbench.bench.plan import compose_plan
     from attnbench.console import err_console
 
     plan = compose_plan(args)
+    check_fits(plan)  # every case skipped for memory: one line, not an empty run
 
     t0 = time.perf_counter()
 
