@@ -48,8 +48,12 @@ def check_overrides(args: Sequence[str], multirun: bool = False) -> Preflight:
     In a sweep, cells whose backbone cannot run the task are skipped (returned as notes), unless
     every cell is such a cell.
     """
-    jobs = precheck_overrides(args, multirun)
+    # A sweep's master config is checked for object hooks in `precheck_overrides`; a run's one
+    # config is the job composed below, from the command line as typed (not re-serialised).
+    jobs = precheck_overrides(args, multirun, hooks=multirun)
     hargs = parse_hydra_args(args)
+    if not multirun:
+        jobs = [list(hargs.overrides)]
     problems: list[str] = []
     out = Preflight()
     incompatible = 0
@@ -102,7 +106,8 @@ def check_overrides(args: Sequence[str], multirun: bool = False) -> Preflight:
     return out
 
 
-def precheck_overrides(args: Sequence[str], multirun: bool) -> list[list[str]]:
+def precheck_overrides(args: Sequence[str], multirun: bool, *, hooks: bool = True
+                       ) -> list[list[str]]:
     """The checks before any job is validated: Hydra's flags, syntax, `_target_`, a sweep given
     to `run`, unknown or missing group options, then the object hooks of the config Hydra's app
     will compose (every config source, hydra node included: also for --cfg/--info). Returns the
@@ -143,7 +148,7 @@ def precheck_overrides(args: Sequence[str], multirun: bool) -> list[list[str]]:
                     problems.append(msg)
     if problems:
         raise ConfigError(problems[0], problems)
-    problems = hook_problems(hargs, multirun and not hargs.shows)
+    problems = hook_problems(hargs, multirun and not hargs.shows, compose_master=hooks)
     if problems:
         raise ConfigError(problems[0], problems)
     return jobs
@@ -182,11 +187,13 @@ def _list_value(override: str) -> list[Any]:
     return list(value) if isinstance(value, list) else [value]
 
 
-def hook_problems(hargs: HydraArgs, multirun: bool) -> list[str]:
-    """Object hooks (`config.hooks`) in what Hydra's app will compose for this command line: the
-    run's config, or a sweep's master config (what its callbacks and logging are built from) and
-    the configs an optimising sweeper's own `params` choose. Configs that fail to compose are
-    left to the per-job checks (or to Hydra, for --cfg/--info)."""
+def hook_problems(hargs: HydraArgs, multirun: bool, compose_master: bool = True
+                  ) -> list[str]:
+    """Object hooks (`config.hooks`) in what Hydra's app will compose for this command line:
+    first `pkg://` search paths in the primary config (composing would import them), then, with
+    `compose_master`, the run's config, or a sweep's master config (what its callbacks and
+    logging are built from) and the configs an optimising sweeper's own `params` choose. Configs
+    that fail to compose are left to the per-job checks (or to Hydra, for --cfg/--info)."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     cli = list(hargs.overrides)
@@ -194,7 +201,7 @@ def hook_problems(hargs: HydraArgs, multirun: bool) -> list[str]:
         name = hargs.config_name
         problems = searchpath_problems(primary_search_path(name),
                                        f"hydra.searchpath in the primary config {name!r}")
-        if problems:  # composing would import the package
+        if problems or not compose_master:  # composing would import the package
             return problems
         try:
             master = (compose_multirun(name, cli) if multirun

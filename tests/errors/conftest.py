@@ -26,6 +26,7 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("bad_data")
     for name, content in FILES.items():
         (root / name).write_bytes(content)
+    (root / "folder.csv").mkdir()  # a folder where a data file is expected
     return root
 
 

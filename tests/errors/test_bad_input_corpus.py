@@ -60,7 +60,9 @@ CASES = [
     case("run-with-sweep-values", "run attention=dot,scaled", "is a sweep", "attnbench sweep"),
     case("run-with-range", "run seed=range(0,3)", "is a sweep"),
     case("sweep-cfg-many-jobs", "sweep attention=dot,scaled --cfg job",
-         "--cfg/--info show one job's config", "make 2 jobs", "e.g. attention=dot"),
+         "--cfg/--info show one job's config", "make 2 jobs", "e.g. attention=dot", smoke=False),
+    case("overrides-around-a-flag", "run attention=dot --cfg job seed=1",
+         "unrecognized arguments: seed=1", "put its flags after them", smoke=False),
     # -- unknown keys
     case("key-unknown-top", "run foo=1", "Unknown key 'foo'", "runs_dir, seed"),
     case("key-unknown-plus-top", "run +foo=1", "Unknown key 'foo'", "seed"),
@@ -147,7 +149,56 @@ CASES = [
     # -- where results go
     case("runs-dir-empty", "run runs_dir= trainer=smoke", "'runs_dir'", smoke=False),
     case("experiment-name-empty", "run experiment_name=", "'experiment_name'"),
+    # -- where results go: folders that cannot be created, names MLflow refuses (before Hydra
+    #    creates its output folders)
+    case("seed-too-big", "run seed=18446744073709551616", "'seed' = 18446744073709551616",
+         "2**64 - 1"),
+    case("experiment-name-too-long", "run experiment_name=" + "n" * 5000,
+         "'experiment_name' is 5000 characters long", "at most 500"),
+    case("runs-dir-under-a-file", "run runs_dir={data}/good.csv/runs trainer=smoke",
+         "'runs_dir'", "good.csv is not a folder", smoke=False),
+    case("runs-dir-dev-null", "run runs_dir=/dev/null trainer=smoke",
+         "'runs_dir' = '/dev/null' is not a folder", smoke=False),
+    case("runs-dir-read-only", "sweep runs_dir=/sys/attnbench-runs seed=0,1 trainer=smoke",
+         "'runs_dir' = '/sys/attnbench-runs' cannot be used", "/sys", smoke=False),
+    case("runs-dir-name-too-long", "run trainer=smoke runs_dir=" + "r" * 5000, "'runs_dir'",
+         "5000 bytes", "allows 255", smoke=False),
+    case("runs-dir-path-too-long", "run trainer=smoke runs_dir=" + "abc/" * 1300, "'runs_dir'",
+         "path limit", smoke=False),
+    # -- a local store that exists but cannot be used: the same line for run, sweep, compare
+    case("store-garbage-run", "run trainer=smoke runs_dir={stores}/garbage",
+         "{stores}/garbage/mlflow.db is not an SQLite database", "mv ", smoke=False),
+    case("store-garbage-sweep", "sweep seed=0,1 trainer=smoke runs_dir={stores}/garbage",
+         "{stores}/garbage/mlflow.db is not an SQLite database", "mv ", smoke=False),
+    case("store-garbage-compare", "compare --no-plots --runs-dir {stores}/garbage",
+         "{stores}/garbage/mlflow.db is not an SQLite database", "mv ", smoke=False),
+    case("store-a-folder", "sweep seed=0,1 trainer=smoke runs_dir={stores}/folder",
+         "mlflow.db is a folder", smoke=False),
+    case("store-half-migrated", "run trainer=smoke runs_dir={stores}/half",
+         "is half-migrated", "_alembic_tmp_runs", "mv ", smoke=False),
+    # -- training settings that only make sense together
+    case("weight-decay-huge", "run trainer.weight_decay=1e30", "'trainer.weight_decay' = 1e+30",
+         "< 1/trainer.lr"),
+    # -- sizes the machine cannot hold: refused before any data is drawn
+    case("size-length-vs-backbone", "run task=copy task.length=100000",
+         "'task.length' = 100000", "'backbone.max_len' = 512"),
+    case("size-length-memory", "run task=copy backbone=seq2seq task.length=100000",
+         "'task.length' = 100000", "memory available"),
+    case("size-recall-keys", "run task.num_pairs=100000 task.num_keys=200000",
+         "'task.num_pairs' = 100000", "'backbone.max_len' = 512"),
+    case("size-n-train", "run task.n_train=10000000000", "'task.n_train' = 10000000000",
+         "memory available"),
+    case("size-in-a-sweep", "sweep seed=0,1 task=reverse backbone=seq2seq task.n_val=10000000000",
+         "'task.n_val' = 10000000000"),
+    case("bench-nothing-fits", "bench bench.seq_lens=[10000000] runs_dir={runs}",
+         "'bench.seq_lens' = [10000000]", "every case would be skipped", "the longest that fits",
+         smoke=False),
+    case("data-a-folder", "run task=text backbone=rnn task.path={data}/folder.csv",
+         "folder.csv: not a file"),
     # -- compare / reproduce
+    case("compare-output-cannot-be-written",
+         "compare --no-plots -e assoc_recall -o /dev/null/x.md --runs-dir {store}",
+         "--output '/dev/null/x.md'", "/dev/null is not a folder", smoke=False),
     case("compare-no-store", "compare --no-plots --runs-dir {runs}/missing", "No MLflow store",
          smoke=False),
     case("compare-empty-store", "compare --no-plots --runs-dir {runs}", "No sweep in the store",
@@ -179,6 +230,23 @@ CASES = [
     case("cli-option-bad-int", "ui --port abc", "Invalid value for '--port'", "integer",
          smoke=False),
 ]
+
+
+@pytest.fixture(scope="module")
+def stores(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Runs folders whose mlflow.db cannot be used: garbage bytes, a folder, a half-migrated
+    file (an interrupted migration's leftover table)."""
+    root = tmp_path_factory.mktemp("bad_stores")
+    (root / "garbage").mkdir()
+    (root / "garbage" / "mlflow.db").write_bytes(b"not a database\n" * 100)
+    (root / "folder" / "mlflow.db").mkdir(parents=True)
+    (root / "half").mkdir()
+    with sqlite3.connect(root / "half" / "mlflow.db") as conn:
+        conn.execute("CREATE TABLE alembic_version (version_num VARCHAR(32))")
+        conn.execute("INSERT INTO alembic_version VALUES ('bda7b8c39065')")
+        conn.execute("CREATE TABLE experiments (experiment_id INTEGER)")
+        conn.execute("CREATE TABLE _alembic_tmp_runs (run_uuid VARCHAR(32))")
+    return root
 
 
 @pytest.fixture(scope="module")
@@ -224,6 +292,8 @@ def test_bad_input(case: Case, cli, runs_dir: Path, data_dir: Path, unused_port:
     values = {"data": data_dir, "port": unused_port, "runs": runs_dir}
     if any("{store}" in a for a in case.args):
         values["store"] = request.getfixturevalue("store")
+    if any("{stores}" in a for a in case.args):
+        values["stores"] = request.getfixturevalue("stores")
     args = [_fill(a, **values) for a in case.args]
     result = cli(*args, smoke=case.smoke)
     output = result.output

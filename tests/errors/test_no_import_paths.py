@@ -163,7 +163,7 @@ def test_a_plugin_config_package(cli, runs_dir: Path, tmp_path: Path,
         f"hydra.launcher._target_={BOOM}",
         f"+hydra.callbacks.x={{_partial_: true, _args_: [{BOOM}]}}",
         f"+hydra.job_logging.handlers.evil={{class: {BOOM}}}",
-        f"+hydra.job_logging.handlers.evil={{class: logging.config.fileConfig}}",
+        "+hydra.job_logging.handlers.evil={class: logging.config.fileConfig}",
         f"+hydra.hydra_logging.formatters.evil={{class: {BOOM}}}",
         "+hydra.job_logging.handlers.console.stream=ext://os.system",
         f"+hydra.job.env_set.PYTHONPATH=/shared/{BOOM}",
@@ -222,7 +222,7 @@ def test_the_allowed_hooks_compose_clean() -> None:
     from attnbench.config.hooks import config_problems
 
     pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
-    with hydra_compose() as compose:
+    with hydra_compose():
         for overrides in ([], ["hydra/launcher=joblib"], ["experiment=optuna_lr_width"],
                           ["hydra/sweeper=optuna", "hydra/sweeper/sampler=grid"]):
             cfg = compose_multirun("config", overrides)
