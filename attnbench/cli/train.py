@@ -23,7 +23,15 @@ OVERRIDES = typer.Argument(
 )
 
 
-def run(ctx: typer.Context, overrides: list[str] | None = OVERRIDES, debug: bool = DEBUG) -> None:
+RESUME = typer.Option(
+    False, "--resume",
+    help="Skip a config that already has a FINISHED run; continue an interrupted one from its "
+    "last checkpoint.",
+)
+
+
+def run(ctx: typer.Context, overrides: list[str] | None = OVERRIDES, resume: bool = RESUME,
+        debug: bool = DEBUG) -> None:
     """Train one experiment.
 
     Arguments are Hydra overrides, e.g. attention=additive trainer.lr=1e-3.
@@ -32,16 +40,14 @@ def run(ctx: typer.Context, overrides: list[str] | None = OVERRIDES, debug: bool
     """
     from attnbench.run.launch import launch
 
-    args = [*(overrides or []), *ctx.args]
+    args = [*(overrides or []), *ctx.args, *(["resume=true"] if resume else [])]
     exit_with(lambda: launch(args, multirun=False, debug=debug), debug)
 
 
 def sweep(
     ctx: typer.Context,
     overrides: list[str] | None = OVERRIDES,
-    resume: bool = typer.Option(
-        False, "--resume", help="Skip cells that already have a FINISHED run with the same config."
-    ),
+    resume: bool = RESUME,
     debug: bool = DEBUG,
 ) -> None:
     """Run a grid of experiments (Hydra multirun).

@@ -60,10 +60,14 @@ def run_experiment(
     from attnbench.store.handle import Tracker
     from attnbench.store.liveness import process_tags
     from attnbench.training.checkpoint import save_checkpoint
+    from attnbench.training.device import device_info, resolve
     from attnbench.training.loop import fit
+    from attnbench.training.optimizers import prefetch
     from attnbench.training.seeding import seed_everything, set_threads
 
     started_ms = int(time.time() * 1000)
+    warm = prefetch()  # torch.optim's first use imports torch._dynamo (~1 s): off the critical path
+    device = resolve(cfg.trainer)  # ConfigError when this machine cannot (pre-flight said so)
     ident = identity(cfg, sweep.swept if sweep else ())
     name = ident.run_name
     seed_everything(cfg.seed, cfg.trainer.deterministic)
@@ -76,6 +80,7 @@ def run_experiment(
     last = LastCheckpoint(folder / scratch.LAST)
     env = provenance.environment()
     git = provenance.git_state()
+    hardware = device_info(device)
     run_tags = {
         **ident.tags(),
         record.VERSION_TAG: __version__,
@@ -87,6 +92,9 @@ def run_experiment(
         record.PYTHON_VERSION_TAG: env["python"],
         record.PLATFORM_TAG: env["platform"],
         record.SCRATCH_TAG: token,
+        record.DEVICE_TAG: hardware["device"],
+        record.DEVICE_NAME_TAG: hardware["device_name"],
+        record.PRECISION_TAG: cfg.trainer.precision,
         **({record.GIT_COMMIT_TAG: git["commit"], record.GIT_DIRTY_TAG: git["dirty"]}
            if git else {}),
         **process_tags(),  # pid + host: a run left RUNNING by a killed process is found stale
@@ -110,17 +118,23 @@ def run_experiment(
         return run_id
 
     built = None
+    resume_from = None
     if cfg.resume:  # the content hash needs the data: load it, then claim the cell
+        from attnbench.run.resume import continuation, skip_if_done
+
         built = build(cfg)
         chash = record.config_hash(plain, code, built.data.fingerprint)
         with tracker.claim(chash):
-            from attnbench.run.resume import skip_if_done
-
-            skipped = skip_if_done(tracker, tracker.experiment_id(exp_name), chash, ident, parent)
+            exp_id = tracker.experiment_id(exp_name)
+            skipped = skip_if_done(tracker, exp_id, chash, ident, parent)
             if skipped is not None:
                 scratch.remove(token)
                 return skipped
-            run_id = open_run({record.CONFIG_HASH_TAG: chash})  # the claim: a RUNNING run
+            # an interrupted run of this cell left its training state: continue from it
+            resume_from, continues = continuation(tracker, exp_id, chash, folder)
+            extra = {record.CONFIG_HASH_TAG: chash,
+                     **({record.CONTINUES_TAG: continues} if continues else {})}
+            run_id = open_run(extra)  # the claim: a RUNNING run
         opening = tracker.open_run(lambda: run_id, background=False)
     else:
         # MLflow's import and the run's creation (2-4 s of CPU) overlap data loading and the
@@ -136,16 +150,14 @@ def run_experiment(
         opening.then(lambda run_id: logs.data(tracker, run_id, cfg, data, chash))
         logs.report_notes(data)
 
-        def keep_last(epoch: int, best_state: dict[str, Any]) -> None:
-            save_checkpoint(built.model.state_dict(), last.path)
-            last.path.with_suffix(".epoch").write_text(str(epoch))
-            scratch.record_digest(folder)
-            last.epoch = epoch
+        def mark_epoch(epoch: int, best_state: dict[str, Any]) -> None:
+            last.path.with_suffix(".epoch").write_text(str(epoch))  # last.pt: written by fit
 
         progress = RichProgress(name) if show_progress and cfg.trainer.progress else None
         result = fit(
             built.model, data, built.trainer, cfg.seed, tracker.sink(opening), progress,
-            on_epoch_end=keep_last, before_eval=opening.result,
+            on_epoch_end=mark_epoch, before_eval=opening.result, device=device, warm=warm,
+            last_path=last.path, resume_from=resume_from,
         )
         run_id = opening.result()
         final = {record.split_metric("test", k): v for k, v in result.test.items()}
@@ -158,7 +170,9 @@ def run_experiment(
             save_checkpoint(result.best_state, ckpt)
             tracker.log_artifact(run_id, ckpt, record.CHECKPOINT_DIR)
         logs.model(tracker, run_id, result.best_state, data)
-        tracker.set_tags(run_id, {record.BEST_EPOCH_TAG: result.best_epoch})
+        tracker.set_tags(run_id, {record.BEST_EPOCH_TAG: result.best_epoch,
+                                  **({record.STOPPED_BY_TAG: result.stopped_by}
+                                     if result.stopped_by else {})})
         tracker.end_run(run_id, "FINISHED")
         metrics = final | {record.split_metric("val", k): v for k, v in result.val.items()}
         primary = record.split_metric("val", data.primary_metric)
@@ -196,17 +210,18 @@ def _opened(opening: Any) -> str | None:
 
 @dataclass
 class LastCheckpoint:
-    path: Path
-    epoch: int = 0
+    path: Path  # the resumable training state fit writes (trainer.checkpoint_every)
 
 
 def _close(tracker: Any, run_id: str, status: str, reason: str, last: LastCheckpoint) -> None:
     """End a run that did not finish: the reason as a tag, the last epoch's weights kept."""
     try:
         tracker.set_tags(run_id, {record.ERROR_TAG: reason.splitlines()[0] if reason else status})
-        if last.epoch and last.path.is_file():
+        if last.path.is_file():
             with contextlib.suppress(Exception):  # the status matters more than the weights
                 tracker.log_artifact(run_id, last.path, record.CHECKPOINT_DIR)
-                tracker.set_tags(run_id, {record.LAST_EPOCH_TAG: last.epoch})
+                epoch = last.path.with_suffix(".epoch")
+                if epoch.is_file():
+                    tracker.set_tags(run_id, {record.LAST_EPOCH_TAG: epoch.read_text()})
     finally:
         tracker.end_run(run_id, status)

@@ -9,8 +9,11 @@ parent run id (a space-separated list when several resumed sweeps reuse it);
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from attnbench.store.handle import Tracker, finished_run
 from attnbench.store.schema import (
+    CHECKPOINT_DIR,
     CONFIG_HASH_TAG,
     PARENT_RUN_TAG,
     PRIMARY_METRIC_TAG,
@@ -79,3 +82,37 @@ def skip_if_finished(
         metrics[primary] = max(history)
     return RunResult(name, "SKIPPED", run.run_id, metrics, primary=primary,
                      identity=identity.tags(), experiment=tracker.experiments().get(experiment_id))
+
+
+def continuation(
+    tracker: Tracker, experiment_id: str, config_hash: str, folder: Path
+) -> tuple[Path | None, str | None]:
+    """The training state an interrupted run of this cell left (its `checkpoints/last.pt`,
+    downloaded into `folder`) and that run's id, or (None, None). The newest KILLED or FAILED run
+    with this hash whose state is resumable wins; a state from an older attnbench (weights only)
+    is passed over: the cell then trains from the start."""
+    from attnbench.errors import ConfigError
+    from attnbench.training.state import resume_point
+
+    runs = tracker.search(
+        [experiment_id], f"tags.`{CONFIG_HASH_TAG}` = '{config_hash}'",
+        order_by=["attributes.start_time DESC"],
+    )
+    for run in (r for r in runs if r.status in ("KILLED", "FAILED")):
+        try:
+            path = tracker.download_artifact(run.run_id, f"{CHECKPOINT_DIR}/last.pt", folder)
+        except Exception:  # noqa: BLE001 - MlflowException / OSError: no state left
+            continue
+        target = folder / "resume.pt"
+        path.replace(target)
+        try:
+            step, epoch = resume_point(target)
+        except ConfigError:
+            target.unlink(missing_ok=True)
+            continue
+        from attnbench.console import console
+
+        console.print(f"continue {run.name} from run {run.run_id}: step {step} (epoch {epoch})",
+                      highlight=False, markup=False)
+        return target, run.run_id
+    return None, None

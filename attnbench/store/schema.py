@@ -49,6 +49,11 @@ HEARTBEAT_TAG = "attnbench.heartbeat"
 HEARTBEAT_S = 30
 STALE_AFTER_S = 300
 LAST_EPOCH_TAG = "attnbench.last_epoch"
+CONTINUES_TAG = "attnbench.continues"  # a run that continued an interrupted run's training state
+STOPPED_BY_TAG = "attnbench.stopped_by"  # "max_time" when the wall-clock budget ended training
+DEVICE_TAG = "attnbench.device"  # e.g. cpu, cuda:0
+DEVICE_NAME_TAG = "attnbench.device_name"  # the CPU model or GPU name
+PRECISION_TAG = "attnbench.precision"
 # Provenance: the code (a hash of the source files the run used; see run.provenance) and where
 # it ran. The git commit goes in MLflow's own tag, so the UI shows it.
 CODE_HASH_TAG = "attnbench.code_hash"

@@ -3,14 +3,14 @@ random token under attnbench's own temporary root (`<tmp>/attnbench-<uid>`, mode
 
 A run records only the token (`SCRATCH_TAG`), never a path, and whoever closes a dead run
 (`Tracker.keep_last_checkpoint`) uploads the file only if every check holds: the token has the
-token's shape, the root is a real folder owned by this user, `last.pt` is a regular file (not a
-symlink) owned by this user, and its content is what attnbench wrote (the digest it recorded
-beside it). A run planted in a shared store cannot make anyone upload another file.
+token's shape, the root is a real folder owned by this user and private to it, the folder is one
+attnbench made (the marker it writes when it makes one names the token), and `last.pt` is a
+regular file (not a symlink) owned by this user. A run planted in a shared store cannot make
+anyone upload another file.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import shutil
@@ -20,7 +20,7 @@ import uuid
 from pathlib import Path
 
 LAST = "last.pt"
-DIGEST = "last.sha256"
+MARKER = ".attnbench-scratch"
 _TOKEN = re.compile(r"^[0-9a-f]{32}$")
 
 
@@ -39,15 +39,8 @@ def new() -> tuple[str, Path]:
     token = uuid.uuid4().hex
     folder = root() / token
     folder.mkdir(mode=0o700)
+    (folder / MARKER).write_text(token)
     return token, folder
-
-
-def record_digest(folder: Path) -> None:
-    """Say that `folder/last.pt` is attnbench's: its digest beside it (call after each write)."""
-    digest = hashlib.sha256((folder / LAST).read_bytes()).hexdigest()
-    tmp = folder / f".{DIGEST}.tmp"
-    tmp.write_text(digest)
-    os.replace(tmp, folder / DIGEST)
 
 
 def trusted_last(token: str) -> Path | None:
@@ -57,15 +50,14 @@ def trusted_last(token: str) -> Path | None:
     try:
         folder = root() / token
         info = os.lstat(folder / LAST)
-        digest = (folder / DIGEST).read_text().strip()
+        marker = os.lstat(folder / MARKER)
+        made_by_attnbench = (folder / MARKER).read_text() == token
     except OSError:
         return None
-    if not stat.S_ISREG(info.st_mode) or info.st_uid != os.getuid():
-        return None
-    path = folder / LAST
-    if hashlib.sha256(path.read_bytes()).hexdigest() != digest:
-        return None
-    return path
+    for item in (info, marker):
+        if not stat.S_ISREG(item.st_mode) or item.st_uid != os.getuid():
+            return None
+    return folder / LAST if made_by_attnbench else None
 
 
 def remove(token: str) -> None:

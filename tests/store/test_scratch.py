@@ -33,7 +33,6 @@ def _artifacts(tracker: Tracker, run_id: str) -> list[str]:
 def test_attnbench_written_last_checkpoint_is_kept(tracker: Tracker) -> None:
     token, folder = scratch.new()
     (folder / scratch.LAST).write_bytes(b"weights")
-    scratch.record_digest(folder)
     run_id = _dead_run(tracker, {SCRATCH_TAG: token})
     assert tracker.mark_stale_runs() == [run_id]
     assert _artifacts(tracker, run_id) == ["checkpoints/last.pt"]
@@ -44,8 +43,7 @@ def test_symlink_to_a_secret_is_not_uploaded(tracker: Tracker, tmp_path: Path) -
     secret = tmp_path / "secret.txt"
     secret.write_text("the victim's secret")
     token, folder = scratch.new()
-    (folder / scratch.LAST).symlink_to(secret)
-    scratch.record_digest(folder)  # even with a matching digest
+    (folder / scratch.LAST).symlink_to(secret)  # in a folder attnbench made
     run_id = _dead_run(tracker, {SCRATCH_TAG: token})
     assert tracker.mark_stale_runs() == [run_id]
     assert tracker.get_run(run_id).status == "FAILED"
@@ -61,11 +59,13 @@ def test_a_token_that_is_not_a_token_names_nothing(tracker: Tracker, token: str)
     assert _artifacts(tracker, run_id) == []
 
 
-def test_a_file_attnbench_did_not_write_is_not_uploaded(tracker: Tracker) -> None:
-    token, folder = scratch.new()
+def test_a_folder_attnbench_did_not_make_is_not_trusted() -> None:
+    token = uuid.uuid4().hex
+    folder = scratch.root() / token  # made by someone else, with a last.pt but no marker
+    folder.mkdir()
     (folder / scratch.LAST).write_bytes(b"weights")
-    scratch.record_digest(folder)
-    (folder / scratch.LAST).write_bytes(b"something else")  # changed after attnbench wrote it
+    assert scratch.trusted_last(token) is None
+    (folder / scratch.MARKER).write_text("another token")
     assert scratch.trusted_last(token) is None
     scratch.remove(token)
     assert scratch.trusted_last(uuid.uuid4().hex) is None  # no such folder
