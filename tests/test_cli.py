@@ -183,3 +183,21 @@ def test_unsupported_sweep_syntax_is_one_line_before_any_run(cli, runs_dir: Path
     assert all_runs(runs_dir) == []  # no sweep parent left RUNNING for `compare` to pick
     result = cli("run", "-sc", "install=bash")
     assert result.exit_code == 2 and "attnbench --install-completion" in result.output
+
+
+@pytest.mark.parametrize(("override", "says"), [
+    ("trainer.device=cuda", "'trainer.device' = 'cuda'"),
+    ("trainer.precision=16", "'trainer.precision' = '16'"),
+])
+def test_a_device_this_machine_lacks_is_one_line_before_any_run(
+    cli, runs_dir: Path, override: str, says: str
+) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: the device is valid here")
+    result = cli("run", override)
+    assert result.exit_code == 2
+    (line,) = [ln for ln in result.output.splitlines() if ln.strip()]
+    assert line.startswith(f"error: {says}") and "Valid here:" in line
+    assert all_runs(runs_dir) == []

@@ -96,6 +96,7 @@ def check_overrides(args: Sequence[str], multirun: bool = False) -> Preflight:
                 incompatible += 1
             except ConfigError as err:
                 problems.extend(p for p in err.problems if p not in problems)
+    problems.extend(p for p in _device_problems(out.jobs) if p not in problems)
     problems.extend(_unreachable(servers))
     if not problems:  # a broken local store: one line now, not a failure inside Hydra
         problems.extend(_unusable_stores(local_stores))
@@ -126,6 +127,14 @@ def precheck_overrides(args: Sequence[str], multirun: bool, *, hooks: bool = Tru
             "value per key (quote a value that contains a comma)"
             for a in sweep_args(cli)
         ]
+    if any(a in ("-sc", "--shell-completion") or a.startswith("--shell-completion=")
+           for a in args):
+        problems.append(
+            "Hydra's --shell-completion completes Hydra apps, not attnbench: run "
+            "`attnbench --install-completion` (commands, options and overrides)"
+        )
+    if multirun and not problems:
+        problems += _unsampled_intervals(cli)
     if problems:
         raise ConfigError(problems[0], problems)
     jobs = expand_overrides([*_preset_grid(cli, hargs), *cli] if multirun else cli)
@@ -270,6 +279,34 @@ def _preset_grid(cli: list[str], hargs: HydraArgs | None = None) -> list[str]:
     return [f"{k}={v}" for k, v in sweeper.params.items() if k not in given]
 
 
+def _unsampled_intervals(cli: list[str]) -> list[str]:
+    """`interval(...)` sweeps need a sweeper that samples (Optuna); Hydra's basic sweeper would
+    fail once the sweep has started."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(cli)
+    except HydraException:
+        return []  # reported by expand_overrides
+    intervals = [o.input_line for o in parsed if o.is_interval_sweep()]
+    if not intervals:
+        return []
+    fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
+    try:
+        with hydra_compose() as compose:
+            target = str(compose("config", overrides=fixed,
+                                 return_hydra_config=True).hydra.sweeper.get("_target_", ""))
+    except Exception:  # noqa: BLE001 - composition problems are reported by check_overrides
+        return []
+    if not target.endswith("BasicSweeper"):
+        return []
+    return [f"'{line}': an interval is sampled, not enumerated: it needs a sampling sweeper "
+            "(hydra/sweeper=optuna with pip install 'attnbench[optuna]', or "
+            "experiment=optuna_lr_width); the grid sweeper takes lists such as "
+            "trainer.lr=1e-3,3e-3 or range(...)" for line in intervals]
+
+
 def _sets_target(override: str) -> bool:
     """`+x._target_=...` or a dict value `+x={_target_: ...}` (any spacing or quoting): would
     make Hydra import a name. A cheap first check; `hook_problems` sees the composed config."""
@@ -294,6 +331,20 @@ def _unusable_stores(runs_dirs: Sequence[str]) -> list[str]:
             Tracker(None, runs_dir).check_local()
         except TrackingError as err:
             found.append(err.one_line())
+    return found
+
+
+def _device_problems(jobs: list[RunConfig]) -> list[str]:
+    """A device this machine does not have, or a precision it cannot run there: one line each,
+    before anything trains (`training.device`)."""
+    from attnbench.training.device import resolve
+
+    found: list[str] = []
+    for trainer in {job.trainer for job in jobs}:
+        try:
+            resolve(trainer)
+        except ConfigError as err:
+            found.extend(p for p in err.problems if p not in found)
     return found
 
 
