@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -350,3 +351,44 @@ def test_error_lines_keep_brackets_from_user_input(capsys: pytest.CaptureFixture
 
     error("imdb[train]: no column 'x'; seen [bold] and [/]")  # writes to the current sys.stderr
     assert capsys.readouterr().err == "error: imdb[train]: no column 'x'; seen [bold] and [/]\n"
+
+
+# -- sizes: the refusing process itself stays small ----------------------------------------------
+SIZE_CASES = [c for c in CASES if c.id.startswith("size-") or c.id == "bench-nothing-fits"]
+PEAK_LIMIT_MB = 1024
+# A fresh parent whose only child is the refusing command: RUSAGE_CHILDREN then holds that
+# child's peak RSS alone (ru_maxrss is in KiB on Linux). Address space is capped at 8 GiB so a
+# check that failed could not take the machine down with it.
+_PEAK = """
+import resource, subprocess, sys
+cap = 8 * 2**30
+p = subprocess.run(sys.argv[1:], capture_output=True, text=True,
+                   preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (cap, cap)))
+sys.stderr.write(p.stderr)
+print(p.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+"""
+
+
+def refusing_peak_mb(args: list[str], cwd: Path) -> tuple[int, float, str]:
+    """(exit code, peak RSS in MB, stderr) of `attnbench ARGS` in a subprocess."""
+    proc = subprocess.run([sys.executable, "-c", _PEAK, *attnbench_cmd(), *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=600)
+    code, kib = proc.stdout.split()
+    return int(code), int(kib) / 1024, proc.stderr
+
+
+@pytest.mark.parametrize(
+    "case",
+    [pytest.param(c, marks=() if c.id == "size-n-train" else pytest.mark.slow)
+     for c in SIZE_CASES],
+    ids=[c.id for c in SIZE_CASES],
+)
+def test_refusing_a_size_stays_under_1_gb(case: Case, runs_dir: Path, tmp_path: Path) -> None:
+    args = [_fill(a, runs=runs_dir) for a in case.args]
+    if case.smoke:
+        args += ["trainer=smoke", f"runs_dir={runs_dir}"]
+    code, peak_mb, stderr = refusing_peak_mb(args, tmp_path)
+    assert code == 2, stderr
+    assert [ln for ln in stderr.splitlines() if ln.strip()][-1].startswith("error: ")
+    assert peak_mb < PEAK_LIMIT_MB, f"{case.id}: the refusing process peaked at {peak_mb:.0f} MB"
+    assert run_count(runs_dir) == 0
