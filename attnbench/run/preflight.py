@@ -99,7 +99,7 @@ def check_overrides(args: Sequence[str], multirun: bool = False) -> Preflight:
     problems.extend(p for p in _device_problems(out.jobs) if p not in problems)
     problems.extend(_unreachable(servers))
     if not problems:  # a broken local store: one line now, not a failure inside Hydra
-        problems.extend(_unusable_stores(local_stores))
+        problems.extend(_unusable_stores(local_stores, full=multirun))
     if incompatible and incompatible == len(jobs):
         problems.extend(out.notes)
     if problems:
@@ -319,16 +319,20 @@ def _sets_target(override: str) -> bool:
 _HOOK_IN_VALUE = re.compile(r"[{,]\s*['\"]?\s*(" + "|".join(HOOK_KEYS) + r")\s*['\"]?\s*:")
 
 
-def _unusable_stores(runs_dirs: Sequence[str]) -> list[str]:
+def _unusable_stores(runs_dirs: Sequence[str], full: bool = False) -> list[str]:
     """A local store that exists but cannot be used (a folder, not SQLite, half-migrated): one
-    line each, checked with sqlite3 alone (no MLflow import on the way to the first step)."""
+    line each. A run checks with sqlite3 alone (no MLflow import on the way to the first step;
+    a schema behind MLflow's is reported when the job connects); a sweep connects, which also
+    compares the schema with MLflow's and creates a missing store, as its parent run would next
+    (a failure there would only be a Hydra callback warning)."""
     from attnbench.errors import TrackingError
     from attnbench.store.handle import Tracker
 
     found = []
     for runs_dir in runs_dirs:
         try:
-            Tracker(None, runs_dir).check_local()
+            tracker = Tracker(None, runs_dir)
+            tracker.connect() if full else tracker.check_local()
         except TrackingError as err:
             found.append(err.one_line())
     return found
