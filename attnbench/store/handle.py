@@ -95,11 +95,9 @@ class Tracker:
             yield
 
     def connect(self) -> None:
-        """Create/migrate the store under the lock, or check the server answers (fail fast).
-
-        A new SQLite store is built in a temporary file and moved into place (`sqlite_file`):
-        a kill at any instant leaves no store or a complete one. An existing file is checked
-        before MLflow opens it (one line for a folder, a non-SQLite or a half-migrated file)."""
+        """Create/migrate the store under the lock, or check the server answers (fail fast). A
+        new SQLite store is built aside and moved into place; an existing one is checked before
+        MLflow opens it (`sqlite_file`)."""
         if self.uri.startswith(("http://", "https://")):
             self._check_server()
         from mlflow import MlflowClient
@@ -110,9 +108,9 @@ class Tracker:
         try:
             with self.lock():
                 if db is not None and sqlite_file.is_fresh(db):
-                    sqlite_file.create(db, _make_store)
+                    sqlite_file.create(db, sqlite_file.make_mlflow_store)
                 elif db is not None:
-                    self._check_file(db, _schema_head())
+                    sqlite_file.check(db, sqlite_file.schema_head())
                 client = MlflowClient(tracking_uri=self.uri)
                 client.search_experiments(max_results=1)  # creates + migrates a server's store
         except TrackingError:
@@ -123,17 +121,10 @@ class Tracker:
         self._client = client
 
     def check_local(self) -> None:
-        """Fail fast, without MLflow: an existing SQLite store file must be usable (TrackingError
-        naming the file and the command that fixes it); no file yet is fine."""
+        """Fail fast, without MLflow: an existing SQLite store file must be usable."""
         db = sqlite_file.sqlite_path(self.uri)
         if db is not None:
-            self._check_file(db, None)
-
-    @staticmethod
-    def _check_file(db: Path, head: str | None) -> None:
-        found = sqlite_file.problem(db, head)
-        if found:
-            raise TrackingError(found)
+            sqlite_file.check(db, None)
 
     def _check_server(self) -> None:
         import urllib.error
@@ -411,26 +402,6 @@ class Tracker:
     def metric_history(self, run_id: str, key: str) -> list[tuple[int, float]]:
         """Every logged (step, value) of one metric of one run, in step order."""
         return sorted((m.step, m.value) for m in self.client.get_metric_history(run_id, key))
-
-
-def _make_store(uri: str) -> None:
-    """Create and migrate an MLflow SQLite store at `uri`, then let go of its file."""
-    from mlflow import MlflowClient
-
-    client = MlflowClient(tracking_uri=uri)
-    client.search_experiments(max_results=1)
-    engine = getattr(getattr(client._tracking_client, "store", None), "engine", None)  # noqa: SLF001
-    if engine is not None:
-        engine.dispose()
-
-
-def _schema_head() -> str | None:
-    """MLflow's latest store schema revision (None if this MLflow does not say)."""
-    try:
-        from mlflow.store.db.utils import _get_latest_schema_revision
-    except ImportError:  # pragma: no cover - depends on the installed MLflow
-        return None
-    return str(_get_latest_schema_revision())
 
 
 def _info(run: Any) -> RunInfo:

@@ -102,6 +102,35 @@ def problem(db: Path, head: str | None = None) -> str | None:
     return None
 
 
+def check(db: Path, head: str | None) -> None:
+    """TrackingError naming the file and the command that fixes it (see `problem`)."""
+    from attnbench.errors import TrackingError
+
+    found = problem(db, head)
+    if found:
+        raise TrackingError(found)
+
+
+def schema_head() -> str | None:
+    """MLflow's latest store schema revision (None if this MLflow does not say)."""
+    try:
+        from mlflow.store.db.utils import _get_latest_schema_revision
+    except ImportError:  # pragma: no cover - depends on the installed MLflow
+        return None
+    return str(_get_latest_schema_revision())
+
+
+def make_mlflow_store(uri: str) -> None:
+    """Create and migrate an MLflow SQLite store at `uri`, then let go of its file."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    client.search_experiments(max_results=1)
+    engine = getattr(getattr(client._tracking_client, "store", None), "engine", None)  # noqa: SLF001
+    if engine is not None:
+        engine.dispose()
+
+
 def create(db: Path, make_store: Any) -> None:
     """Create the store `db` atomically: `make_store(uri)` creates and migrates an MLflow store at
     `uri` (a temporary file in the same folder), which then replaces `db` in one step. Call under
