@@ -40,3 +40,19 @@ def test_four_job_joblib_sweep_on_a_fresh_store(tmp_path: Path) -> None:
 def test_four_separate_runs_on_a_fresh_store(tmp_path: Path) -> None:
     """Four `attnbench run` processes started together, each creating the store."""
     _assert_clean(run_repeat(1, "runs", 4, tmp_path))
+
+
+@pytest.mark.slow  # three kills, each followed by a full smoke run on the same store
+def test_a_kill_during_store_creation_leaves_a_usable_store(tmp_path: Path) -> None:
+    """SIGKILL `attnbench run` at a random instant of its store creation (seeded), then run again
+    on the same folder: the store works and the new run is FINISHED (`--kill N`)."""
+    import random
+
+    from attnbench.benchmarks.stress_store import kill_repeat, kill_summary
+
+    rng = random.Random(3)
+    kills = [kill_repeat(i, tmp_path, window=6.0, rng=rng) for i in range(1, 4)]
+    assert all(k.usable for k in kills), (kill_summary(kills), [k.note for k in kills])
+    assert sum(k.lost for k in kills) == 0
+    for k in kills:  # no temporary store left behind by the killed creator
+        assert not list((tmp_path / f"kill-{k.index}" / "runs").glob(".mlflow.db.*.tmp*"))
