@@ -20,7 +20,9 @@ tensor allocated):
     ``B × H × Tq × Tk × 4`` bytes × 3 (scores, weights, saved for backward) per attention layer;
   * one evaluation batch with the diagnostic weights every variant but ``none`` returns:
     ``min(eval_batch_size, n_test) × Tq × Tk × 12`` bytes (float32, and the float64 copy the
-    entropy is summed in).
+    entropy is summed in);
+  * the model: parameters, gradients and Adam's two moments, for the embedding and output rows
+    (vocabulary, positions) and about 12·D² per layer.
 
 File tasks (text, translation) are bounded by their files and only get the lengths check when
 their length is known; their data is not estimated. Notation: B batch, T input length, U target
@@ -50,6 +52,8 @@ class Shape:
     sizes: dict[str, int]  # split -> N
     length_key: str  # the task key that sets T, for messages
     generation_bytes: int = 0  # transient bytes of drawing the largest split
+    vocab: int = 0  # input + target vocabulary + classes: embedding and output rows
+    vocab_key: str = ""  # the task key that sets the vocabulary, for messages
 
 
 def resource_problems(cfg: Mapping[str, Any], available: int | None = None) -> list[str]:
@@ -69,13 +73,24 @@ def resource_problems(cfg: Mapping[str, Any], available: int | None = None) -> l
         source = "given"
     data = data_bytes(shape)
     step, step_what = step_bytes(cfg, shape)
-    if data + step <= available:
+    model, model_key = model_bytes(cfg, shape)
+    if data + step + model <= available:
         return []
     have = f"more than the {gib(available)} of memory available ({source})"
+    if model >= max(data, step):
+        value = _setting(cfg, model_key)
+        return [f"'{model_key}' = {value}: the model's parameters, gradients and optimiser "
+                f"state need ~{gib(model)}, {have}; lower {model_key}"]
     if data >= step:
         counts = sum(shape.sizes.values())
         biggest = max(shape.sizes, key=lambda s: shape.sizes[s])
         key = f"task.n_{biggest}"
+        keys = (cfg.get("task") or {}).get("num_keys")
+        per_example = shape.t_in * shape.channels + 2 * shape.t_out
+        if isinstance(keys, int) and keys > 100 * per_example:  # the keys, not the count
+            return [f"'task.num_keys' = {keys}: drawing the task's keys needs ~{gib(data)} "
+                    f"({shape.sizes[biggest]} examples x {keys} keys x 16 bytes for the largest "
+                    f"split), {have}; lower task.num_keys"]
         return [f"'{key}' = {shape.sizes[biggest]}: the task's data needs ~{gib(data)} "
                 f"({counts} examples of {shape.t_in} x {shape.channels} input and "
                 f"{max(shape.t_out, 1)} target int64 values each, plus drawing them), {have}; "
@@ -114,7 +129,10 @@ def task_shape(task: Mapping[str, Any]) -> Shape | None:
         generation = biggest * _int(task["num_keys"]) * (8 + INT64)
     else:  # symbols, positions and masks while a split is transformed
         generation = 4 * biggest * max(spec.max_len, t_out) * INT64
-    return Shape(spec.max_len, t_out, spec.channels, dict(sizes), length_key, generation)
+    vocab = spec.vocab_size + spec.target_vocab_size + spec.num_classes
+    vocab_key = next((f"task.{k}" for k in ("num_keys", "vocab", "num_values") if k in task), "")
+    return Shape(spec.max_len, t_out, spec.channels, dict(sizes), length_key, generation, vocab,
+                 vocab_key)
 
 
 def length_problems(cfg: Mapping[str, Any], shape: Shape) -> list[str]:
@@ -133,6 +151,29 @@ def data_bytes(shape: Shape) -> int:
     n = sum(shape.sizes.values())
     per_example = shape.t_in * shape.channels + (2 * shape.t_out if shape.t_out else 1)
     return n * per_example * INT64 + shape.generation_bytes
+
+
+def model_bytes(cfg: Mapping[str, Any], shape: Shape) -> tuple[int, str]:
+    """(bytes, the key that dominates) of the parameters with their gradients and Adam's two
+    moments (4 float32 copies): embedding and output rows for the vocabulary and positions,
+    plus about 12·D² per layer."""
+    backbone = cfg.get("backbone") or {}
+    width = _int(backbone.get("d_model") or backbone.get("hidden"), 64)
+    layers = _int(backbone.get("layers")) + _int(backbone.get("decoder_layers"), 0)
+    positions = _int(backbone.get("max_len"), 0)
+    width_key = "backbone.d_model" if "d_model" in backbone else "backbone.hidden"
+    parts = {
+        shape.vocab_key or width_key: shape.vocab * width,
+        "backbone.max_len": positions * width,
+        width_key: 12 * width * width * layers,
+    }
+    key = max(parts, key=lambda k: parts[k])
+    return sum(parts.values()) * FLOAT32 * 4, key
+
+
+def _setting(cfg: Mapping[str, Any], dotted: str) -> Any:
+    group, _, key = dotted.partition(".")
+    return (cfg.get(group) or {}).get(key, "?")
 
 
 def step_bytes(cfg: Mapping[str, Any], shape: Shape) -> tuple[int, str]:
