@@ -14,7 +14,8 @@ the kernelised variants can use shared sums (padding) or prefix sums (causal) in
     out_i = Σ_j M_ij (x_i · y_j) a_j                                     (B, Tq, Da)
 
 which is the numerator and denominator of linear attention (x = φ(q), y = φ(k), a = [v, 1]) and
-every length-wise sum of the Linformer projection.
+every length-wise sum of the Linformer projection. ``check_chunk`` validates the chunk length C
+both variants take, and ``safe_denominator`` divides their sums' empty rows by 1, not 0.
 """
 
 from __future__ import annotations
@@ -44,6 +45,17 @@ class MaskLayout:
     keys: Tensor | None = None
     diag: Tensor | None = None
     dense: Tensor | None = None
+
+
+def check_chunk(chunk: int) -> None:
+    """Refuse a chunk length below 1 (``masked_kernel_sum``'s rows per causal block)."""
+    if chunk < 1:
+        raise ValueError(f"chunk must be >= 1 (rows per block of the causal form), got {chunk}")
+
+
+def safe_denominator(den: Tensor) -> Tensor:
+    """Denominator with empty rows (den = 0, numerator exactly 0 too) divided by 1 instead."""
+    return torch.where(den > 0, den, torch.ones_like(den))
 
 
 def mask_layout(mask: Tensor | None, b: int, tq: int, tk: int) -> MaskLayout:

@@ -16,12 +16,11 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
 from attnbench.attention import ATTENTION
-from attnbench.attention.base import expand_mask, masked_softmax
+from attnbench.attention.base import check_dropout, check_widths, expand_mask, softmax_mix
 
 DEFAULT_CHUNK_BYTES = 64 * 2**20  # few, large chunks: robust when CPU threads are contended
 
@@ -133,13 +132,10 @@ class AdditiveAttention(nn.Module):
         chunk_bytes: int = DEFAULT_CHUNK_BYTES,
     ) -> None:
         super().__init__()
-        for arg, dim in (("d_query", d_query), ("d_key", d_key), ("d_value", d_value)):
-            if dim < 1:
-                raise ValueError(f"{arg} must be a positive width (>= 1), got {dim}")
+        check_widths(d_query, d_key, d_value)
         if hidden < 0:
             raise ValueError(f"hidden must be >= 0 (0 means d_query={d_query}), got {hidden}")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        check_dropout(dropout)
         if chunk_bytes < 1:
             raise ValueError(
                 f"chunk_bytes must be a positive byte budget (e.g. {DEFAULT_CHUNK_BYTES}), "
@@ -170,8 +166,6 @@ class AdditiveAttention(nn.Module):
         wq = self.W(query)  # (B, Tq, Hd)
         uk = self.U(key)  # (B, Tk, Hd)
         scores = additive_scores(wq, uk, self.v.weight[0], self.chunk_bytes)  # (B, Tq, Tk)
-        weights = masked_softmax(scores, m)  # (B, Tq, Tk)
         p = self.dropout if self.training else 0.0
-        # Dropout regularises the mixing only; the returned weights stay a distribution.
-        context = F.dropout(weights, p, training=p > 0) @ value  # (B, Tq, Dv)
+        context, weights = softmax_mix(scores, m, value, p)  # (B, Tq, Dv), (B, Tq, Tk)
         return context, (weights if need_weights else None)

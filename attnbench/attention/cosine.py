@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from attnbench.attention import ATTENTION
+from attnbench.attention.base import check_widths, require_equal_widths
 from attnbench.attention.dot import DotProductAttention
 
 EPS = 1e-8  # norms below this count as EPS: a zero vector has cosine 0 with everything
@@ -48,15 +49,8 @@ class CosineAttention(nn.Module):
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
-        for arg, dim in (("d_query", d_query), ("d_key", d_key), ("d_value", d_value)):
-            if dim < 1:
-                raise ValueError(f"{arg} must be a positive width (>= 1), got {dim}")
-        if d_query != d_key:
-            raise ValueError(
-                f"cosine attention compares q with k, so d_query must equal d_key; got "
-                f"d_query={d_query}, d_key={d_key} (use 'general' or 'additive' for different "
-                "widths)"
-            )
+        check_widths(d_query, d_key, d_value)
+        require_equal_widths("cosine", d_query, d_key, "compares q with k", ("general", "additive"))
         if not temperature > 0:
             raise ValueError(f"temperature must be > 0 (score = cos / τ), got {temperature}")
         log_tau = torch.tensor(math.log(temperature))

@@ -16,7 +16,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from attnbench.attention import ATTENTION
-from attnbench.attention.base import expand_mask, masked_softmax, sdpa_mask
+from attnbench.attention.base import (
+    check_dropout,
+    check_widths,
+    expand_mask,
+    require_equal_widths,
+    sdpa_mask,
+    softmax_mix,
+)
 
 
 @ATTENTION.register("dot")
@@ -30,17 +37,9 @@ class DotProductAttention(nn.Module):
 
     def __init__(self, d_query: int, d_key: int, d_value: int, *, dropout: float = 0.0) -> None:
         super().__init__()
-        for arg, dim in (("d_query", d_query), ("d_key", d_key), ("d_value", d_value)):
-            if dim < 1:
-                raise ValueError(f"{arg} must be a positive width (>= 1), got {dim}")
-        if d_query != d_key:
-            raise ValueError(
-                f"{self.name} attention scores qᵀk, so d_query must equal d_key; got "
-                f"d_query={d_query}, d_key={d_key} (use 'additive' or 'multihead' for "
-                "different widths)"
-            )
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        check_widths(d_query, d_key, d_value)
+        require_equal_widths(self.name, d_query, d_key, "scores qᵀk", ("additive", "multihead"))
+        check_dropout(dropout)
         self.dropout = dropout
         self.d_key = d_key
         self.out_dim = d_value
@@ -78,7 +77,4 @@ class DotProductAttention(nn.Module):
             return context, None
 
         scores = query @ key.transpose(1, 2) * self.scale  # (B, Tq, Tk)
-        weights = masked_softmax(scores, m)  # (B, Tq, Tk)
-        # Dropout regularises the mixing only; the returned weights stay a distribution.
-        context = F.dropout(weights, p, training=p > 0) @ value  # (B, Tq, Dv)
-        return context, weights
+        return softmax_mix(scores, m, value, p)  # (B, Tq, Dv), (B, Tq, Tk)

@@ -16,6 +16,7 @@ from typing import ClassVar
 from torch import Tensor, nn
 
 from attnbench.attention import ATTENTION
+from attnbench.attention.base import check_widths
 from attnbench.attention.dot import DotProductAttention
 
 
@@ -31,9 +32,7 @@ class GeneralAttention(nn.Module):
 
     def __init__(self, d_query: int, d_key: int, d_value: int, *, dropout: float = 0.0) -> None:
         super().__init__()
-        for arg, dim in (("d_query", d_query), ("d_key", d_key), ("d_value", d_value)):
-            if dim < 1:
-                raise ValueError(f"{arg} must be a positive width (>= 1), got {dim}")
+        check_widths(d_query, d_key, d_value)
         self.W = nn.Linear(d_key, d_query, bias=False)  # W_a: (Dq, Dk); a bias cancels per row
         self.dot = DotProductAttention(d_query, d_query, d_value, dropout=dropout)
         self.out_dim = d_value

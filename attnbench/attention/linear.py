@@ -29,18 +29,18 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from attnbench.attention import ATTENTION
-from attnbench.attention._layout import mask_layout, masked_kernel_sum
-from attnbench.attention.base import expand_mask
+from attnbench.attention._layout import (
+    check_chunk,
+    mask_layout,
+    masked_kernel_sum,
+    safe_denominator,
+)
+from attnbench.attention.base import check_widths, expand_mask, require_equal_widths
 
 
 def feature_map(x: Tensor) -> Tensor:
     """φ(x) = elu(x) + 1 (Katharopoulos et al. 2020, eq. 7): positive, so sums never cancel."""
     return F.elu(x) + 1.0
-
-
-def _safe(den: Tensor) -> Tensor:
-    """Denominator with empty rows (den = 0, numerator exactly 0 too) divided by 1 instead."""
-    return torch.where(den > 0, den, torch.ones_like(den))
 
 
 @ATTENTION.register("linear")
@@ -56,17 +56,9 @@ class LinearAttention(nn.Module):
 
     def __init__(self, d_query: int, d_key: int, d_value: int, *, chunk: int = 64) -> None:
         super().__init__()
-        for arg, dim in (("d_query", d_query), ("d_key", d_key), ("d_value", d_value)):
-            if dim < 1:
-                raise ValueError(f"{arg} must be a positive width (>= 1), got {dim}")
-        if d_query != d_key:
-            raise ValueError(
-                f"linear attention takes φ(q)ᵀφ(k), so d_query must equal d_key; got "
-                f"d_query={d_query}, d_key={d_key} (use 'general' or 'additive' for different "
-                "widths)"
-            )
-        if chunk < 1:
-            raise ValueError(f"chunk must be >= 1 (rows per block of the causal form), got {chunk}")
+        check_widths(d_query, d_key, d_value)
+        require_equal_widths("linear", d_query, d_key, "takes φ(q)ᵀφ(k)", ("general", "additive"))
+        check_chunk(chunk)
         self.chunk = chunk
         self.out_dim = d_value
 
@@ -87,11 +79,11 @@ class LinearAttention(nn.Module):
             m = expand_mask(mask, b, tq, tk)
             if m is not None:
                 sim = sim.masked_fill(~m, 0.0)  # masked keys: exactly zero weight
-            weights = sim / _safe(sim.sum(dim=-1, keepdim=True))  # (B, Tq, Tk)
+            weights = sim / safe_denominator(sim.sum(dim=-1, keepdim=True))  # (B, Tq, Tk)
             return weights @ value, weights  # (B, Tq, Dv)
 
         layout = mask_layout(mask, b, tq, tk)
         ones = value.new_ones(b, tk, 1)
         summed = masked_kernel_sum(fq, fk, torch.cat([value, ones], dim=-1), layout, self.chunk)
         num, den = summed[..., :-1], summed[..., -1:]  # (B, Tq, Dv), (B, Tq, 1)
-        return num / _safe(den), None
+        return num / safe_denominator(den), None

@@ -43,13 +43,19 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from attnbench.attention import ATTENTION
-from attnbench.attention._layout import MaskLayout, mask_layout, masked_kernel_sum
-from attnbench.attention.base import expand_mask
-
-
-def _safe(den: Tensor) -> Tensor:
-    """Denominator with empty rows (den = 0, numerator exactly 0 too) divided by 1 instead."""
-    return torch.where(den > 0, den, torch.ones_like(den))
+from attnbench.attention._layout import (
+    MaskLayout,
+    check_chunk,
+    mask_layout,
+    masked_kernel_sum,
+    safe_denominator,
+)
+from attnbench.attention.base import (
+    check_dropout,
+    check_widths,
+    expand_mask,
+    require_equal_widths,
+)
 
 
 @ATTENTION.register("lowrank")
@@ -74,23 +80,14 @@ class LowRankAttention(nn.Module):
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
-        for arg, dim in (("d_query", d_query), ("d_key", d_key), ("d_value", d_value)):
-            if dim < 1:
-                raise ValueError(f"{arg} must be a positive width (>= 1), got {dim}")
-        if d_query != d_key:
-            raise ValueError(
-                f"lowrank attention scores qᵀ(E K), so d_query must equal d_key; got "
-                f"d_query={d_query}, d_key={d_key} (use 'general' or 'additive' for different "
-                "widths)"
-            )
+        check_widths(d_query, d_key, d_value)
+        require_equal_widths("lowrank", d_query, d_key, "scores qᵀ(E K)", ("general", "additive"))
         if rank < 1:
             raise ValueError(f"rank must be >= 1 (projected rows), got {rank}")
         if max_len < 1:
             raise ValueError(f"max_len must be >= 1 (longest key sequence), got {max_len}")
-        if chunk < 1:
-            raise ValueError(f"chunk must be >= 1 (rows per block of the causal form), got {chunk}")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        check_chunk(chunk)
+        check_dropout(dropout)
         self.rank = rank
         self.max_len = max_len
         self.chunk = chunk
@@ -140,7 +137,7 @@ class LowRankAttention(nn.Module):
 
         # Normalisers of E_i and F_i over the keys query i may see, and q_i·(Σ_j M_ij e_rj k_j).
         den = masked_kernel_sum(ones_q, ones_k, ef, layout, self.chunk)  # (B, Tq, 2R)
-        den_e, den_f = _safe(den[..., :r]), _safe(den[..., r:])  # (B, Tq, R) each
+        den_e, den_f = safe_denominator(den[..., :r]), safe_denominator(den[..., r:])  # (B, Tq, R)
         qek = masked_kernel_sum(query, key, ef[..., :r], layout, self.chunk)  # (B, Tq, R)
         scores = qek / den_e * self.scale  # q_i · (E_i K)_r / √D: (B, Tq, R)
         probs = torch.softmax(scores, dim=-1)  # over the R projected keys: (B, Tq, R)

@@ -21,7 +21,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from attnbench.attention import ATTENTION
-from attnbench.attention.base import expand_mask, masked_softmax, sdpa_mask
+from attnbench.attention.base import (
+    check_dropout,
+    check_widths,
+    expand_mask,
+    sdpa_mask,
+    softmax_mix,
+)
 
 
 @ATTENTION.register("multihead")
@@ -38,9 +44,7 @@ class MultiHeadAttention(nn.Module):
         self, d_query: int, d_key: int, d_value: int, *, heads: int = 4, dropout: float = 0.0
     ) -> None:
         super().__init__()
-        for arg, dim in (("d_query", d_query), ("d_key", d_key), ("d_value", d_value)):
-            if dim < 1:
-                raise ValueError(f"{arg} must be a positive width (>= 1), got {dim}")
+        check_widths(d_query, d_key, d_value)
         if heads < 1:
             raise ValueError(f"heads must be >= 1, got {heads}")
         if d_query % heads:
@@ -49,8 +53,7 @@ class MultiHeadAttention(nn.Module):
                 f"heads={heads}; pick heads among the divisors of {d_query}: "
                 f"{', '.join(str(h) for h in range(1, d_query + 1) if d_query % h == 0)}"
             )
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        check_dropout(dropout)
         self.heads = heads
         self.dropout = dropout
         self.d_model = d_query
@@ -118,9 +121,7 @@ class MultiHeadAttention(nn.Module):
 
         if need_weights:
             scores = q @ k.transpose(-2, -1) / dh**0.5  # (B, H, Tq, Tk)
-            head_weights = masked_softmax(scores, m4)  # (B, H, Tq, Tk)
-            # Dropout regularises the mixing only; the returned weights stay a distribution.
-            ctx = F.dropout(head_weights, p, training=p > 0) @ v  # (B, H, Tq, Dh)
+            ctx, head_weights = softmax_mix(scores, m4, v, p)  # (B, H, Tq, Dh), (B, H, Tq, Tk)
             weights = head_weights.mean(dim=1)  # (B, Tq, Tk)
         else:
             ctx = F.scaled_dot_product_attention(q, k, v, attn_mask=safe, dropout_p=p)

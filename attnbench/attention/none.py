@@ -14,7 +14,7 @@ from typing import ClassVar
 from torch import Tensor, nn
 
 from attnbench.attention import ATTENTION
-from attnbench.attention.base import expand_mask
+from attnbench.attention.base import check_widths, expand_mask
 
 
 @ATTENTION.register("none")
@@ -28,9 +28,7 @@ class NoAttention(nn.Module):
 
     def __init__(self, d_query: int, d_key: int, d_value: int) -> None:
         super().__init__()
-        for arg, dim in (("d_query", d_query), ("d_key", d_key), ("d_value", d_value)):
-            if dim < 1:
-                raise ValueError(f"{arg} must be a positive width (>= 1), got {dim}")
+        check_widths(d_query, d_key, d_value)
         self.d_value = d_value
         self.out_dim = d_value
 
