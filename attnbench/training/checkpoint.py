@@ -1,7 +1,8 @@
-"""Saving and loading checkpoints: plain tensor dicts, loaded with ``weights_only=True``.
+"""Saving and loading checkpoints: tensors in plain containers, loaded with ``weights_only=True``.
 
-A checkpoint is a ``state_dict`` (names -> tensors), nothing else, so loading one can never run
-code from the file: ``torch.load(..., weights_only=True)`` refuses pickled objects other than
+A checkpoint is a ``state_dict`` (names -> tensors), or for a resumable run (state.py) a dict of
+tensors, numbers, strings and nested dicts/lists of them, nothing else, so loading one can never
+run code from the file: ``torch.load(..., weights_only=True)`` refuses pickled objects other than
 tensors and plain containers. Every module that reads a checkpoint goes through `load_checkpoint`
 (a test greps the package for other ``torch.load`` calls).
 """
@@ -11,14 +12,14 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
-from torch import Tensor
 
 from attnbench.errors import AttnbenchError
 
 
-def save_checkpoint(state: Mapping[str, Tensor], path: str | Path) -> Path:
+def save_checkpoint(state: Mapping[str, Any], path: str | Path) -> Path:
     """Write `state` to `path` atomically (a reader never sees a half-written file)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -30,7 +31,7 @@ def save_checkpoint(state: Mapping[str, Tensor], path: str | Path) -> Path:
 
 def load_checkpoint(
     path: str | Path, map_location: str | torch.device = "cpu"
-) -> dict[str, Tensor]:
+) -> dict[str, Any]:
     """A state_dict saved by `save_checkpoint`; refuses files that would need to run code."""
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)

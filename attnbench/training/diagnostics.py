@@ -99,9 +99,12 @@ def query_rows(data: TaskData, inputs: Tensor, targets: Tensor, tq: int) -> Tens
 def batch_weights(
     model: Backbone, data: TaskData, inputs: Tensor, targets: Tensor
 ) -> Tensor | None:
-    """(B, Tq, Tk) diagnostic weights (teacher forcing for transduction), None without attention."""
-    target_arg = targets if data.spec.kind == "transduce" else None
-    return model(inputs, target_arg, need_weights=True).weights
+    """(B, Tq, Tk) diagnostic weights (teacher forcing for transduction), None without attention;
+    computed on the model's device, returned on the CPU."""
+    device = next(model.parameters()).device
+    target_arg = targets.to(device) if data.spec.kind == "transduce" else None
+    weights = model(inputs.to(device), target_arg, need_weights=True).weights
+    return None if weights is None else weights.cpu()
 
 
 def usable_align(split: Split, weights: Tensor, idx: slice) -> Tensor | None:

@@ -1,16 +1,19 @@
-"""The train/eval loop: AdamW (optim.py), validation every epoch, test on the best weights.
+"""The train/eval loop: torch.optim (optimizers.py) on the configured device and precision,
+validation every epoch (or every `eval_every` steps), test on the best-validation weights, and a
+resumable `last.pt` (state.py).
 
 Notation: B batch, T input length, U target length, K classes, V target vocabulary.
 """
 
 from __future__ import annotations
 
-import copy
+import contextlib
 import math
-import resource
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 import torch
@@ -22,7 +25,10 @@ from attnbench.errors import RunFailed
 from attnbench.tasks.base import IGNORE, PAD, Split, TaskData
 from attnbench.tasks.metrics import compute_metrics
 from attnbench.training.config import TrainerConfig
-from attnbench.training.optim import AdamW
+from attnbench.training.device import autocast, check_precision, resolve, synchronize
+from attnbench.training.memory import RunMemory
+from attnbench.training.optimizers import build_optimizer, build_schedule, warm_up
+from attnbench.training.state import LoopState, load_state, restore, save_state
 
 
 class MetricSink(Protocol):
@@ -39,55 +45,130 @@ class Progress(Protocol):
 class FitResult:
     best_step: int
     best_epoch: int
-    val: dict[str, float]
+    val: dict[str, float]  # the primary metric's best validation, with its "loss"
     test: dict[str, float]
     cost: dict[str, float]
     steps: int
-    best_state: dict[str, Tensor] = field(repr=False, default_factory=dict)
+    best_state: dict[str, Tensor] = field(repr=False, default_factory=dict)  # on the CPU
+    stopped_by: str | None = None  # "max_time", "max_steps" or None (all epochs ran)
 
 
 def batches(
-    split: Split, size: int, generator: torch.Generator | None
+    split: Split, size: int, generator: torch.Generator | None, skip: int = 0
 ) -> Iterator[tuple[Tensor, Tensor]]:
+    """Batches of `split` in a random order (or in order without a generator), from batch
+    `skip` of the order on (the order is drawn whole either way, so the generator advances the
+    same)."""
     n = len(split)
     order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
-    for start in range(0, n, size):
+    for start in range(skip * size, n, size):
         idx = order[start : start + size]
         yield split.inputs[idx], split.targets[idx]
 
 
-def loss_fn(logits: Tensor, targets: Tensor, kind: str) -> Tensor:
+def to_device(device: torch.device) -> Callable[[Tensor], Tensor]:
+    """Moves a host batch to `device`: asynchronously from pinned memory on CUDA."""
+    if device.type == "cpu":
+        return lambda t: t
+    if device.type == "cuda":
+        return lambda t: t.pin_memory().to(device, non_blocking=True)
+    return lambda t: t.to(device)
+
+
+def loss_fn(logits: Tensor, targets: Tensor, kind: str, reduction: str = "mean") -> Tensor:
     # classify: (B, K) | (B, T, K) vs (B,) | (B, T); transduce: (B, U, V) vs (B, U)
     ignore = PAD if kind == "transduce" else IGNORE
-    return F.cross_entropy(logits.flatten(0, -2), targets.flatten(), ignore_index=ignore)
+    return F.cross_entropy(logits.flatten(0, -2), targets.flatten(), ignore_index=ignore,
+                           reduction=reduction)
 
 
 @torch.no_grad()
-def predict(model: Backbone, data: TaskData, inputs: Tensor) -> Tensor:
-    spec = data.spec
-    if spec.kind == "classify":
-        return model(inputs).logits.argmax(-1)  # (B,) | (B, T)
-    return model.generate(inputs, max_len=spec.max_target_len).tokens  # (B, U')
-
-
-@torch.no_grad()
-def evaluate(model: Backbone, data: TaskData, split: Split, cfg: TrainerConfig) -> dict[str, float]:
+def evaluate(
+    model: Backbone, data: TaskData, split: Split, cfg: TrainerConfig
+) -> dict[str, float]:
+    """The task's metrics on `split` plus "loss" (float32 cross-entropy per scored target, with
+    teacher forcing for transduction), on the model's device in `cfg.precision`."""
     model.eval()
+    device = next(model.parameters()).device
+    amp, move = autocast(device, cfg.precision), to_device(device)
+    kind = data.spec.kind
     preds: list[Tensor] = []
     targets: list[Tensor] = []
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    scored = torch.zeros((), dtype=torch.int64, device=device)
     for i, (x, y) in enumerate(batches(split, cfg.eval_batch_size, None)):
         if cfg.limit_eval_batches and i >= cfg.limit_eval_batches:
             break
-        p = predict(model, data, x)
-        if data.spec.kind == "transduce":  # pad to the target width so batches concatenate
-            p = F.pad(p, (0, max(0, y.shape[1] - p.shape[1])), value=PAD)[:, : y.shape[1]]
+        x, y = move(x), move(y)
+        with amp():
+            if kind == "classify":
+                logits = model(x).logits  # (B, K) | (B, T, K)
+                p = logits.argmax(-1)  # (B,) | (B, T)
+            else:
+                logits = model(x, y).logits  # (B, U, V), teacher forcing
+                p = model.generate(x, max_len=data.spec.max_target_len).tokens  # (B, U')
+                # pad to the target width so batches concatenate
+                p = F.pad(p, (0, max(0, y.shape[1] - p.shape[1])), value=PAD)[:, : y.shape[1]]
+        loss_sum += loss_fn(logits.float(), y, kind, reduction="sum")
+        scored += (y != (PAD if kind == "transduce" else IGNORE)).sum()
         preds.append(p)
         targets.append(y)
-    return compute_metrics(data.metrics, torch.cat(preds), torch.cat(targets), data.target_itos)
+    out = compute_metrics(data.metrics, torch.cat(preds), torch.cat(targets), data.target_itos)
+    out["loss"] = float(loss_sum / scored.clamp(min=1))
+    return out
 
 
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux reports KiB
+def better(val: dict[str, float], best: dict[str, float], primary: str) -> bool:
+    """Higher primary metric wins; a tie goes to the lower validation loss."""
+    if not best:
+        return True
+    if val[primary] != best[primary]:
+        return val[primary] > best[primary]
+    return val.get("loss", math.inf) < best.get("loss", math.inf)
+
+
+def _warm_metrics(data: TaskData) -> None:
+    """Score two validation examples against themselves: the metric libraries' first import
+    (scikit-learn, sacrebleu) happens here, where the memory meter leaves it out."""
+    with contextlib.suppress(Exception):  # a real problem shows in the evaluation itself
+        y = data.val.targets[:2]
+        compute_metrics(data.metrics, y, y, data.target_itos)
+
+
+def _warm_kernels(model: Backbone, data: TaskData, cfg: TrainerConfig, device: torch.device
+                  ) -> None:
+    """A training step's forward, backward and clipping on the first training batch, without
+    the update: gradients dropped, random generators put back (`fork_rng`). The kernels'
+    one-time set-up (10-20 MB on the CPU, the first time in a process) then happens before the
+    memory meter starts."""
+    move, amp = to_device(device), autocast(device, cfg.precision)
+    x, y = move(data.train.inputs[: cfg.batch_size]), move(data.train.targets[: cfg.batch_size])
+    cuda = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda, device_type=device.type):
+        model.train()
+        with amp():
+            out = model(x, y if data.spec.kind == "transduce" else None)
+        loss_fn(out.logits.float(), y, data.spec.kind).backward()
+        if cfg.grad_clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+    for p in model.parameters():
+        p.grad = None
+
+
+class _Clock:
+    """Training seconds: runs while training, paused for validation and checkpoints."""
+
+    def __init__(self, device: torch.device, spent: float) -> None:
+        self.device, self.spent, self.since = device, spent, None
+
+    def go(self) -> None:
+        self.since = time.perf_counter()
+
+    def pause(self) -> None:
+        if self.since is not None:
+            synchronize(self.device)  # the queued steps belong to the training time
+            self.spent += time.perf_counter() - self.since
+            self.since = None
 
 
 def fit(
@@ -99,83 +180,174 @@ def fit(
     progress: Progress | None = None,
     on_epoch_end: Callable[[int, dict[str, Tensor]], None] | None = None,
     before_eval: Callable[[], object] | None = None,
+    *,
+    device: torch.device | None = None,
+    warm: threading.Thread | None = None,
+    last_path: Path | None = None,
+    resume_from: Path | None = None,
 ) -> FitResult:
-    """Train, validate every epoch, keep the best-validation weights, test with them.
+    """Train, validate, keep the best-validation weights, test with them.
 
+    `device`: where to train (default `device.resolve(cfg)`); the model moves there, batches move
+    per step, and the model stays there afterwards with the best weights loaded.
+    `warm`: the thread of `optimizers.prefetch()`, joined before the optimiser is built.
+    `last_path`: where the resumable state is written (every `checkpoint_every` steps and at every
+    validation); `resume_from`: such a file, to continue exactly where it stopped.
+    `on_epoch_end(epoch, best_state)` runs at the end of every epoch (and when training stops).
     `before_eval` runs before each validation (outside the timed training): experiment.py waits
     there for the thread opening the MLflow run, whose imports must not overlap the ones
     evaluation makes (metric libraries): two threads importing overlapping packages can deadlock.
     """
+    if device is None:
+        device = resolve(cfg)
+    else:
+        check_precision(cfg.precision, device)
+    if warm is not None:
+        warm.join()
+    else:
+        warm_up()  # its one-time imports stay out of the memory figure
+    model.to(device)
+    # One-time set-up the memory figure leaves out: kernels; the metric libraries' imports here
+    # unless another thread may be importing now (before_eval given), else at the first
+    # validation, after before_eval.
+    _warm_kernels(model, data, cfg, device)
+    warmed = before_eval is None
+    if warmed:
+        _warm_metrics(data)
+    meter = RunMemory(device)
+    meter.start()
+    net = torch.compile(model) if cfg.compile else model
     gen = torch.Generator().manual_seed(seed)
-    # torch.optim.AdamW + LambdaLR warm-up, bit for bit, minus torch.optim's 1 s import (optim.py)
-    opt = AdamW(
-        model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
-        warmup_steps=cfg.warmup_steps,
-    )
+    opt = build_optimizer(model.parameters(), cfg, device)
     steps_per_epoch = math.ceil(len(data.train) / cfg.batch_size)
     total = steps_per_epoch * cfg.epochs
     if cfg.max_steps:
         total = min(total, cfg.max_steps)
-    primary = data.primary_metric
-    best_val: dict[str, float] = {}
-    best_state: dict[str, Tensor] = {}
-    best_step = best_epoch = 0
-    step = 0
-    train_s = 0.0
-    samples = 0
-    window: list[Tensor] = []
+    schedule = build_schedule(opt, cfg, total)
+    scaler = torch.amp.GradScaler(device.type) if str(cfg.precision) == "16" else None
+    objects = {"model": model, "optimizer": opt, "schedule": schedule, "scaler": scaler,
+               "device": device}
+    if resume_from is not None:
+        loop = restore(load_state(resume_from), cfg=cfg, seed=seed, **objects)
+    else:
+        loop = LoopState(order_start=gen.get_state())
+    kind, primary = data.spec.kind, data.primary_metric
+    amp, move = autocast(device, cfg.precision), to_device(device)
+    clock = _Clock(device, loop.train_s)
+    started = time.perf_counter() - loop.elapsed_s
+    stopped_by: str | None = None
+
+    def checkpoint() -> None:
+        if last_path is not None:
+            loop.train_s = clock.spent
+            loop.elapsed_s = time.perf_counter() - started
+            save_state(last_path, cfg=cfg, seed=seed, loop=loop, **objects)
+
+    def validate() -> None:
+        nonlocal warmed
+        if before_eval:
+            before_eval()
+        if not warmed:
+            with meter.excluded():
+                _warm_metrics(data)
+            warmed = True
+        val = evaluate(model, data, data.val, cfg)
+        sink.log_metrics({f"val/{k}": v for k, v in val.items()} | {"epoch": loop.epoch},
+                         loop.step)
+        if better(val, loop.best_val, primary):
+            loop.best_val, loop.best_step, loop.best_epoch = val, loop.step, loop.epoch
+            loop.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        loop.last_val_step = loop.step
+
+    def over_time() -> bool:
+        return bool(cfg.max_time) and time.perf_counter() - started >= cfg.max_time
+
+    if over_time():  # a resumed run that had used its time already
+        stopped_by = "max_time"
     if progress:
         progress.start(total)
     try:
-        for epoch in range(1, cfg.epochs + 1):
+        while loop.step < total and stopped_by is None:
             model.train()
-            t0 = time.perf_counter()
-            for x, y in batches(data.train, cfg.batch_size, gen):
-                out = model(x, y if data.spec.kind == "transduce" else None)
-                loss = loss_fn(out.logits, y, data.spec.kind)
+            gen.set_state(loop.order_start)
+            clock.go()
+            for x, y in batches(data.train, cfg.batch_size, gen, skip=loop.position):
+                x, y = move(x), move(y)
+                with amp():
+                    out = net(x, y if kind == "transduce" else None)
+                loss = loss_fn(out.logits.float(), y, kind)
                 opt.zero_grad()
-                loss.backward()
-                if cfg.grad_clip:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                opt.step()
-                step += 1
-                samples += x.shape[0]
-                window.append(loss.detach())
-                if step % cfg.log_every == 0 or step == total:
-                    mean_loss = float(torch.stack(window).mean())
-                    window.clear()
+                if scaler is not None:
+                    scaler.scale(loss).backward()
+                    if cfg.grad_clip:
+                        scaler.unscale_(opt)
+                        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                    scaler.step(opt)
+                    scaler.update()
+                else:
+                    loss.backward()
+                    if cfg.grad_clip:
+                        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                    opt.step()
+                schedule.step()
+                loop.step += 1
+                loop.position += 1
+                loop.samples += x.shape[0]
+                loop.window.append(loss.detach())
+                if loop.step % cfg.log_every == 0 or loop.step == total:
+                    mean_loss = float(torch.stack(loop.window).mean())
+                    loop.window.clear()
                     if not math.isfinite(mean_loss):
                         raise RunFailed(
-                            f"loss became {mean_loss} at step {step}: lower trainer.lr?"
+                            f"loss became {mean_loss} at step {loop.step}: lower trainer.lr?"
                         )
-                    sink.log_metrics({"train/loss": mean_loss}, step)
+                    sink.log_metrics({"train/loss": mean_loss}, loop.step)
                     if progress:
-                        progress.advance(step, mean_loss, f"epoch {epoch}/{cfg.epochs}")
-                if step >= total:
+                        progress.advance(loop.step, mean_loss, f"epoch {loop.epoch}/{cfg.epochs}")
+                if loop.step >= total:
                     break
-            train_s += time.perf_counter() - t0
-            if before_eval:
-                before_eval()
-            val = evaluate(model, data, data.val, cfg)
-            sink.log_metrics({f"val/{k}": v for k, v in val.items()} | {"epoch": epoch}, step)
-            if not best_val or val[primary] > best_val[primary]:
-                best_val, best_step, best_epoch = val, step, epoch
-                best_state = copy.deepcopy(model.state_dict())
+                if over_time():
+                    stopped_by = "max_time"
+                    break
+                every = cfg.eval_every and loop.step % cfg.eval_every == 0
+                if every or (cfg.checkpoint_every and loop.step % cfg.checkpoint_every == 0):
+                    clock.pause()
+                    if every:
+                        validate()
+                        model.train()
+                    checkpoint()
+                    clock.go()
+            clock.pause()
+            finished = loop.step >= total or stopped_by is not None
+            if (not cfg.eval_every or finished) and loop.last_val_step != loop.step:
+                validate()
             if on_epoch_end:
-                on_epoch_end(epoch, best_state)
-            if step >= total:
-                break
+                on_epoch_end(loop.epoch, loop.best_state)
+            if loop.position >= steps_per_epoch:
+                loop.epoch, loop.position, loop.order_start = loop.epoch + 1, 0, gen.get_state()
+            if loop.last_val_step == loop.step:
+                checkpoint()
+        if loop.last_val_step != loop.step:  # resumed past its budget: nothing trained
+            validate()
+            checkpoint()
     finally:
         if progress:
             progress.stop()
-    model.load_state_dict(best_state)
+    capped = cfg.max_steps and total < steps_per_epoch * cfg.epochs
+    if stopped_by is None and loop.step >= total and capped:
+        stopped_by = "max_steps"
+    model.load_state_dict(loop.best_state)
     test = evaluate(model, data, data.test, cfg)
     params = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    epochs_run = loop.epoch if loop.position else max(1, loop.epoch - 1)
+    train_s = clock.spent
     cost = {
         "params": float(params),
         "train_s": train_s,
-        "epoch_s": train_s / max(1, epoch),
-        "samples_per_s": samples / train_s if train_s else 0.0,
-        "peak_mem_mb": peak_rss_mb(),
+        "epoch_s": train_s / epochs_run,
+        "samples_per_s": loop.samples / train_s if train_s else 0.0,
+        **meter.figures(),
     }
-    return FitResult(best_step, best_epoch, best_val, test, cost, step, best_state)
+    best_cpu = {k: v.cpu() for k, v in loop.best_state.items()}
+    return FitResult(loop.best_step, loop.best_epoch, loop.best_val, test, cost, loop.step,
+                     best_cpu, stopped_by)
