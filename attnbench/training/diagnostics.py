@@ -101,7 +101,7 @@ def batch_weights(
 ) -> Tensor | None:
     """(B, Tq, Tk) diagnostic weights (teacher forcing for transduction), None without attention;
     computed on the model's device, returned on the CPU."""
-    device = next(model.parameters()).device
+    device = next(model.parameters(), inputs).device  # a parameter-free model: where inputs are
     target_arg = targets.to(device) if data.spec.kind == "transduce" else None
     weights = model(inputs.to(device), target_arg, need_weights=True).weights
     return None if weights is None else weights.cpu()

@@ -89,7 +89,7 @@ def evaluate(
     """The task's metrics on `split` plus "loss" (float32 cross-entropy per scored target, with
     teacher forcing for transduction), on the model's device in `cfg.precision`."""
     model.eval()
-    device = next(model.parameters()).device
+    device = next(model.parameters(), torch.empty(0)).device  # no parameters: the CPU
     amp, move = autocast(device, cfg.precision), to_device(device)
     kind = data.spec.kind
     preds: list[Tensor] = []
