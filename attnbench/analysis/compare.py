@@ -10,7 +10,8 @@ from attnbench.analysis.model import check_correction, compare_runs
 from attnbench.analysis.render import RENDER, output_format, report_dir, rich_table, write_report
 from attnbench.analysis.select import select_runs
 from attnbench.errors import ConfigError
-from attnbench.store.handle import Tracker, open_store
+from attnbench.store.handle import Tracker
+from attnbench.store.queries import open_store
 
 
 def compare(

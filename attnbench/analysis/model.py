@@ -10,29 +10,30 @@ as if they were seeds: it is marked, and no paired test is made against it or wi
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 from attnbench.analysis import stats
+from attnbench.analysis.keys import (
+    config_value,
+    default_by,
+    lookup,
+    pairing_key,
+    pooled_keys,
+    trained_config,
+)
 from attnbench.analysis.select import Selection
 from attnbench.errors import ConfigError
 from attnbench.store.handle import RunInfo
 from attnbench.store.schema import (
-    ATTENTION_TAG,
-    BACKBONE_TAG,
     COST_COLUMNS,
     HIGHER,
     IDENTITY_TAGS,
     KIND_TAG,
     NO_DIRECTION,
-    NOT_TRAINED_PARAMS,
     PRIMARY_METRIC_TAG,
-    SEED_TAG,
-    SWEEP_KEYS_TAG,
     SWEEP_KIND,
-    TASK_TAG,
     metric_direction,
 )
 
@@ -103,7 +104,7 @@ class Comparison:
         values: dict[str, set] = {}
         for g in self.groups:
             for key in g.pooled:
-                values.setdefault(key, set()).update(_value(r, key) for r in g.runs)
+                values.setdefault(key, set()).update(config_value(r, key) for r in g.runs)
         return {k: len(values[k]) for k in sorted(values)}
 
     @property
@@ -142,79 +143,6 @@ class Comparison:
         return "; ".join(parts + self.notes)
 
 
-def lookup(run: RunInfo, key: str) -> str | None:
-    """A grouping key's value: a run tag (attention, backbone, task, seed) or a config param."""
-    if key in run.tags:
-        return run.tags[key]
-    if key in run.params:
-        return run.params[key]
-    return run.params.get(f"{key}.name")
-
-
-def _same_key(name: str, key: str) -> bool:
-    """`name` is the grouping key `key` itself: equal, or the tag `attention` and the param
-    `attention.name` (either way round)."""
-    return name == key or name == f"{key}.name" or key == f"{name}.name"
-
-
-def pairing_key(run: RunInfo, by: Sequence[str]) -> tuple:
-    """What a run shares with its counterpart in another group: everything but the grouped keys
-    and the config under them (its seed and any other config difference), so runs pair only
-    with their exact twin."""
-
-    def grouped(name: str) -> bool:
-        return any(_same_key(name, k) or name.startswith(f"{k}.") for k in by)
-
-    tags = tuple((k, run.tags.get(k)) for k in IDENTITY_TAGS if not grouped(k))
-    params = tuple(
-        sorted(
-            (k, v)
-            for k, v in run.params.items()
-            if not grouped(k) and not k.startswith(NOT_TRAINED_PARAMS)
-        )
-    )
-    return tags + params
-
-
-def trained_config(run: RunInfo) -> dict[str, str | None]:
-    """What was trained: the identity tags and the params, less what only says where results go
-    (`NOT_TRAINED_PARAMS`). Includes the seed."""
-    tags = {k: run.tags.get(k) for k in IDENTITY_TAGS}
-    return tags | {k: v for k, v in run.params.items() if not k.startswith(NOT_TRAINED_PARAMS)}
-
-
-def _value(run: RunInfo, key: str) -> str | None:
-    return trained_config(run).get(key)
-
-
-def pooled_keys(runs: Sequence[RunInfo], by: Sequence[str]) -> dict[str, int]:
-    """Trained config keys other than the seed and the grouped keys whose values differ between
-    the runs of one group -> their number of values (a key a run lacks counts as a value).
-
-    Implied differences are folded in: with `backbone.name` differing, `backbone.d_model` and
-    the `backbone` tag are not listed again."""
-    configs = [trained_config(r) for r in runs]
-    names = {k for c in configs for k in c}
-    differ = {
-        k: len({c.get(k) for c in configs})
-        for k in names
-        if k not in (SEED_TAG, "seed") and not any(_same_key(k, g) for g in by)
-    }
-    differ = {k: n for k, n in differ.items() if n > 1}
-    heads = {k.partition(".")[0] for k in differ if k.endswith(".name")} | {
-        k for k in differ if k in IDENTITY_TAGS
-    }
-    out = {}
-    for key, n in sorted(differ.items()):
-        head, dot, rest = key.partition(".")
-        if key in IDENTITY_TAGS and f"{key}.name" in differ:
-            continue  # listed as <tag>.name
-        if dot and rest != "name" and head in heads:
-            continue  # follows from a different <group>.name
-        out[key] = n
-    return out
-
-
 def default_metric(runs: Sequence[RunInfo]) -> str:
     primaries = sorted({r.tags.get(PRIMARY_METRIC_TAG) or "acc" for r in runs})
     if len(primaries) > 1:
@@ -223,30 +151,6 @@ def default_metric(runs: Sequence[RunInfo]) -> str:
             "--metric, e.g. --metric test/" + primaries[0]
         )
     return f"test/{primaries[0]}"
-
-
-def default_by(selection: Selection, runs: Sequence[RunInfo]) -> list[str]:
-    """The grouping when --by is not given: the keys the sweep varied (its parent run's
-    SWEEP_KEYS_TAG) less the seed and keys no run has a value for, attention/backbone/task
-    first; otherwise (an experiment, or a sweep that varied only the seed or predates the tag)
-    `attention` plus whichever of `backbone` and `task` differ between the runs."""
-    tag = selection.parent.tags.get(SWEEP_KEYS_TAG) if selection.parent else None
-    try:
-        varied = json.loads(tag) if tag else []
-    except json.JSONDecodeError:
-        varied = []
-    keys = [
-        str(k)
-        for k in varied
-        if k != SEED_TAG and any(lookup(r, str(k)) is not None for r in runs)
-    ]
-    order = {ATTENTION_TAG: 0, BACKBONE_TAG: 1, TASK_TAG: 2}
-    keys.sort(key=lambda k: order.get(k, 3))  # stable: the rest keep the tag's order
-    if keys:
-        return keys
-    return [ATTENTION_TAG] + [
-        k for k in (BACKBONE_TAG, TASK_TAG) if len({lookup(r, k) for r in runs}) > 1
-    ]
 
 
 def check_correction(correction: str) -> None:

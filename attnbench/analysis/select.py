@@ -6,7 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from attnbench.errors import ConfigError
-from attnbench.store.handle import RunInfo, Tracker, resumed_runs
+from attnbench.store.handle import RunInfo, Tracker
+from attnbench.store.queries import resumed_runs
 from attnbench.store.schema import KIND_TAG, SWEEP_KIND
 
 

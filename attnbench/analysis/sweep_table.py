@@ -6,7 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from attnbench.store.handle import RunInfo, Tracker, resumed_runs
+from attnbench.store.handle import RunInfo, Tracker
+from attnbench.store.queries import resumed_runs
 from attnbench.store.schema import (
     COST_PARAMS,
     COST_TRAIN_S,

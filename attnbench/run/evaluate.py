@@ -51,7 +51,7 @@ def evaluate_run(
     from attnbench.config.validate import validate
     from attnbench.console import console
     from attnbench.run.reproduce import saved_config
-    from attnbench.store.handle import open_store
+    from attnbench.store.queries import open_store
     from attnbench.tasks.base import Split, TaskData, TaskSpec
     from attnbench.training.checkpoint import load_checkpoint
     from attnbench.training.loop import evaluate

@@ -105,7 +105,7 @@ def reproduce(
     from attnbench.config.validate import validate
     from attnbench.console import console
     from attnbench.run.experiment import run_experiment
-    from attnbench.store.handle import open_store
+    from attnbench.store.queries import open_store
 
     tracker = open_store(runs_dir, tracking_uri)
     original = tracker.get_run(run_id)  # TrackingError (one line) for an unknown id

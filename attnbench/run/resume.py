@@ -4,14 +4,15 @@ content hash (`store.schema.config_hash`: resolved config + package version + da
 A skipped cell makes no new run. So that the resumed sweep still shows (and `compare` still
 counts) every cell of its grid, the existing run is tagged `RESUMED_BY_TAG` with the new sweep's
 parent run id (a space-separated list when several resumed sweeps reuse it);
-`store.handle.resumed_runs(parent)` finds them again.
+`store.queries.resumed_runs(parent)` finds them again.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from attnbench.store.handle import Tracker, finished_run
+from attnbench.store.handle import Tracker
+from attnbench.store.queries import finished_run
 from attnbench.store.schema import (
     CHECKPOINT_DIR,
     CONFIG_HASH_TAG,

@@ -10,7 +10,6 @@ a fresh SQLite file at the same time would otherwise lose runs and corrupt the f
 from __future__ import annotations
 
 import logging
-import socket
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -20,22 +19,11 @@ from typing import Any
 
 from filelock import FileLock
 
-from attnbench.errors import ConfigError, TrackingError
+from attnbench.errors import TrackingError
 from attnbench.store import sqlite_file
-from attnbench.store.liveness import process_alive
 from attnbench.store.schema import (
-    CHECKPOINT_DIR,
-    CONFIG_HASH_TAG,
-    ERROR_TAG,
     HEARTBEAT_S,
-    HEARTBEAT_TAG,
-    HOST_TAG,
-    LAST_EPOCH_TAG,
     PARENT_RUN_TAG,
-    PID_TAG,
-    RESUMED_BY_TAG,
-    SCRATCH_TAG,
-    STALE_AFTER_S,
 )
 from attnbench.store.sink import Heartbeat, PendingRun, RunSink
 
@@ -282,62 +270,16 @@ class Tracker:
 
     # -- reading -------------------------------------------------------------------------
     def mark_stale_runs(self, experiment_ids: Iterable[str] | None = None) -> list[str]:
-        """Mark FAILED the RUNNING runs whose process is gone; returns their ids.
+        """Mark FAILED the RUNNING runs whose process is gone (`store.stale`); their ids."""
+        from attnbench.store.stale import mark_stale_runs
 
-        A run is stale when its heartbeat (`HEARTBEAT_TAG`, refreshed while it trains) is older
-        than `stale_after_s()`, on any host; or, on this host, when the process that started it
-        (tags `attnbench.host`, `attnbench.pid`) no longer exists, e.g. one killed with SIGKILL.
-        Other runs are left alone: they may still be training. `experiment_ids` None = every
-        experiment.
-        """
-        if experiment_ids is None:
-            experiment_ids = [e.experiment_id for e in self.client.search_experiments()]
-        experiment_ids = list(experiment_ids)
-        if not experiment_ids:
-            return []
-        host = socket.gethostname()
-        now = time.time()
-        stale: list[str] = []
-        for run in self.search(experiment_ids, "attributes.status = 'RUNNING'"):
-            pid = run.tags.get(PID_TAG, "")
-            beat = run.tags.get(HEARTBEAT_TAG, "")
-            if beat.isdigit() and now - int(beat) > stale_after_s():
-                reason = (f"stale: no heartbeat for {now - int(beat):.0f} s from its process "
-                          f"{pid or '?'} on {run.tags.get(HOST_TAG, '?')} (killed?)")
-            elif run.tags.get(HOST_TAG) == host and pid.isdigit() and not process_alive(
-                int(pid), run.start_time
-            ):
-                reason = (f"stale: its process {pid} on {host} ended without closing the run "
-                          "(killed?)")
-            else:
-                continue
-            self.set_tags(run.run_id, {ERROR_TAG: reason})
-            self.keep_last_checkpoint(run)
-            self.end_run(run.run_id, "FAILED")
-            stale.append(run.run_id)
-        return stale
+        return mark_stale_runs(self, experiment_ids)
 
     def keep_last_checkpoint(self, run: RunInfo) -> bool:
-        """Log the last weights a dead process left on this host as checkpoints/last.pt (then
-        delete its scratch folder). Only a file `store.scratch` trusts is uploaded: the run names
-        a token, never a path. True if there was one to keep."""
-        from attnbench.store import scratch
+        """Log the last checkpoint a dead process left on this host (`store.stale`)."""
+        from attnbench.store.stale import keep_last_checkpoint
 
-        token = run.tags.get(SCRATCH_TAG, "")
-        if run.tags.get(HOST_TAG) != socket.gethostname():
-            return False
-        path = scratch.trusted_last(token)
-        if path is None:
-            return False
-        try:
-            self.log_artifact(run.run_id, path, CHECKPOINT_DIR)
-            epoch = path.with_suffix(".epoch")
-            if epoch.is_file():
-                self.set_tags(run.run_id, {LAST_EPOCH_TAG: epoch.read_text().strip()})
-        except Exception:  # noqa: BLE001 - closing the run matters more than its weights
-            return False
-        scratch.remove(token)
-        return True
+        return keep_last_checkpoint(self, run)
 
     def heartbeat(self, run_id: str, every_s: float = HEARTBEAT_S) -> None:
         """Refresh the run's heartbeat tag every `every_s` seconds until `end_run`."""
@@ -418,47 +360,6 @@ def _info(run: Any) -> RunInfo:
     )
 
 
-
-
-def open_store(runs_dir: str | Path = "runs", tracking_uri: str | None = None) -> Tracker:
-    """The store `run` would use with these settings; an error (not a new empty store) if the
-    local store does not exist yet."""
-    tracker = Tracker(tracking_uri, runs_dir)
-    db = tracker.runs_dir / "mlflow.db"
-    if tracker.local and not db.is_file():
-        raise ConfigError(
-            f"No MLflow store at {db}: run `attnbench sweep ...` first, or point --runs-dir / "
-            "--tracking-uri at an existing store"
-        )
-    tracker.connect()
-    return tracker
-
-
-def finished_run(tracker: Tracker, experiment_id: str, config_hash: str) -> RunInfo | None:
-    """The most recent FINISHED run of the experiment with this config hash, if any."""
-    runs = tracker.search(
-        [experiment_id],
-        f"tags.`{CONFIG_HASH_TAG}` = '{config_hash}' and attributes.status = 'FINISHED'",
-        order_by=["attributes.start_time DESC"],
-    )
-    return runs[0] if runs else None
-
-
-def resumed_runs(tracker: Tracker, parent: RunInfo) -> list[RunInfo]:
-    """Runs an earlier sweep made that the sweep `parent` reused instead of re-running."""
-    return tracker.search(
-        [parent.experiment_id],
-        f"tags.`{RESUMED_BY_TAG}` LIKE '%{parent.run_id}%'",
-        order_by=["attributes.start_time ASC"],
-    )
-
-
-def stale_after_s() -> float:
-    """How old a heartbeat may be before its run counts as stale (ATTNBENCH_STALE_AFTER_S
-    overrides `STALE_AFTER_S`, e.g. for a cluster whose jobs are suspended for a while)."""
-    import os
-
-    return float(os.environ.get("ATTNBENCH_STALE_AFTER_S", STALE_AFTER_S))
 
 
 def safe_key(key: str) -> str:

@@ -87,11 +87,12 @@ COST_COLUMNS = (
     (COST_SAMPLES_PER_S, "samples/s"),
     (COST_PEAK_MEM_MB, "peak MB"),
 )
+COST_BASE_MEM_MB = "cost/base_mem_mb"  # the process's resident memory when the run started
 # Measurements of the machine, not of the model: shown, never held against a reproduction.
-TIMING_METRICS = (COST_TRAIN_S, COST_EPOCH_S, COST_SAMPLES_PER_S, COST_PEAK_MEM_MB)
+TIMING_METRICS = (COST_TRAIN_S, COST_EPOCH_S, COST_SAMPLES_PER_S, COST_PEAK_MEM_MB,
+                  COST_BASE_MEM_MB)
 
 # -- which way is better, per metric (`metric_direction`): compare ranks and tests by it -------
-COST_BASE_MEM_MB = "cost/base_mem_mb"
 ATTN_ENTROPY = "attn/entropy"
 ATTN_ALIGNMENT = "attn/alignment"
 ATTN_ALIGNMENT_PM1 = "attn/alignment_pm1"

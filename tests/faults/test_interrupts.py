@@ -77,7 +77,9 @@ def test_ctrl_c_marks_the_run_killed_keeps_metrics_and_last_checkpoint(
         "checkpoints/last.pt"
     }
     state = load_checkpoint(tracker.download_artifact(run.run_id, "checkpoints/last.pt", tmp_path))
-    assert state and all(hasattr(t, "shape") for t in state.values())
+    # the resumable training state: weights, optimiser, schedule, RNG, progress
+    assert {"model", "optimizer", "schedule", "rng", "progress"} <= set(state)
+    assert state["model"] and all(hasattr(t, "shape") for t in state["model"].values())
     assert not (scratch.root() / run.tags["attnbench.scratch"]).exists()  # scratch cleaned up
     parent = runs[run.tags["mlflow.parentRunId"]]
     assert parent.status == "KILLED"

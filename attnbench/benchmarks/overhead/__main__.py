@@ -9,8 +9,8 @@ Sections (``--only``):
 - ``loop``: steady-state step time of ``attnbench run`` (a subprocess, read back from the
   timestamps of its ``train/loss`` metrics between step ``log_every`` and the last step) vs a bare
   PyTorch loop written plainly in ``runner.py`` (same model, data, schedule, clipping, threads and
-  steps; torch.optim.AdamW + LambdaLR, whose updates the runner's ``training/optim.py`` reproduces
-  bit for bit), interleaved; target ratio <= 1.10.
+  steps; torch.optim.AdamW + LambdaLR, what the runner's ``training/optimizers.py`` builds by
+  default), interleaved; target ratio <= 1.10.
 - ``startup``: wall time from launching ``attnbench run`` to the end of its first training step
   (the step-1 ``train/loss`` timestamp, logged every step here), on an existing store; one launch
   on a fresh store is shown apart (MLflow creates and migrates it); target <= 3 s.
