@@ -5,9 +5,11 @@
 
 For each preset: `attnbench sweep experiment=<preset>` on the store in --runs-dir, then
 `attnbench compare --sweep <parent> --by <the preset's grid keys> --format markdown`, and a
-section with the exact commands, the commit, the machine, the table and the plots. The verdict
-(does it agree with the paper, and why it might not) is a person's judgement: it is read from
-docs/verdicts/<preset>.md when that file exists.
+section with the exact commands, the commit (and whether the code that ran had uncommitted
+changes), the machine, the sweep's wall time and load average, the table and the plots. The
+verdict (does it agree with the paper, and why it might not) is a person's judgement: it is read
+from docs/verdicts/<preset>.md when that file exists. Only the presets named are regenerated: the
+other sections of docs/RESULTS.md are kept as they are, each with the commit it was measured on.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import platform
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import yaml
@@ -27,6 +30,11 @@ from attnbench.store.handle import Tracker
 
 DOCS = Path("docs")
 TEXT_PRESETS = {"text_pooling"}
+# compare options beyond --sweep/--by, per preset: the test its verdict rests on.
+COMPARE_ARGS: dict[str, list[str]] = {
+    # the claim is about the largest pair count: every cell against softmax multi-head there
+    "recall_gap": ["--baseline", "attention=multihead,task.num_pairs=64"],
+}
 
 
 def grid_keys(preset: str) -> list[str]:
@@ -38,6 +46,23 @@ def attnbench(*args: str) -> None:
     cmd = [sys.executable, "-m", "attnbench", *args]
     print("$ attnbench", " ".join(args), flush=True)
     subprocess.run(cmd, check=True)
+
+
+def loadavg() -> str:
+    """The 1-minute load average (the machine may be shared), or '?' without /proc."""
+    try:
+        return Path("/proc/loadavg").read_text().split()[0]
+    except OSError:
+        return "?"
+
+
+def timed_sweep(args: list[str]) -> str:
+    """Run `attnbench ARGS`; wall time and the load average before and after, as a phrase."""
+    before = loadavg()
+    t0 = time.perf_counter()
+    attnbench(*args)
+    minutes = (time.perf_counter() - t0) / 60
+    return f"the sweep took {minutes:.1f} min wall at load average {before} → {loadavg()}"
 
 
 def latest_sweep(tracker: Tracker, experiment: str) -> str:
@@ -60,18 +85,27 @@ def machine() -> str:
 
 
 def commit() -> str:
+    """Short HEAD, and a note when code that runs (attnbench/, conf/) had uncommitted changes."""
     try:
-        return subprocess.run(
+        head = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
         ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "attnbench", "conf"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.splitlines()
     except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+        return "`unknown`"
+    if not dirty:
+        return f"`{head}`"
+    return f"`{head}` (plus uncommitted changes to {len(dirty)} files under attnbench/ and conf/)"
 
 
 def section(preset: str, runs_dir: Path, extra: list[str], run: bool) -> str:
     sweep_args = ["sweep", f"experiment={preset}", f"runs_dir={runs_dir}", *extra]
-    if run:
-        attnbench(*sweep_args)
+    timing = timed_sweep(sweep_args) if run else ""
     tracker = Tracker(None, runs_dir)
     parent = latest_sweep(tracker, preset)
     by = (
@@ -93,6 +127,7 @@ def section(preset: str, runs_dir: Path, extra: list[str], run: bool) -> str:
         str(table),
         "--runs-dir",
         str(runs_dir),
+        *COMPARE_ARGS.get(preset, []),
     ]
     attnbench(*compare_args)
     plots = sorted((runs_dir / "reports").glob(f"*-{tracker.get_run(parent).name}/*.png"))
@@ -107,11 +142,14 @@ def section(preset: str, runs_dir: Path, extra: list[str], run: bool) -> str:
         "",
         "```bash",
         "attnbench " + " ".join(a for a in sweep_args if not a.startswith("runs_dir=")),
-        "attnbench " + " ".join(a for a in compare_args[:5]).replace(parent, "<sweep id>"),
+        "attnbench "
+        + " ".join([*compare_args[:5], *COMPARE_ARGS.get(preset, [])]).replace(
+            parent, "<sweep id>"
+        ),
         "```",
         "",
-        f"Written at commit `{commit()}` · {machine()} · sweep `{parent}` (its runs carry the "
-        "package version and data fingerprint as tags)",
+        f"Written at commit {commit()} · {machine()} · sweep `{parent}` (its runs carry the "
+        "package version and data fingerprint as tags)" + (f" · {timing}" if timing else ""),
         "",
         table.read_text(encoding="utf-8").strip(),
         "",
