@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import resource
 import shutil
 import subprocess
 import sys
@@ -56,13 +57,24 @@ def loadavg() -> str:
         return "?"
 
 
+def _children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def timed_sweep(args: list[str]) -> str:
-    """Run `attnbench ARGS`; wall time and the load average before and after, as a phrase."""
-    before = loadavg()
+    """Run `attnbench ARGS`; as a phrase: wall time, the load average before and after, and the
+    CPU time of the sweep's processes (workers included once reaped), which a shared machine's
+    load does not inflate: CPU / cores bounds the wall time on an idle machine from below."""
+    before, cpu0 = loadavg(), _children_cpu_s()
     t0 = time.perf_counter()
     attnbench(*args)
     minutes = (time.perf_counter() - t0) / 60
-    return f"the sweep took {minutes:.1f} min wall at load average {before} → {loadavg()}"
+    cpu = (_children_cpu_s() - cpu0) / 60
+    return (
+        f"the sweep took {minutes:.1f} min wall at load average {before} → {loadavg()}, "
+        f"{cpu:.1f} CPU-min"
+    )
 
 
 def latest_sweep(tracker: Tracker, experiment: str) -> str:
