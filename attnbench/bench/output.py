@@ -82,13 +82,13 @@ def conditions(result: BenchResult) -> str:
 def exponent_table(result: BenchResult) -> Any:
     from rich.table import Table
 
-    table = Table(
-        title=(
-            "scaling exponent: slope of log time vs log T; crossover: the shortest T from which "
-            f"the variant is faster than {CROSSOVER_BASE} at every longer T measured"
-        ),
-        title_justify="left",
-    )
+    title = "scaling exponent: slope of log time vs log T"
+    if result.crossovers:
+        title += (
+            f"; crossover: the shortest T from which the variant is faster than {CROSSOVER_BASE} "
+            "at every longer T measured"
+        )
+    table = Table(title=title, title_justify="left")
     table.add_column("attention")
     table.add_column("exponent", justify="right")
     table.add_column("lengths", justify="right")
