@@ -70,6 +70,18 @@ def _no_lock(self):
 attnbench.store.handle.Tracker.lock = _no_lock
 '''
 
+IN_PLACE_SITECUSTOMIZE = '''
+import attnbench.store.sqlite_file as sqlite_file
+
+
+def _in_place(db, make_store):
+    db.parent.mkdir(parents=True, exist_ok=True)
+    make_store(f"sqlite:///{db}")
+
+
+sqlite_file.create = _in_place
+'''
+
 TRACKER_WRITER = '''
 import sys
 from attnbench.store.handle import Tracker
@@ -131,10 +143,11 @@ class Repeat:
         )
 
 
-def _env(no_lock: bool, scratch: Path) -> dict[str, str]:
+def _env(no_lock: bool, scratch: Path, in_place: bool = False) -> dict[str, str]:
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "HYDRA_FULL_ERROR": "0"}
-    if no_lock:
-        (scratch / "sitecustomize.py").write_text(NO_LOCK_SITECUSTOMIZE)
+    if no_lock or in_place:
+        code = NO_LOCK_SITECUSTOMIZE if no_lock else IN_PLACE_SITECUSTOMIZE
+        (scratch / "sitecustomize.py").write_text(code)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(scratch), env.get("PYTHONPATH")]))
     return env
 
@@ -244,7 +257,7 @@ class Kill:
 LANDED = ("no file yet", "temp store being built", "store in place")
 
 
-def _landed(runs_dir: Path) -> str:
+def _landed(runs_dir: Path) -> str:  # in_place: a half-built store is "store in place"
     """Where the store work was when the kill came: the store lock held but no file yet (MLflow
     importing its store modules), MLflow migrating the temporary store, the store in place."""
     if any(runs_dir.glob(".mlflow.db.*.tmp*")):
@@ -253,17 +266,22 @@ def _landed(runs_dir: Path) -> str:
 
 
 def kill_repeat(index: int, root: Path, window: float, rng: random.Random,
-                timeout: float = 600) -> Kill:
-    """One kill during store creation on a fresh runs folder, then a normal run on it."""
+                timeout: float = 600, in_place: bool = False) -> Kill:
+    """One kill during store creation on a fresh runs folder, then a normal run on it
+    (`in_place`: the killed process creates the store the way MLflow does, in the file itself)."""
     import signal
 
     runs_dir = root / f"kill-{index}" / "runs"
     runs_dir.mkdir(parents=True)
     env = _env(False, runs_dir.parent)
+    killed_env = env
+    if in_place:
+        (runs_dir.parent / "killed").mkdir()
+        killed_env = _env(False, runs_dir.parent / "killed", in_place)
     cmd = [sys.executable, "-m", "attnbench", "run", "trainer=smoke", "trainer.threads=1",
            f"runs_dir={runs_dir}"]
     out = Kill(index, delay=rng.uniform(0.0, window))
-    proc = subprocess.Popen(cmd, cwd=runs_dir.parent, env=env, stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen(cmd, cwd=runs_dir.parent, env=killed_env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     lock = runs_dir / ".mlflow.db.lock"
     deadline = time.monotonic() + timeout
@@ -339,11 +357,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--window", type=float, default=8.0,
                         help="--kill: kill within this many seconds of the store work starting")
     parser.add_argument("--seed", type=int, default=0, help="--kill: seed of the kill instants")
+    parser.add_argument("--in-place", action="store_true",
+                        help="--kill: the killed process builds the store in place, as MLflow "
+                             "does (to measure what the temporary file prevents)")
     args = parser.parse_args(argv)
     if args.repeats < 1 or args.jobs < 1:
         parser.error("--repeats and --jobs must be >= 1")
     if args.kill:
-        return kill_main(args.kill, args.window, args.seed, args.root)
+        return kill_main(args.kill, args.window, args.seed, args.root, args.in_place)
 
     with tempfile.TemporaryDirectory(prefix="attnbench-stress-") as tmp:
         root = args.root or Path(tmp)
@@ -362,7 +383,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if all(r.clean for r in reps) else 1
 
 
-def kill_main(n: int, window: float, seed: int, root: Path | None) -> int:
+def kill_main(n: int, window: float, seed: int, root: Path | None, in_place: bool = False) -> int:
     from attnbench.console import console, results_table
 
     rng = random.Random(seed)
@@ -371,13 +392,15 @@ def kill_main(n: int, window: float, seed: int, root: Path | None) -> int:
         where.mkdir(parents=True, exist_ok=True)
         kills = []
         for i in range(1, n + 1):
-            kills.append(kill_repeat(i, where, window, rng))
+            kills.append(kill_repeat(i, where, window, rng, in_place=in_place))
             k = kills[-1]
             print(f"kill {i}/{n}: after {k.delay:.2f} s, {k.landed}: "
                   f"{'usable' if k.usable else 'NOT USABLE ' + k.note}", flush=True)
     rows = [[k.index, f"{k.delay:.2f}", k.landed, k.exit_code, "yes" if k.usable else "NO",
              k.lost, k.note] for k in kills]
-    console.print(results_table(f"SIGKILL during store creation ({n} kills, window {window} s)",
+    how = "store built in place, as MLflow does" if in_place else "store built aside"
+    console.print(results_table(f"SIGKILL during store creation ({n} kills, window {window} s, "
+                                f"{how})",
                                 ["kill", "after s", "landed", "next run exit", "usable", "lost",
                                  "note"], rows))
     print(kill_summary(kills))
