@@ -48,7 +48,7 @@ def test_a_kill_during_store_creation_leaves_a_usable_store(tmp_path: Path) -> N
     on the same folder: the store works and the new run is FINISHED (`--kill N`)."""
     import random
 
-    from attnbench.benchmarks.stress_store import kill_repeat, kill_summary
+    from attnbench.benchmarks.stress_kill import kill_repeat, kill_summary
 
     rng = random.Random(3)
     kills = [kill_repeat(i, tmp_path, window=6.0, rng=rng) for i in range(1, 4)]
