@@ -20,6 +20,7 @@ from attnbench.bench.memory import measure_memory, measure_memory_in_process
 from attnbench.bench.plan import KINDS, BenchPlan, BenchSettings, Case
 
 MIN_REPEATS = 3
+PEAK_CALL_S = 2.0  # longest one product of the matmul-peak measurement may take
 CROSSOVER_BASE = "scaled"  # the crossover column: from which length a variant beats this one
 
 
@@ -91,15 +92,30 @@ def estimate_bytes(case: Case, node: Mapping[str, Any], settings: BenchSettings)
 
 def matmul_peak_gflops(
     size: int, repeats: int = 5, device: str = "cpu", dtype: str = "float32"
-) -> float:
-    """The device's matmul rate in bench.dtype: best of `repeats` N×N @ N×N products."""
+) -> tuple[float, int]:
+    """The device's matmul rate in bench.dtype: (GFLOP/s, N), the best of `repeats` N×N @ N×N
+    products. N = `size`, halved while one product would take over PEAK_CALL_S at the rate of a
+    256³ probe: a dtype the device only emulates (bf16 on a CPU without bf16 units: ~1 % of
+    float32's rate here) would otherwise spend minutes on the peak alone."""
     dev, dt = torch.device(device), DTYPES[dtype]
-    g = torch.Generator().manual_seed(0)
-    a, b = (torch.randn(size, size, generator=g).to(device=dev, dtype=dt) for _ in range(2))
     seconds = timer(dev)
-    seconds(lambda: a @ b)  # warm-up
-    best = min(seconds(lambda: a @ b) for _ in range(repeats))
-    return 2.0 * size**3 / best / 1e9
+
+    def product(n: int) -> Callable[[], None]:
+        g = torch.Generator().manual_seed(0)
+        a, b = (torch.randn(n, n, generator=g).to(device=dev, dtype=dt) for _ in range(2))
+        return lambda: a @ b  # type: ignore[return-value]
+
+    probe = min(size, 256)
+    run = product(probe)
+    seconds(run)  # warm-up
+    rate = 2.0 * probe**3 / seconds(run)
+    n = size
+    while n > probe and 2.0 * n**3 / rate > PEAK_CALL_S:
+        n //= 2
+    run = product(n)
+    seconds(run)  # warm-up
+    best = min(seconds(run) for _ in range(repeats))
+    return 2.0 * n**3 / best / 1e9, n
 
 
 def scaling_exponent(ns: Sequence[int], seconds: Sequence[float]) -> float | None:
@@ -196,6 +212,7 @@ class BenchResult:
     threads: int
     load: tuple[float, float]  # 1-minute load average at start and end
     device_name: str = ""  # CPU model or GPU name
+    peak_n: int = 0  # N of the N×N matmul that measured peak_gflops
     # variant label -> the shortest T from which it beats `scaled` (None: not within the lengths);
     # empty when `scaled` was not benchmarked
     crossovers: dict[str, int | None] = field(default_factory=dict)
@@ -227,8 +244,10 @@ def run_cases(plan: BenchPlan, log: Callable[[str], None] = lambda _msg: None) -
             "the ratios (cases of one length run interleaved) hold up better"
         )
     where = f"{threads} thread(s)" if dev.type == "cpu" else str(dev)
-    log(f"matmul peak: {s.peak_size}³ {s.dtype} on {where}…")
-    peak = matmul_peak_gflops(s.peak_size, device=plan.device, dtype=s.dtype)
+    log(f"matmul peak: up to {s.peak_size}³ {s.dtype} on {where}…")
+    peak, peak_n = matmul_peak_gflops(s.peak_size, device=plan.device, dtype=s.dtype)
+    if peak_n < s.peak_size:
+        log(f"matmul peak measured at {peak_n}³: {s.dtype} runs at {peak:.1f} GFLOP/s here")
     rows: dict[Case, Row] = {}
     dead: dict[str, str] = {}  # label -> why it stopped (larger T would fail too)
     for n in sorted(set(s.seq_lens)):
@@ -299,7 +318,7 @@ def run_cases(plan: BenchPlan, log: Callable[[str], None] = lambda _msg: None) -
     ordered = sorted(rows.values(), key=lambda r: (order[r.variant], r.n, KINDS.index(r.kind)))
     # The peak again at the end, the best of both: on a shared machine one may catch a busy spell.
     log("matmul peak again…")
-    peak = max(peak, matmul_peak_gflops(s.peak_size, device=plan.device, dtype=s.dtype))
+    peak = max(peak, matmul_peak_gflops(peak_n, device=plan.device, dtype=s.dtype)[0])
     for row in ordered:
         if row.gflops is not None:
             row.pct_peak = 100.0 * row.gflops / peak
@@ -312,6 +331,7 @@ def run_cases(plan: BenchPlan, log: Callable[[str], None] = lambda _msg: None) -
         (load0, _loadavg()),
         device_name=describe(dev),
         crossovers=crossovers(ordered),
+        peak_n=peak_n,
     )
 
 

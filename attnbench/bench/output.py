@@ -74,7 +74,8 @@ def conditions(result: BenchResult) -> str:
     where = f"{result.threads} thread(s) of {os.cpu_count()} cores" if dev == "cpu" else dev
     return (
         f"B={s.batch} D={s.dim} inputs={s.inputs}, {s.dtype} on {where} ({result.device_name}), "
-        f"matmul peak {result.peak_gflops:.0f} GFLOP/s, "
+        f"matmul peak {result.peak_gflops:.{0 if result.peak_gflops >= 10 else 2}f} GFLOP/s "
+        f"({result.peak_n}³), "
         f"load {result.load[0]:.1f}→{result.load[1]:.1f}"
     )
 
@@ -172,6 +173,7 @@ def write_files(result: BenchResult, out_dir: Path) -> dict[str, Path]:
         "device": result.plan.device,
         "device_name": result.device_name,
         "matmul_peak_gflops": result.peak_gflops,
+        "matmul_peak_n": result.peak_n,
         "threads": result.threads,
         "loadavg": list(result.load),
         "exponents": result.exponents,

@@ -231,3 +231,17 @@ def test_scaling_exponent_is_the_log_log_slope() -> None:
     assert scaling_exponent(ns, [3e-9 * n**2 for n in ns]) == pytest.approx(2.0)
     assert scaling_exponent(ns, [1e-6 * n for n in ns]) == pytest.approx(1.0)
     assert scaling_exponent([128], [1.0]) is None
+
+
+def test_matmul_peak_shrinks_when_one_product_would_be_slow(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A dtype the device only emulates (bf16 on most CPUs) is measured at a smaller N instead
+    of spending minutes on the peak; a fast one keeps bench.peak_size."""
+    from attnbench.bench import measure
+
+    gflops, n = measure.matmul_peak_gflops(128, repeats=1)
+    assert n == 128 and gflops > 0
+    monkeypatch.setattr(measure, "PEAK_CALL_S", 1e-12)  # every product is "too slow"
+    gflops, n = measure.matmul_peak_gflops(512, repeats=1, dtype="bf16")
+    assert n == 256 and gflops > 0  # down to the 256³ probe, no further
