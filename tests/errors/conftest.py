@@ -11,7 +11,9 @@ FILES: dict[str, bytes] = {
     "empty.csv": b"",
     "blank.tsv": b"\n\n  \n",
     "header_only.csv": b"text,label\n",
-    "wrong_columns.csv": b"sentence,y\nhello,pos\nbye,neg\n",
+    # three columns, none named text: nothing to detect (a two-column file with a label-like
+    # column is read as text + label)
+    "wrong_columns.csv": b"id,sentence,stars\n1,hello,5\n2,bye,1\n",
     "latin1.csv": b"text,label\nh\xe9llo,pos\nbad,neg\n",
     "ragged.tsv": b"text\tlabel\nhello\tpos\nbad\n",
     "one_class.csv": b"text,label\nhello,pos\nbye,pos\nagain,pos\n",

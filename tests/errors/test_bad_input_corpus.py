@@ -119,7 +119,7 @@ CASES = [
     case("data-header-only", "run task=text backbone=rnn task.path={data}/header_only.csv",
          "no data rows"),
     case("data-wrong-columns", "run task=text backbone=rnn task.path={data}/wrong_columns.csv",
-         "no column 'text'", "columns found: 'sentence', 'y'"),
+         "no column 'text'", "columns found: 'id', 'sentence', 'stars'"),
     case("data-not-utf8", "run task=text backbone=rnn task.path={data}/latin1.csv",
          "latin1.csv:2: not valid UTF-8"),
     case("data-ragged", "run task=text backbone=rnn task.path={data}/ragged.tsv",
@@ -228,7 +228,7 @@ CASES = [
          "(see 'attnbench reproduce --help')", smoke=False),
     case("cli-option-needs-value", "compare --sweep", "Option '--sweep' requires an argument",
          smoke=False),
-    case("cli-option-bad-int", "ui --port abc", "Invalid value for '--port'", "integer",
+    case("cli-option-bad-int", "ui --port abc", "Invalid value for '--port'", "'abc' is not a valid",
          smoke=False),
 ]
 
