@@ -15,6 +15,7 @@ other sections of docs/RESULTS.md are kept as they are, each with the commit it 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import resource
@@ -117,9 +118,25 @@ def commit() -> str:
 
 def section(preset: str, runs_dir: Path, extra: list[str], run: bool) -> str:
     sweep_args = ["sweep", f"experiment={preset}", f"runs_dir={runs_dir}", *extra]
-    timing = timed_sweep(sweep_args) if run else ""
+    # What ran is recorded beside the table, so a later --no-run (a new verdict) keeps it.
+    record = DOCS / "results" / f"{preset}.sweep.json"
+    record.parent.mkdir(parents=True, exist_ok=True)
     tracker = Tracker(None, runs_dir)
-    parent = latest_sweep(tracker, preset)
+    if run:
+        ran_at = commit()
+        timing = timed_sweep(sweep_args)
+        parent = latest_sweep(tracker, preset)
+        info = {"sweep": parent, "commit": ran_at, "timing": timing}
+        record.write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+    else:
+        parent = latest_sweep(tracker, preset)
+        known = json.loads(record.read_text(encoding="utf-8")) if record.exists() else {}
+        info = known if known.get("sweep") == parent else {}
+    provenance = (
+        f"Sweep run at commit {info['commit']}, page written at commit {commit()}"
+        if info
+        else f"Written at commit {commit()} (the sweep's own commit was not recorded)"
+    )
     by = (
         ",".join(["attention", *grid_keys(preset)])
         if "attention" not in grid_keys(preset)
@@ -160,8 +177,8 @@ def section(preset: str, runs_dir: Path, extra: list[str], run: bool) -> str:
         ),
         "```",
         "",
-        f"Written at commit {commit()} · {machine()} · sweep `{parent}` (its runs carry the "
-        "package version and data fingerprint as tags)" + (f" · {timing}" if timing else ""),
+        f"{provenance} · {machine()} · sweep `{parent}` (its runs carry the package version "
+        "and data fingerprint as tags)" + (f" · {info['timing']}" if info else ""),
         "",
         table.read_text(encoding="utf-8").strip(),
         "",
