@@ -35,9 +35,25 @@ def test_classic_presets_exist() -> None:
         "heads_ablation",
         "recall_capacity",
         "text_pooling",
+        "recall_gap",
+        "efficiency_frontier",
     ):
         assert name in GRID_PRESETS
         assert len(grid(name)["seed"]) >= 3, f"{name} must average over at least 3 seeds"
+
+
+def test_recall_gap_contrasts_softmax_with_subquadratic_mixers() -> None:
+    params = grid("recall_gap")
+    assert {"scaled", "multihead"} <= set(params["attention"])
+    assert {"linear", "lowrank", "local", "none"} <= set(params["attention"])
+    assert len(params["task.num_pairs"]) >= 3, "the gap opens as the pairs grow"
+
+
+def test_efficiency_frontier_covers_every_variant() -> None:
+    """A variant added to conf/attention/ must join the frontier, not be silently left out."""
+    variants = {p.stem for p in (CONF / "attention").glob("*.yaml")}
+    assert set(grid("efficiency_frontier")["attention"]) == variants
+    assert len(grid("efficiency_frontier")["task.max_len"]) >= 2
 
 
 # The default run keeps the cheapest grid; every preset's grid runs in the slow stage.
