@@ -43,8 +43,9 @@ def compare(
     if output is not None:  # before anything is written or logged
         check_output(output)
     tracker = open_store(runs_dir, tracking_uri)
-    if tracker.local:  # a copied runs/ folder still points at the original's artifacts
-        relocate_copied_store(tracker)
+    # a copied runs/ folder still points at the original's artifacts (said after the table, so
+    # an error stays the only line)
+    moved = relocate_copied_store(tracker) if tracker.local else []
     tracker.mark_stale_runs()  # runs left RUNNING by a killed process: FAILED, not compared
     selection = select_runs(tracker, experiment, sweep)
     if selection.note:
@@ -65,6 +66,8 @@ def compare(
         sys.stdout.write(RENDER[fmt](comp))
     names = ", ".join(p.name for p in written)
     where = f"; logged to sweep run {comp.parent.run_id} under report/" if comp.parent else ""
+    for note in moved:
+        err_console.print(f"note: {note}", highlight=False, markup=False)
     err_console.print(f"report: {out_dir} ({names}){where}", highlight=False, markup=False)
     if output is not None:
         err_console.print(f"wrote {output}", highlight=False, markup=False)
@@ -83,11 +86,10 @@ def check_output(output: Path) -> None:
         raise ConfigError(f"--output {shown(str(output))}: its folder {output.parent} {reason}")
 
 
-def relocate_copied_store(tracker: Tracker) -> None:
+def relocate_copied_store(tracker: Tracker) -> list[str]:
     """A local store copied from another folder keeps the original's absolute artifact paths:
     point them at this folder's artifacts/ first, so the report is logged into the copy (not
-    into the original, or nowhere if it is gone); a note on stderr says so."""
-    from attnbench.console import err_console
+    into the original, or nowhere if it is gone); returns the notes that say so."""
     from attnbench.errors import TrackingError
     from attnbench.store.sqlite_file import relocate_artifacts
 
@@ -99,6 +101,7 @@ def relocate_copied_store(tracker: Tracker) -> None:
             f"The store in {tracker.runs_dir} has artifacts outside it that attnbench did not "
             f"put there ({err}): run compare where that store was made"
         ) from None
-    for old, new in moved:
-        err_console.print(f"note: this store was copied from {Path(old).parent}: its artifact "
-                          f"paths now point into {new}", highlight=False, markup=False)
+    if moved:
+        tracker.forget_artifact_locations()
+    return [f"this store was copied from {Path(old).parent}: its artifact paths now point into "
+            f"{new}" for old, new in moved]

@@ -234,6 +234,14 @@ class Tracker:
         # retried too: MLflow reads the run's artifact location from the store first
         self._retry(self.client.log_artifact, run_id, str(path), artifact_path)
 
+    def forget_artifact_locations(self) -> None:
+        """Drop MLflow's in-process cache of each run's artifact repository (keyed by run id):
+        after a store's artifact paths were rewritten (`sqlite_file.relocate_artifacts`), a run
+        id this process saw before must resolve to its new folder."""
+        from mlflow.tracking._tracking_service import utils
+
+        utils._artifact_repos_cache.clear()
+
     def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
         self._retry(self.client.log_text, run_id, text, artifact_file)
 
