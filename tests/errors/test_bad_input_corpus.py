@@ -228,8 +228,8 @@ CASES = [
          "(see 'attnbench reproduce --help')", smoke=False),
     case("cli-option-needs-value", "compare --sweep", "Option '--sweep' requires an argument",
          smoke=False),
-    case("cli-option-bad-int", "ui --port abc", "Invalid value for '--port'", "'abc' is not a valid",
-         smoke=False),
+    case("cli-option-bad-int", "ui --port abc", "Invalid value for '--port'",
+         "'abc' is not a valid", smoke=False),
 ]
 
 
