@@ -20,7 +20,14 @@ from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
 from attnbench.attention import ATTENTION
-from attnbench.attention.base import check_dropout, check_widths, expand_mask, softmax_mix
+from attnbench.attention.base import (
+    check_dropout,
+    check_widths,
+    expand_mask,
+    full_precision,
+    softmax_mix,
+    upcast,
+)
 
 DEFAULT_CHUNK_BYTES = 64 * 2**20  # few, large chunks: robust when CPU threads are contended
 
@@ -102,14 +109,20 @@ def additive_scores(wq: Tensor, uk: Tensor, v: Tensor, chunk_bytes: int) -> Tens
     When everything fits in one chunk the plain broadcast runs (ordinary autograd, also twice
     differentiable); otherwise ``_ChunkedAdditiveScores``, whose backward is bounded by the same
     budget (first-order gradients only, which is all training needs).
+
+    16-bit inputs (autocast's projections) are scored in float32 with autocast off: tanh, the
+    sum over Hd and the scores (float32, as the softmax takes them) then lose no bits of their
+    own; the budget counts float32 bytes.
     """
-    b, tq, hd = wq.shape
-    tk = uk.shape[1]
-    row_bytes = b * tk * hd * wq.element_size()  # one query row of the hidden tensor
-    rows = max(1, chunk_bytes // row_bytes)  # C
-    if rows >= tq:
-        return additive_scores_naive(wq, uk, v)
-    return _ChunkedAdditiveScores.apply(wq, uk, v, rows)
+    with full_precision(wq):
+        wq, uk, v = upcast(wq), upcast(uk), upcast(v)
+        b, tq, hd = wq.shape
+        tk = uk.shape[1]
+        row_bytes = b * tk * hd * wq.element_size()  # one query row of the hidden tensor
+        rows = max(1, chunk_bytes // row_bytes)  # C
+        if rows >= tq:
+            return additive_scores_naive(wq, uk, v)
+        return _ChunkedAdditiveScores.apply(wq, uk, v, rows)
 
 
 @ATTENTION.register("additive")

@@ -22,13 +22,26 @@ Class attributes:
   variants that do not.
 - ``reference``: the paper equation the variant implements.
 
+Precision (``torch.autocast``, or 16-bit tensors as ``bench.dtype=bf16`` passes them): products
+run in the dtype autocast gives them (the fused SDPA kernels take bfloat16/float16 and keep their
+logits and softmax in float32 themselves); what normalises runs in float32, as CUDA autocast
+treats softmax, norms and sums. So the weights path's logits (``dot_scores``: float32 products of
+the operands SDPA would get), the softmax, additive's tanh scores, cosine's norms and linear's and
+lowrank's length-wise kernel sums are float32. Contexts come back in the dtype a matmul would give
+here (``mix_dtype``: the autocast dtype under autocast); weights come back in float32, so a row
+sums to 1 within float32 rounding (bfloat16 weights missed 1 by up to 7e-3). In float32 and
+float64 every step of this is a no-op: the same aten ops run as without it.
+
 Helpers any variant (built-in or plugin) may use, so the same check or step reads the same
 everywhere: ``check_widths``, ``require_equal_widths`` and ``check_dropout`` for the constructor;
-``expand_mask``, ``masked_softmax``, ``softmax_mix`` and ``sdpa_mask`` for the forward pass.
+``expand_mask``, ``masked_softmax``, ``softmax_mix``, ``dot_scores`` and ``sdpa_mask`` for the
+forward pass; ``upcast``, ``mix_dtype`` and ``full_precision`` for precision.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 from typing import ClassVar, Protocol, runtime_checkable
 
 import torch
@@ -96,8 +109,60 @@ def expand_mask(mask: Tensor | None, b: int, tq: int, tk: int) -> Tensor | None:
     return mask.expand(b, tq, tk)
 
 
+def upcast(x: Tensor) -> Tensor:
+    """x in float32 if it is a 16-bit float (bfloat16, float16); any other tensor as it is."""
+    return x.float() if x.is_floating_point() and x.element_size() < 4 else x
+
+
+def _autocast_dtype(x: Tensor) -> torch.dtype | None:
+    """The dtype autocast casts x's matmuls to here, or None outside autocast (and for float64,
+    which autocast leaves alone)."""
+    device = x.device.type
+    if x.dtype == torch.float64 or not _has_autocast(device):
+        return None
+    return torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else None
+
+
+@functools.cache
+def _has_autocast(device: str) -> bool:
+    """Whether autocast exists for this device type (``is_autocast_enabled`` raises if not)."""
+    return torch.amp.is_autocast_available(device)
+
+
+def mix_dtype(x: Tensor) -> torch.dtype:
+    """The dtype a matmul with x returns here: the autocast dtype under autocast, else x's own."""
+    return _autocast_dtype(x) or x.dtype
+
+
+def full_precision(x: Tensor) -> contextlib.AbstractContextManager:
+    """Autocast off on x's device (ops then run in their inputs' dtypes); a no-op outside it."""
+    if _autocast_dtype(x) is None:
+        return contextlib.nullcontext()
+    return torch.autocast(x.device.type, enabled=False)
+
+
+def dot_scores(query: Tensor, key: Tensor, scale: float) -> Tensor:
+    """Logits scale · q kᵀ over the last two axes: (..., Tq, D), (..., Tk, D) -> (..., Tq, Tk).
+
+    The operands are the ones fused SDPA would multiply (under autocast: rounded to the autocast
+    dtype) and the products are summed and kept in float32, as SDPA keeps them, so the weights
+    path sees the fast path's logits: a bfloat16 logit near 64 is off by up to 0.25 (weights
+    off by 28%). Without autocast, in float32 or float64, this is ``query @ keyᵀ · scale``.
+    """
+    dtype = _autocast_dtype(query)
+    if dtype is None:
+        return upcast(query) @ upcast(key).transpose(-2, -1) * scale
+    with torch.autocast(query.device.type, enabled=False):
+        return query.to(dtype).float() @ key.to(dtype).float().transpose(-2, -1) * scale
+
+
 def masked_softmax(scores: Tensor, mask: Tensor | None) -> Tensor:
-    """Softmax over the last axis with masked positions at exactly 0; empty rows give all zeros."""
+    """Softmax over the last axis with masked positions at exactly 0; empty rows give all zeros.
+
+    16-bit scores are softmaxed in float32 and the weights returned in float32 (what CUDA
+    autocast's softmax does), so they stay a distribution to float32 precision.
+    """
+    scores = upcast(scores)
     if mask is None:
         return torch.softmax(scores, dim=-1)
     scores = scores.masked_fill(~mask, float("-inf"))
@@ -114,10 +179,11 @@ def softmax_mix(
 
     scores (..., Tq, Tk), mask broadcastable to it or None, value (..., Tk, Dv) ->
     context (..., Tq, Dv), weights (..., Tq, Tk). Dropout with probability ``p`` (0 = none)
-    regularises the mixing only; the returned weights stay a distribution.
+    regularises the mixing only; the returned weights stay a distribution (float32 for 16-bit
+    scores); the mixing runs in the values' dtype (or autocast's), like SDPA's.
     """
     weights = masked_softmax(scores, mask)  # (..., Tq, Tk)
-    context = F.dropout(weights, p, training=p > 0) @ value  # (..., Tq, Dv)
+    context = F.dropout(weights, p, training=p > 0).to(value.dtype) @ value  # (..., Tq, Dv)
     return context, weights
 
 

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from attnbench.attention import ATTENTION
-from attnbench.attention.base import check_widths, require_equal_widths
+from attnbench.attention.base import check_widths, require_equal_widths, upcast
 from attnbench.attention.dot import DotProductAttention
 
 EPS = 1e-8  # norms below this count as EPS: a zero vector has cosine 0 with everything
@@ -75,7 +75,9 @@ class CosineAttention(nn.Module):
         mask: Tensor | None = None,
         need_weights: bool = False,
     ) -> tuple[Tensor, Tensor | None]:
-        beta = torch.exp(-self.log_temperature)  # 1/τ, a 0-d tensor (learned or not)
-        q = F.normalize(query, dim=-1, eps=EPS) * beta  # (B, Tq, D), rows of norm β
-        k = F.normalize(key, dim=-1, eps=EPS)  # (B, Tk, D), unit rows
+        beta = torch.exp(-upcast(self.log_temperature))  # 1/τ, a 0-d tensor (learned or not)
+        # Norms in float32 (a 16-bit sum of squares loses bits, and overflows in float16), then
+        # back to the inputs' dtype, the one SDPA gets anyway.
+        q = (F.normalize(upcast(query), dim=-1, eps=EPS) * beta).to(query.dtype)  # (B, Tq, D)
+        k = F.normalize(upcast(key), dim=-1, eps=EPS).to(key.dtype)  # (B, Tk, D), unit rows
         return self.dot(q, k, value, mask, need_weights)  # (B, Tq, Dv), (B, Tq, Tk) | None

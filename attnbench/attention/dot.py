@@ -5,7 +5,8 @@ Notation: B batch, Tq query length, Tk key length, D = Dq = Dk query/key width, 
 Fast path (``need_weights=False``): ``F.scaled_dot_product_attention`` with ``scale=1``; no
 (B, Tq, Tk) weights are materialised by this code (PyTorch picks a fused kernel when one fits:
 on CPU that needs Dv == Dk, otherwise its math fallback runs). Weights path: explicit scores and
-``masked_softmax``. ``ScaledDotProductAttention`` (scaled.py) reuses this class with 1/√D.
+``masked_softmax``, both in float32 under autocast as inside the fused kernel (see base.py).
+``ScaledDotProductAttention`` (scaled.py) reuses this class with 1/√D.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from attnbench.attention import ATTENTION
 from attnbench.attention.base import (
     check_dropout,
     check_widths,
+    dot_scores,
     expand_mask,
     require_equal_widths,
     sdpa_mask,
@@ -76,5 +78,5 @@ class DotProductAttention(nn.Module):
                 context = context.masked_fill(empty, 0.0)
             return context, None
 
-        scores = query @ key.transpose(1, 2) * self.scale  # (B, Tq, Tk)
+        scores = dot_scores(query, key, self.scale)  # (B, Tq, Tk), float32 under autocast
         return softmax_mix(scores, m, value, p)  # (B, Tq, Dv), (B, Tq, Tk)

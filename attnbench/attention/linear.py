@@ -18,6 +18,12 @@ Fast path (``need_weights=False``), chosen from the mask's structure (see ``_lay
   chunk's own masked C×C block), O(T·(C + D·Dv / C)) time and memory;
 - any other per-query mask: the explicit masked similarity matrix (it has no O(n) form).
 Weights path (diagnostics only): the explicit normalised matrix φ(Q)φ(K)ᵀ ⊙ M, row-normalised.
+
+Precision: numerator and denominator are sums over up to Tk keys of positive terms that grow
+with the length (they overflow float16 at a few hundred keys of moderate size), so both paths
+run in float32 with autocast off, on the operands as they come (16-bit after autocast's
+projections); the context is returned in the dtype a matmul would give (``mix_dtype``), the
+weights in float32.
 """
 
 from __future__ import annotations
@@ -35,7 +41,14 @@ from attnbench.attention._layout import (
     masked_kernel_sum,
     safe_denominator,
 )
-from attnbench.attention.base import check_widths, expand_mask, require_equal_widths
+from attnbench.attention.base import (
+    check_widths,
+    expand_mask,
+    full_precision,
+    mix_dtype,
+    require_equal_widths,
+    upcast,
+)
 
 
 def feature_map(x: Tensor) -> Tensor:
@@ -70,6 +83,16 @@ class LinearAttention(nn.Module):
         mask: Tensor | None = None,
         need_weights: bool = False,
     ) -> tuple[Tensor, Tensor | None]:
+        out = mix_dtype(value)  # the context's dtype: autocast's under autocast
+        with full_precision(query):  # float32 maths on the operands as they come (docstring)
+            q, k, v = upcast(query), upcast(key), upcast(value)
+            context, weights = self._attend(q, k, v, mask, need_weights)
+        return context.to(out), weights
+
+    def _attend(
+        self, query: Tensor, key: Tensor, value: Tensor, mask: Tensor | None, need_weights: bool
+    ) -> tuple[Tensor, Tensor | None]:
+        """``forward`` in the inputs' dtype, float32 or wider."""
         b, tq, _ = query.shape
         tk = key.shape[1]
         fq, fk = feature_map(query), feature_map(key)  # (B, Tq, D), (B, Tk, D)

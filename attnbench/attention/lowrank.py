@@ -31,6 +31,13 @@ Fast path (``need_weights=False``): the projections as masked kernel sums (``_la
 softmax over the R projected rows, (B, Tq, R), small enough that fused SDPA would gain nothing;
 no (B, Tq, Tk) tensor under key padding or causal masks.
 Weights path: the same maths with the explicit (B, Tq, Tk) mask, plus W = (softmax / Σ F) F.
+
+Precision: E K and F V are normalised sums over the keys (Σ_j M_ij e_jr k_j / Σ_j M_ij e_jr), and
+the softmax is a normaliser too, so both paths run in float32 with autocast off, on the operands
+as they come (16-bit after autocast's projections). In bfloat16 the numerator and denominator
+were rounded apart (contexts 4.7e-2 of their scale off float32 at Tk = 64, inputs ×8) and the
+weights missed 1 by up to 7e-3. The context is returned in the dtype a matmul would give
+(``mix_dtype``), the weights in float32.
 """
 
 from __future__ import annotations
@@ -54,7 +61,10 @@ from attnbench.attention.base import (
     check_dropout,
     check_widths,
     expand_mask,
+    full_precision,
+    mix_dtype,
     require_equal_widths,
+    upcast,
 )
 
 
@@ -107,8 +117,8 @@ class LowRankAttention(nn.Module):
                 f"lowrank attention: {tk} keys but attention.max_len={self.max_len} "
                 f"(E and F have one column per key position); set attention.max_len>={tk}"
             )
-        e = self.key_logits[:, :tk]  # (R, Tk)
-        f = self.value_logits[:, :tk]  # (R, Tk)
+        e = upcast(self.key_logits[:, :tk])  # (R, Tk)
+        f = upcast(self.value_logits[:, :tk])  # (R, Tk)
         e = (e - e.max(dim=-1, keepdim=True).values.detach()).exp()  # shift: no overflow
         f = (f - f.max(dim=-1, keepdim=True).values.detach()).exp()
         return e.t(), f.t()  # (Tk, R), (Tk, R)
@@ -121,6 +131,16 @@ class LowRankAttention(nn.Module):
         mask: Tensor | None = None,
         need_weights: bool = False,
     ) -> tuple[Tensor, Tensor | None]:
+        out = mix_dtype(value)  # the context's dtype: autocast's under autocast
+        with full_precision(query):  # float32 maths on the operands as they come (docstring)
+            q, k, v = upcast(query), upcast(key), upcast(value)
+            context, weights = self._attend(q, k, v, mask, need_weights)
+        return context.to(out), weights
+
+    def _attend(
+        self, query: Tensor, key: Tensor, value: Tensor, mask: Tensor | None, need_weights: bool
+    ) -> tuple[Tensor, Tensor | None]:
+        """``forward`` in the inputs' dtype, float32 or wider."""
         b, tq, _ = query.shape
         tk = key.shape[1]
         r = self.rank

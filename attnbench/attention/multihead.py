@@ -24,6 +24,7 @@ from attnbench.attention import ATTENTION
 from attnbench.attention.base import (
     check_dropout,
     check_widths,
+    dot_scores,
     expand_mask,
     sdpa_mask,
     softmax_mix,
@@ -120,7 +121,7 @@ class MultiHeadAttention(nn.Module):
         v = self.v_proj(value).view(b, tk, h, dh).transpose(1, 2)  # (B, H, Tk, Dh)
 
         if need_weights:
-            scores = q @ k.transpose(-2, -1) / dh**0.5  # (B, H, Tq, Tk)
+            scores = dot_scores(q, k, dh**-0.5)  # (B, H, Tq, Tk)
             ctx, head_weights = softmax_mix(scores, m4, v, p)  # (B, H, Tq, Dh), (B, H, Tq, Tk)
             weights = head_weights.mean(dim=1)  # (B, Tq, Tk)
         else:
