@@ -28,7 +28,9 @@ Padding is assumed to be on the right (PAD = 0 in channel 0).
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 from typing import Literal
 
 import torch
@@ -59,6 +61,23 @@ def check_sizes(owner: str, dropout: float, **sizes: int) -> None:
         raise ValueError("; ".join(problems))
 
 
+@contextlib.contextmanager
+def cpu_recurrence_in_float32(x: Tensor) -> Iterator[Tensor]:
+    """Under CPU autocast, run the recurrent layer in float32 (yields `x` as float32).
+
+    oneDNN has no bfloat16 LSTM on CPUs without bfloat16 instructions ("could not create a
+    primitive descriptor for the LSTM forward propagation primitive"), and autocast sends an
+    LSTM there; a recurrence is also where rounding compounds over time steps. The layer's
+    weights are float32 under autocast anyway; only its inputs are cast. CUDA's cuDNN kernels
+    keep running in the autocast dtype.
+    """
+    if x.device.type != "cpu" or not torch.is_autocast_enabled("cpu"):
+        yield x
+        return
+    with torch.autocast("cpu", enabled=False):
+        yield x.float()
+
+
 def run_packed(rnn: nn.RNNBase, x: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
     """Run `rnn` on right-padded `x` (B, T, E) with true `lengths` (B,).
 
@@ -67,10 +86,11 @@ def run_packed(rnn: nn.RNNBase, x: Tensor, lengths: Tensor) -> tuple[Tensor, Ten
     Zero-length sequences are run over one (padding) step so packing stays valid.
     """
     b, t, _ = x.shape
-    packed = pack_padded_sequence(
-        x, lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False
-    )
-    out, h_n = rnn(packed)
+    with cpu_recurrence_in_float32(x) as x:
+        packed = pack_padded_sequence(
+            x, lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False
+        )
+        out, h_n = rnn(packed)
     if isinstance(h_n, tuple):  # LSTM: (h_n, c_n)
         h_n = h_n[0]
     out, _ = pad_packed_sequence(out, batch_first=True, total_length=t)  # (B, T, dirs*H)
