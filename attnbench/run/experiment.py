@@ -24,6 +24,8 @@ from attnbench.errors import AttnbenchError
 from attnbench.store import schema as record
 from attnbench.store.schema import RunIdentity, RunResult
 
+OPEN_RUN_BY_S = 5.0  # the latest a job's MLflow run starts opening (see run_experiment)
+
 
 @dataclass
 class SweepContext:
@@ -137,11 +139,13 @@ def run_experiment(
             run_id = open_run(extra)  # the claim: a RUNNING run
         opening = tracker.open_run(lambda: run_id, background=False)
     else:
-        # MLflow's import and the run's creation (2-4 s of CPU) overlap data loading and the
-        # model's construction; metrics wait in the sink until the run exists, and the first
-        # validation waits for the thread (see `fit`'s before_eval).
+        # MLflow's import and the run's creation (2-4 s of CPU) start after the first training
+        # step (its first metric), so they do not compete for the GIL with torch.optim's
+        # one-time import (`warm`) the first step waits for; a job still loading its data after
+        # OPEN_RUN_BY_S opens its run then. The run keeps the job's start time; metrics wait in
+        # the sink until it exists, and the first validation waits for it (`before_eval`).
         opening = tracker.open_run(open_run)
-        opening.start()
+        opening.start_by(OPEN_RUN_BY_S)
     try:
         if built is None:
             built = build(cfg)

@@ -34,13 +34,26 @@ class PendingRun:
         self._started = threading.Lock()
         self._then: list[Callable[[str], object]] = []
         self._opened = False  # the run exists and every queued `then` ran
+        self._timer: threading.Timer | None = None
         if not background:
             self.start()
             self.result()
 
+    def start_by(self, seconds: float) -> None:
+        """Start opening the run at the latest `seconds` from now (sooner if `start()` or
+        `result()` is called first): a job whose data takes long to load still shows up as
+        RUNNING within seconds, while a quick job imports MLflow after its first step."""
+        timer = threading.Timer(seconds, self.start)
+        timer.daemon = True
+        timer.name = "attnbench-open-run-timer"
+        timer.start()
+        self._timer = timer
+
     def start(self) -> None:
         """Start opening the run (idempotent)."""
         with self._started:
+            if self._timer is not None and self._timer is not threading.current_thread():
+                self._timer.cancel()
             if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._open, name="attnbench-open-run", daemon=True

@@ -64,3 +64,31 @@ def test_run_experiment_reports_an_unusable_store_in_one_line(tmp_path: Path) ->
     with pytest.raises(TrackingError) as err:
         run_experiment(checked)
     assert "Cannot use the MLflow store" in err.value.one_line()
+
+
+def test_a_pending_run_opens_at_its_first_metric_or_by_its_deadline() -> None:
+    """run_experiment opens the MLflow run after the first training step (its first metric), so
+    MLflow's import does not compete with torch.optim's for the GIL before that step; a job that
+    takes longer to get there still opens its run by the deadline."""
+    from attnbench.store.sink import PendingRun
+
+    opened: list[float] = []
+
+    def open_fn() -> str:
+        opened.append(time.monotonic())
+        return "run"
+
+    t0 = time.monotonic()
+    late = PendingRun(open_fn)
+    late.start_by(0.3)
+    time.sleep(0.15)
+    assert opened == []  # not before the deadline...
+    assert late.result() == "run"  # ...unless asked for: result() starts it at once
+    assert opened[0] - t0 < 0.25
+    on_time = PendingRun(open_fn)
+    on_time.start_by(0.2)
+    deadline = time.monotonic() + 5
+    while len(opened) < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert len(opened) == 2 and opened[1] - t0 >= 0.2  # the timer opened it
+    assert on_time.result() == "run" and len(opened) == 2  # once
