@@ -15,6 +15,15 @@ CONF = REPO / "conf"
 SMOKE = ["trainer=smoke"]
 
 
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """`-n auto` (pyproject's addopts): one worker per core, at most 4 — each imports torch and
+    MLflow (~0.5 GB), and the CLI tests start subprocesses of their own."""
+    import os
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(4, cores or 1))
+
+
 @pytest.fixture(scope="session")
 def empty_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A freshly created and migrated MLflow SQLite store, made once per test session.
