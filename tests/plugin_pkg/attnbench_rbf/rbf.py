@@ -9,7 +9,7 @@ exp(−‖q − k‖² / τ) normalised over the keys. τ (``temperature``) defa
 Fast path: −‖q − k‖² = 2qᵀk − ‖k‖² − ‖q‖², and a softmax over keys ignores the query-only
 ‖q‖², so the scores are dot products of q̃ = [2q, 1] and k̃ = [k, −‖k‖²] (one extra column):
 fused SDPA on those with ``scale=1/τ``, no (B, Tq, Tk) weights materialised. Weights path: the
-full squared distance and attnbench's ``masked_softmax``.
+full squared distance and attnbench's ``softmax_mix`` (a float32 softmax under autocast).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from attnbench.attention.base import expand_mask, masked_softmax, sdpa_mask
+from attnbench.attention.base import expand_mask, sdpa_mask, softmax_mix
 
 
 class RBFAttention(nn.Module):
@@ -90,6 +90,4 @@ class RBFAttention(nn.Module):
 
         q2 = query.square().sum(dim=-1, keepdim=True)  # ‖q‖²: (B, Tq, 1)
         sq_dist = q2 - 2 * query @ key.transpose(1, 2) + k2.transpose(1, 2)  # (B, Tq, Tk)
-        weights = masked_softmax(-sq_dist / self.temperature, m)  # (B, Tq, Tk)
-        context = F.dropout(weights, p, training=p > 0) @ value  # (B, Tq, Dv)
-        return context, weights
+        return softmax_mix(-sq_dist / self.temperature, m, value, p)  # (B, Tq, Dv), (B, Tq, Tk)
