@@ -139,16 +139,18 @@ def run_experiment(
             run_id = open_run(extra)  # the claim: a RUNNING run
         opening = tracker.open_run(lambda: run_id, background=False)
     else:
-        # MLflow's import and the run's creation (2-4 s of CPU) start after the first training
-        # step (its first metric), so they do not compete for the GIL with torch.optim's
-        # one-time import (`warm`) the first step waits for; a job still loading its data after
-        # OPEN_RUN_BY_S opens its run then. The run keeps the job's start time; metrics wait in
-        # the sink until it exists, and the first validation waits for it (`before_eval`).
+        # MLflow's import and the run's creation (2-4 s of CPU) wait for the first training
+        # step (`fit(after_first_step=...)`): they would only compete for the GIL with
+        # torch.optim's one-time import (`warm`) the first step waits for, and there they stay
+        # out of the timed training and the memory figure. A job whose data takes longer than
+        # OPEN_RUN_BY_S to load opens its run then. The run keeps the job's start time; metrics
+        # wait in the sink until it exists.
         opening = tracker.open_run(open_run)
         opening.start_by(OPEN_RUN_BY_S)
     try:
         if built is None:
             built = build(cfg)
+        opening.cancel_timer()  # from here on fit opens it, where the memory meter allows
         data = built.data
         chash = record.config_hash(plain, code, data.fingerprint)
         opening.then(lambda run_id: logs.data(tracker, run_id, cfg, data, chash))
@@ -161,7 +163,7 @@ def run_experiment(
         result = fit(
             built.model, data, built.trainer, cfg.seed, tracker.sink(opening), progress,
             on_epoch_end=mark_epoch, before_eval=opening.result, device=device, warm=warm,
-            last_path=last.path, resume_from=resume_from,
+            last_path=last.path, resume_from=resume_from, after_first_step=opening.result,
         )
         run_id = opening.result()
         final = {record.split_metric("test", k): v for k, v in result.test.items()}

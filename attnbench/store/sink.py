@@ -21,8 +21,9 @@ class PendingRun:
 
     Importing MLflow, creating or migrating the store, creating the run and logging its params
     and config cost 2-4 s of CPU, about half of a small run's start-up, and training needs none
-    of it before its first metric. The thread starts at the first `start()` and `result()` waits
-    for it and returns the run id, or raises its error. Meanwhile metrics wait in the sink's
+    of it before its first metric. The thread starts at the first `start()` (or when the
+    `start_by` deadline passes, unless `cancel_timer` came first), and `result()` starts it if
+    need be, waits for it and returns the run id, or raises its error. Meanwhile metrics wait in the sink's
     queue, and writes that need the run id (`then`) run on the thread once the run exists.
     """
 
@@ -48,6 +49,11 @@ class PendingRun:
         timer.name = "attnbench-open-run-timer"
         timer.start()
         self._timer = timer
+
+    def cancel_timer(self) -> None:
+        """Forget `start_by`'s deadline (a run already opening goes on)."""
+        if self._timer is not None:
+            self._timer.cancel()
 
     def start(self) -> None:
         """Start opening the run (idempotent)."""

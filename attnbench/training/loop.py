@@ -181,6 +181,7 @@ def fit(
     on_epoch_end: Callable[[int, dict[str, Tensor]], None] | None = None,
     before_eval: Callable[[], object] | None = None,
     *,
+    after_first_step: Callable[[], object] | None = None,
     device: torch.device | None = None,
     warm: threading.Thread | None = None,
     last_path: Path | None = None,
@@ -197,6 +198,9 @@ def fit(
     `before_eval` runs before each validation (outside the timed training): experiment.py waits
     there for the thread opening the MLflow run, whose imports must not overlap the ones
     evaluation makes (metric libraries): two threads importing overlapping packages can deadlock.
+    `after_first_step` runs once, after this call's first optimiser step, outside the timed
+    training and the memory figure (experiment.py opens the MLflow run there: its import is
+    one-time work of the process, and the first step does not wait for it).
     """
     if device is None:
         device = resolve(cfg)
@@ -304,6 +308,15 @@ def fit(
                     sink.log_metrics({"train/loss": mean_loss}, loop.step)
                     if progress:
                         progress.advance(loop.step, mean_loss, f"epoch {loop.epoch}/{cfg.epochs}")
+                if after_first_step is not None:  # (its train/loss is logged already)
+                    clock.pause()
+                    with meter.excluded():
+                        after_first_step()
+                        if not warmed:
+                            _warm_metrics(data)
+                            warmed = True
+                    after_first_step = None
+                    clock.go()
                 if loop.step >= total:
                     break
                 if over_time():

@@ -92,3 +92,9 @@ def test_a_pending_run_opens_at_its_first_metric_or_by_its_deadline() -> None:
         time.sleep(0.02)
     assert len(opened) == 2 and opened[1] - t0 >= 0.2  # the timer opened it
     assert on_time.result() == "run" and len(opened) == 2  # once
+    cancelled = PendingRun(open_fn)
+    cancelled.start_by(0.1)
+    cancelled.cancel_timer()  # run_experiment: the data is loaded, fit opens it after a step
+    time.sleep(0.3)
+    assert len(opened) == 2 and not cancelled.done()
+    assert cancelled.result() == "run" and len(opened) == 3
