@@ -46,7 +46,7 @@ class AssocRecall:
         num_keys: int = 64,
         num_values: int = 32,
         layout: Literal["paired", "interleaved"] = "paired",
-        n_train: int = 8000,
+        n_train: int = 1600,
         n_val: int = 500,
         n_test: int = 1000,
     ) -> None:

@@ -64,10 +64,11 @@ def section_loop(
     report: Report, work: Path, template: Path, quick: bool, repeats: int, threads: int = 0
 ) -> None:
     # One epoch (8000 / 64 = 125 steps) so no evaluation falls inside; the steady state is the
-    # last 50 steps: the runner opens its MLflow run on a thread during the first steps.
+    # last 50 steps: the runner opens its MLflow run after its first step.
     steps = 100 if quick else 125
     every, steady = 25, steps - 50
     overrides = [
+        "task.n_train=8000",
         f"trainer.max_steps={steps}",
         "trainer.epochs=1",
         f"trainer.log_every={every}",

@@ -45,7 +45,8 @@ def section_logging(report: Report, work: Path, template: Path, quick: bool, rep
 
     steps = 75 if quick else 125
     cfg = compose(
-        [f"trainer.max_steps={steps}", "trainer.epochs=1", "trainer.limit_eval_batches=1"]
+        ["task.n_train=8000", f"trainer.max_steps={steps}", "trainer.epochs=1",
+         "trainer.limit_eval_batches=1"]
     )
     threads = set_threads(0, 1)
     tracker = Tracker(None, runs_dir_from(template, work / "logging"))
