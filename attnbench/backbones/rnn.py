@@ -62,19 +62,20 @@ def check_sizes(owner: str, dropout: float, **sizes: int) -> None:
 
 
 @contextlib.contextmanager
-def cpu_recurrence_in_float32(x: Tensor) -> Iterator[Tensor]:
-    """Under CPU autocast, run the recurrent layer in float32 (yields `x` as float32).
+def recurrence_in_float32(x: Tensor) -> Iterator[Tensor]:
+    """Under autocast, run the recurrent layer in float32 (yields `x` as float32).
 
-    oneDNN has no bfloat16 LSTM on CPUs without bfloat16 instructions ("could not create a
-    primitive descriptor for the LSTM forward propagation primitive"), and autocast sends an
-    LSTM there; a recurrence is also where rounding compounds over time steps. The layer's
-    weights are float32 under autocast anyway; only its inputs are cast. CUDA's cuDNN kernels
-    keep running in the autocast dtype.
+    A recurrence is where rounding compounds over time steps, and autocast does not do what it
+    says there: on CUDA, PyTorch's autocast wrapper for cuDNN RNNs runs them in float16 whatever
+    dtype was asked for (a "bf16" run would train its LSTM/GRU in float16 without gradient
+    scaling); on CPUs without bfloat16 instructions oneDNN has no bfloat16 LSTM at all ("could
+    not create a primitive descriptor for the LSTM forward propagation primitive"). The layer's
+    weights are float32 under autocast anyway; only its inputs are cast.
     """
-    if x.device.type != "cpu" or not torch.is_autocast_enabled("cpu"):
+    if not torch.is_autocast_enabled(x.device.type):
         yield x
         return
-    with torch.autocast("cpu", enabled=False):
+    with torch.autocast(x.device.type, enabled=False):
         yield x.float()
 
 
@@ -86,7 +87,7 @@ def run_packed(rnn: nn.RNNBase, x: Tensor, lengths: Tensor) -> tuple[Tensor, Ten
     Zero-length sequences are run over one (padding) step so packing stays valid.
     """
     b, t, _ = x.shape
-    with cpu_recurrence_in_float32(x) as x:
+    with recurrence_in_float32(x) as x:
         packed = pack_padded_sequence(
             x, lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False
         )

@@ -42,7 +42,7 @@ from attnbench.backbones.base import (
     TokenEmbedding,
     padding_mask,
 )
-from attnbench.backbones.rnn import check_sizes, cpu_recurrence_in_float32, run_packed
+from attnbench.backbones.rnn import check_sizes, recurrence_in_float32, run_packed
 from attnbench.tasks.base import BOS, EOS, PAD, TaskSpec
 
 
@@ -132,7 +132,7 @@ class Seq2Seq(Backbone):
         u = prev.shape[1]
         y = self.drop(self.tgt_embed(prev))  # (B, U, E)
         x = torch.cat([y, summary[:, None, :].expand(-1, u, -1)], dim=-1)  # (B, U, E + S)
-        with cpu_recurrence_in_float32(x) as x:
+        with recurrence_in_float32(x) as x:
             dec, state = self.decoder(x, state.to(x.dtype))  # (B, U, S), (L, B, S)
         weights: Tensor | None = None
         if self.baseline:

@@ -1,9 +1,10 @@
 """Per-run peak memory (`cost/peak_mem_mb`, `cost/base_mem_mb`): what this run added on top of
 what the process held when it started, not the process's lifetime peak.
 
-- CUDA: ``torch.cuda.max_memory_allocated`` since the run started (peak statistics reset then)
-  minus the memory allocated at that point; the base is that memory (the model's weights, moved
-  to the device just before).
+- CUDA: the caching allocator's peak of requested bytes since the run started (peak statistics
+  reset then; ``requested_bytes.all.peak``, which unlike ``max_memory_allocated`` does not count
+  the slack of a reused block) minus what was requested at that point; the base is that memory
+  (the model's weights, moved to the device just before).
 - CPU (and MPS, whose unified memory has no peak counter): the process's resident set. At the
   start, garbage is collected, glibc hands its free heap pages back to the kernel
   (``malloc_trim``) and the kernel's high-water mark is reset (``5`` into /proc/self/clear_refs,
@@ -63,6 +64,19 @@ def _trim_heap() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
+def _cuda_requested_mb(device: torch.device, which: str) -> float:
+    """The bytes tensors asked the CUDA caching allocator for (current or peak since the last
+    reset), not the blocks it handed out: a cached block above 1 MiB can be given unsplit, up
+    to 1 MiB larger than asked, depending on what ran before (`max_memory_allocated` counts
+    those blocks)."""
+    stats = torch.cuda.memory_stats(device)
+    key = f"requested_bytes.all.{which}"
+    if key not in stats:  # an allocator without the statistic (or torch < 2.1)
+        return (torch.cuda.max_memory_allocated(device) if which == "peak"
+                else torch.cuda.memory_allocated(device)) / MB
+    return stats[key] / MB
+
+
 def _maxrss_mb() -> float:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / MB if sys.platform == "darwin" else peak / 1024.0  # bytes on macOS, else KiB
@@ -83,19 +97,19 @@ class RunMemory:
         self.peak_mb = 0.0  # the highest peak above base before an excluded block
 
     def start(self) -> None:
+        gc.collect()
         if self.cuda:
             torch.cuda.synchronize(self.device)
             torch.cuda.reset_peak_memory_stats(self.device)
-            self.base_mb = torch.cuda.memory_allocated(self.device) / MB
+            self.base_mb = _cuda_requested_mb(self.device, "current")
             return
-        gc.collect()
         _trim_heap()
         self.proc = _status_kib("VmHWM") is not None and _reset_hwm()
         self.base_mb = _rss_mb() if self.proc else _maxrss_mb()
 
     def _peak_now_mb(self) -> float:
         if self.cuda:
-            return torch.cuda.max_memory_allocated(self.device) / MB - self.base_mb
+            return _cuda_requested_mb(self.device, "peak") - self.base_mb
         if self.proc:
             return (_status_kib("VmHWM") or 0) / 1024.0 - self.base_mb
         return _maxrss_mb() - self.base_mb

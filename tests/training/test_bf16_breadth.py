@@ -13,8 +13,8 @@ backbone once); ``-m slow`` trains all pairs.
 On CPUs without bfloat16 instructions, oneDNN has no bfloat16 LSTM, and PyTorch sends a batch of
 equal lengths (associative recall's) there under autocast: "could not create a primitive
 descriptor for the LSTM forward propagation primitive". The recurrent backbones therefore run
-their recurrences in float32 under CPU autocast (``backbones/rnn.py``,
-``cpu_recurrence_in_float32``); ``test_rnn_lstm_trains_in_bf16`` checks the LSTM as the YAML has
+their recurrences in float32 under autocast (``backbones/rnn.py``,
+``recurrence_in_float32``); ``test_rnn_lstm_trains_in_bf16`` checks the LSTM as the YAML has
 it, on such a CPU or not.
 """
 
@@ -116,18 +116,18 @@ def test_rnn_lstm_trains_in_bf16() -> None:
     train_bf16(_overrides("rnn", "scaled"))
 
 
-def test_cpu_recurrences_run_in_float32_under_autocast() -> None:
+def test_recurrences_run_in_float32_under_autocast() -> None:
     """What makes the LSTM above run: the recurrence leaves autocast, its inputs float32; outside
     autocast nothing changes."""
-    from attnbench.backbones.rnn import cpu_recurrence_in_float32
+    from attnbench.backbones.rnn import recurrence_in_float32
 
     x = torch.randn(2, 3, 4)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        with cpu_recurrence_in_float32(x.bfloat16()) as inner:
+        with recurrence_in_float32(x.bfloat16()) as inner:
             assert inner.dtype == torch.float32 and not torch.is_autocast_enabled("cpu")
             lstm = torch.nn.LSTM(4, 4, batch_first=True)
             out, _ = lstm(inner)
             assert out.dtype == torch.float32
         assert torch.is_autocast_enabled("cpu")
-    with cpu_recurrence_in_float32(x) as same:
+    with recurrence_in_float32(x) as same:
         assert same is x
