@@ -1,7 +1,9 @@
 """Training figures the defaults must reach, measured through the real CLI.
 
-    python -m attnbench.benchmarks.figures skeleton
-        default 5-variant sweep: <= 3 min, none >= 20 points below the best, best >= 90 %
+    python -m attnbench.benchmarks.figures skeleton [--seeds 3] [--set trainer.precision=bf16]
+        default 5-variant sweep over 3 seeds: <= 3 min per seed, best >= 90 %, none >= 20 points
+        below the best, and `attnbench compare` marks at least one attention variant besides
+        `none` significantly worse than the best (the default task discriminates)
     python -m attnbench.benchmarks.figures reverse
         seq2seq on reverse (length 20): additive exact match >= 0.90, none <= 0.50, <= 3 min each
     python -m attnbench.benchmarks.figures text [--csv PATH]
@@ -15,6 +17,7 @@ measured figure, and exits 1 if a target is missed.
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import subprocess
 import sys
@@ -59,13 +62,19 @@ def by_attention(runs: list[RunInfo], metric: str) -> dict[str, float]:
     return {r.tags["attention"]: r.metrics[metric] for r in runs}
 
 
-def skeleton(runs_dir: Path, _: argparse.Namespace) -> list[Check]:
-    wall, runs = sweep(runs_dir, [f"attention={VARIANTS}"])
-    acc = by_attention(runs, "test/acc")
+def skeleton(runs_dir: Path, ns: argparse.Namespace) -> list[Check]:
+    seeds = ",".join(str(i) for i in range(ns.seeds))
+    wall, runs = sweep(runs_dir, [f"attention={VARIANTS}", f"seed={seeds}", *ns.set])
+    acc = mean_by_attention(runs, "test/acc")
     best = max(acc, key=acc.get)
     print_runs(runs, "test/acc")
-    return [
-        Check("sweep wall time", "<= 180 s", f"{wall:.0f} s", wall <= 180),
+    checks = [
+        Check(
+            f"sweep wall time ({ns.seeds} seed{'s' if ns.seeds > 1 else ''})",
+            f"<= {180 * ns.seeds} s",
+            f"{wall:.0f} s",
+            wall <= 180 * ns.seeds,
+        ),
         Check(f"best variant ({best}) test/acc", ">= 0.90", f"{acc[best]:.3f}", acc[best] >= 0.90),
         Check(
             "none below best",
@@ -74,6 +83,36 @@ def skeleton(runs_dir: Path, _: argparse.Namespace) -> list[Check]:
             acc[best] - acc["none"] >= 0.20,
         ),
     ]
+    if ns.seeds >= 2:
+        worse = significantly_worse(runs_dir)
+        checks.append(
+            Check(
+                "variants besides none that compare marks worse than the best",
+                ">= 1",
+                ", ".join(worse) or "none",
+                bool(worse),
+            )
+        )
+    return checks
+
+
+def mean_by_attention(runs: list[RunInfo], metric: str) -> dict[str, float]:
+    values: dict[str, list[float]] = {}
+    for r in runs:
+        values.setdefault(r.tags["attention"], []).append(r.metrics[metric])
+    return {k: sum(v) / len(v) for k, v in values.items()}
+
+
+def significantly_worse(runs_dir: Path) -> list[str]:
+    """The attention variants (not `none`) `attnbench compare` marks `worse` than the best."""
+    out = runs_dir / "compare.json"
+    cmd = [sys.executable, "-m", "attnbench", "compare", "--runs-dir", str(runs_dir),
+           "--no-plots", "-o", str(out)]
+    print("$", " ".join(cmd[2:]), flush=True)
+    if subprocess.run(cmd, text=True).returncode != 0:
+        raise SystemExit("compare failed")
+    groups = json.loads(out.read_text())["groups"]
+    return [g["attention"] for g in groups if g["status"] == "worse" and g["attention"] != "none"]
 
 
 REVERSE = [
@@ -186,6 +225,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("check", choices=[*CHECKS, "all"])
     parser.add_argument("--runs-dir", help="store to use (default: a fresh temporary folder)")
     parser.add_argument("--csv", help="text check: your own CSV with text,label columns")
+    parser.add_argument(
+        "--seeds", type=int, default=3, help="skeleton: seeds per variant (default 3)"
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="OVERRIDE",
+        help="skeleton: an extra override for every run, e.g. trainer.precision=bf16 (repeatable)",
+    )
     ns = parser.parse_args(argv)
     from attnbench.console import console, results_table
 

@@ -23,6 +23,8 @@ Sections (``--only``):
   each in its own process; ``--busy N`` runs N busy-loop processes meanwhile.
 - ``sweep``: throughput (jobs/min) of the default 5-variant sweep with the joblib launcher
   (n_jobs=2, each worker cores/2 threads) vs the basic sequential launcher; target >= 1.4×.
+- ``memory``: ``cost/peak_mem_mb`` of each job of the default 5-variant sweep run first vs fifth
+  (two sequential sweeps in opposite orders, each in one process); target within ±5 %.
 
 Every figure is printed with the machine's load average, which on a shared machine moves them a
 lot: ratios measured in the same run (interleaved) are the ones to trust.
@@ -40,13 +42,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from attnbench.benchmarks.overhead.common import Report, loadavg, log, template_store
+from attnbench.benchmarks.overhead.memory import section_memory
 from attnbench.benchmarks.overhead.runner import section_loop
 from attnbench.benchmarks.overhead.sink import section_logging
 from attnbench.benchmarks.overhead.startup import section_cli, section_startup
 from attnbench.benchmarks.overhead.sweep import section_sweep
 from attnbench.benchmarks.overhead.threads import section_threads
 
-SECTIONS = ("cli", "startup", "loop", "logging", "threads", "sweep")
+SECTIONS = ("cli", "startup", "loop", "logging", "threads", "sweep", "memory")
 
 
 def print_report(report: Report, title: str) -> None:
@@ -112,6 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "logging": lambda: section_logging(report, work, template, args.quick, repeats),
         "threads": lambda: section_threads(report, work, repeats, args.busy),
         "sweep": lambda: section_sweep(report, work, template, args.quick, max(1, repeats - 2)),
+        "memory": lambda: section_memory(report, work, template, args.quick, max(1, repeats - 1)),
     }
     for name in SECTIONS:
         if name in sections:

@@ -127,6 +127,6 @@ def section_loop(
         f"runner / bare, steps {every}..{steps}",
         early,
         "×",
-        note="includes the MLflow import and run creation the runner does on a thread "
-        "while its first steps run",
+        note="the metric writer's and heartbeat's first writes; MLflow's import and the run's "
+        "creation come before (after step 1)",
     )
