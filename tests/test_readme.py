@@ -52,8 +52,8 @@ def test_quickstart_commands_run(runs_dir: Path) -> None:
         assert proc.returncode == 0, f"{command}\n{proc.stdout[-1500:]}\n{proc.stderr[-1500:]}"
         assert "Traceback" not in proc.stderr
     runs = all_runs(runs_dir)
-    # one `run` + a 5-variant sweep (parent + 5 children); compare wrote its report
+    # one `run` + a 5-variant, 3-seed sweep (parent + 15 children); compare wrote its report
     assert sum(r.tags.get("attnbench.kind") == "sweep" for r in runs) == 1
-    assert len(runs) == 1 + 1 + 5
+    assert len(runs) == 1 + 1 + 5 * 3
     assert all(r.status == "FINISHED" for r in runs)
     assert list((runs_dir / "reports").glob("*/*.png")), "compare wrote no plots"
