@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+from collections.abc import Callable
 from typing import ClassVar, Protocol, runtime_checkable
 
 import torch
@@ -139,6 +140,23 @@ def full_precision(x: Tensor) -> contextlib.AbstractContextManager:
     if _autocast_dtype(x) is None:
         return contextlib.nullcontext()
     return torch.autocast(x.device.type, enabled=False)
+
+
+def attend_in_float32(
+    attend: Callable[[Tensor, Tensor, Tensor, Tensor | None, bool], tuple[Tensor, Tensor | None]],
+    query: Tensor,
+    key: Tensor,
+    value: Tensor,
+    mask: Tensor | None,
+    need_weights: bool,
+) -> tuple[Tensor, Tensor | None]:
+    """``attend(q, k, v, mask, need_weights)`` with autocast off and 16-bit operands in float32
+    (sums over the sequence and their normalisers lose too much in bfloat16); the context comes
+    back in the dtype a matmul would give (``mix_dtype``), the weights as ``attend`` made them."""
+    out = mix_dtype(value)  # the context's dtype: autocast's under autocast
+    with full_precision(query):
+        context, weights = attend(upcast(query), upcast(key), upcast(value), mask, need_weights)
+    return context.to(out), weights
 
 
 def dot_scores(query: Tensor, key: Tensor, scale: float) -> Tensor:

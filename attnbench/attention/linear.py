@@ -42,12 +42,10 @@ from attnbench.attention._layout import (
     safe_denominator,
 )
 from attnbench.attention.base import (
+    attend_in_float32,
     check_widths,
     expand_mask,
-    full_precision,
-    mix_dtype,
     require_equal_widths,
-    upcast,
 )
 
 
@@ -83,11 +81,7 @@ class LinearAttention(nn.Module):
         mask: Tensor | None = None,
         need_weights: bool = False,
     ) -> tuple[Tensor, Tensor | None]:
-        out = mix_dtype(value)  # the context's dtype: autocast's under autocast
-        with full_precision(query):  # float32 maths on the operands as they come (docstring)
-            q, k, v = upcast(query), upcast(key), upcast(value)
-            context, weights = self._attend(q, k, v, mask, need_weights)
-        return context.to(out), weights
+        return attend_in_float32(self._attend, query, key, value, mask, need_weights)
 
     def _attend(
         self, query: Tensor, key: Tensor, value: Tensor, mask: Tensor | None, need_weights: bool
