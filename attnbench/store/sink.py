@@ -23,8 +23,9 @@ class PendingRun:
     and config cost 2-4 s of CPU, about half of a small run's start-up, and training needs none
     of it before its first metric. The thread starts at the first `start()` (or when the
     `start_by` deadline passes, unless `cancel_timer` came first), and `result()` starts it if
-    need be, waits for it and returns the run id, or raises its error. Meanwhile metrics wait in the sink's
-    queue, and writes that need the run id (`then`) run on the thread once the run exists.
+    need be, waits for it and returns the run id, or raises its error. Meanwhile metrics wait
+    in the sink's queue, and writes that need the run id (`then`) run on the thread once the
+    run exists.
     """
 
     def __init__(self, open_fn: Callable[[], str], background: bool = True) -> None:
