@@ -58,14 +58,10 @@ def sweep(runs_dir: Path, args: list[str]) -> tuple[float, list[RunInfo]]:
     return wall, [r for r in runs if r.tags.get("mlflow.parentRunId") == parent.run_id]
 
 
-def by_attention(runs: list[RunInfo], metric: str) -> dict[str, float]:
-    return {r.tags["attention"]: r.metrics[metric] for r in runs}
-
-
 def skeleton(runs_dir: Path, ns: argparse.Namespace) -> list[Check]:
     seeds = ",".join(str(i) for i in range(ns.seeds))
     wall, runs = sweep(runs_dir, [f"attention={VARIANTS}", f"seed={seeds}", *ns.set])
-    acc = mean_by_attention(runs, "test/acc")
+    acc = by_attention(runs, "test/acc")
     best = max(acc, key=acc.get)
     print_runs(runs, "test/acc")
     checks = [
@@ -96,7 +92,8 @@ def skeleton(runs_dir: Path, ns: argparse.Namespace) -> list[Check]:
     return checks
 
 
-def mean_by_attention(runs: list[RunInfo], metric: str) -> dict[str, float]:
+def by_attention(runs: list[RunInfo], metric: str) -> dict[str, float]:
+    """`metric` per attention variant, the mean over its runs (seeds)."""
     values: dict[str, list[float]] = {}
     for r in runs:
         values.setdefault(r.tags["attention"], []).append(r.metrics[metric])
