@@ -12,7 +12,8 @@ What each device may run:
   float16 is refused: PyTorch's CPU float16 kernels are fallbacks (measured 5× float32's SDPA on
   this project's machine) and the trainer refuses float16 on CPU too, so such a figure would
   describe nothing a run can do;
-- cuda / cuda:N: float32 and float16, and bf16 where the GPU has it;
+- cuda / cuda:N: float32 and float16, and bf16 where the GPU computes in it natively (compute
+  capability 8.0+; the trainer's rule: an older GPU only emulates it, and is refused);
 - mps: all three (bf16 needs macOS 14 or later; PyTorch raises on the first op otherwise).
 """
 
@@ -81,13 +82,11 @@ def check_dtype(device: torch.device, dtype: str) -> None:
             "Valid on cpu: float32, bf16"
         )
     if device.type == "cuda" and dtype == "bf16":
-        with torch.cuda.device(device):
-            ok = torch.cuda.is_bf16_supported()
-        if not ok:
-            raise ConfigError(
-                f"'bench.dtype' = 'bf16': {torch.cuda.get_device_name(device)} has no bfloat16 "
-                "support. Valid here: float32, float16"
-            )
+        from attnbench.training.device import native_bf16, no_native_bf16
+
+        if not native_bf16(device):
+            raise ConfigError(f"'bench.dtype' = 'bf16': {no_native_bf16(device)}. "
+                              "Valid here: float32, float16")
 
 
 def synchronize(device: torch.device) -> None:

@@ -1,8 +1,9 @@
 """Where a run trains: `trainer.device` and `trainer.precision` checked against this machine.
 
 `TrainerConfig.problems()` checks the settings' form; this module checks that the machine can
-do them (a CUDA device exists, the GPU has bfloat16, ...) and says in one line what it can do
-instead. The run pipeline calls `resolve(cfg)` in pre-flight, before any run exists in the store.
+do them (a CUDA device exists, the GPU computes in bfloat16 natively, ...) and says in one line
+what it can do instead. The run pipeline calls `resolve(cfg)` in pre-flight, before any run
+exists in the store.
 """
 
 from __future__ import annotations
@@ -80,6 +81,26 @@ def resolve_device(spec: str) -> torch.device:
     raise ConfigError(f"'trainer.device' = {spec!r} is not valid: choose one of {DEVICE_FORMS}")
 
 
+def native_bf16(device: torch.device) -> bool:
+    """Whether the CUDA `device` computes in bfloat16 natively (compute capability 8.0+, or ROCm).
+
+    ``torch.cuda.is_bf16_supported()`` alone also says yes for a GPU that only emulates bfloat16
+    (V100, T4, RTX 20xx: compute capability 7.x, no bfloat16 tensor cores).
+    """
+    with torch.cuda.device(device):
+        try:
+            return torch.cuda.is_bf16_supported(including_emulation=False)
+        except TypeError:  # a torch without including_emulation: the rule it applies
+            return bool(torch.version.hip) or torch.cuda.get_device_capability(device)[0] >= 8
+
+
+def no_native_bf16(device: torch.device) -> str:
+    """Why the CUDA `device` is refused bfloat16, naming the GPU and its compute capability."""
+    major, minor = torch.cuda.get_device_capability(device)
+    return (f"{torch.cuda.get_device_name(device)} has no native bfloat16 (compute capability "
+            f"{major}.{minor} < 8.0: PyTorch would only emulate it, slowly)")
+
+
 def check_precision(precision: str | int, device: torch.device) -> None:
     """ConfigError (one line) when `device` cannot train in `precision`."""
     precision = str(precision)
@@ -89,14 +110,11 @@ def check_precision(precision: str | int, device: torch.device) -> None:
     kind = device.type
     valid = ["32", "bf16"]
     if kind == "cuda":
-        with torch.cuda.device(device):
-            bf16 = torch.cuda.is_bf16_supported()
+        bf16 = native_bf16(device)
         valid = ["32", "bf16", "16"] if bf16 else ["32", "16"]
         if precision == "bf16" and not bf16:
-            raise ConfigError(
-                f"'trainer.precision' = 'bf16': {torch.cuda.get_device_name(device)} has no "
-                f"bfloat16 support. Valid here: {', '.join(valid)}"
-            )
+            raise ConfigError(f"'trainer.precision' = 'bf16': {no_native_bf16(device)}. "
+                              f"Valid here: {', '.join(valid)}")
     elif kind == "mps":
         valid = ["32", "bf16", "16"]
     elif precision == "16":

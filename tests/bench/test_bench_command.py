@@ -14,6 +14,7 @@ from attnbench.bench.plan import BenchSettings, compose_plan
 from attnbench.config.groups import group_options
 from attnbench.errors import ConfigError
 from tests.conftest import all_runs, tracker_for
+from tests.training.test_device import A100, T4, fake_gpu
 
 TINY = ["bench.seq_lens=[16,32]", "bench.repeats=2", "bench.peak_size=64", "bench.threads=1"]
 
@@ -109,6 +110,36 @@ def test_a_missing_device_is_one_line(cli, runs_dir: Path, device: str) -> None:
     assert "Valid here: auto, cpu" in result.output
     assert len(result.output.strip().splitlines()) == 1, result.output
     assert all_runs(runs_dir) == []
+
+
+T4_BF16 = ("'bench.dtype' = 'bf16': Tesla T4 has no native bfloat16 (compute capability 7.5 < "
+           "8.0: PyTorch would only emulate it, slowly). Valid here: float32, float16")
+
+
+def test_bf16_on_a_gpu_that_only_emulates_it_is_one_line(
+    cli, runs_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The trainer's rule (training.device.native_bf16); the CLI in-process, on a faked GPU."""
+    from attnbench.bench.device import resolve
+
+    fake_gpu(monkeypatch, *T4)
+    with pytest.raises(ConfigError) as err:
+        resolve("cuda:0", "bf16")
+    assert err.value.one_line() == T4_BF16
+    assert resolve("cuda", "float16") == torch.device("cuda")
+    result = cli("bench", "bench.device=cuda", "bench.dtype=bf16", f"runs_dir={runs_dir}")
+    assert result.exit_code == 2, result.output
+    assert result.output.strip().splitlines() == [f"error: {T4_BF16}"], result.output
+    assert all_runs(runs_dir) == []
+
+
+def test_bf16_on_a_gpu_with_native_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
+    from attnbench.bench.device import resolve
+
+    fake_gpu(monkeypatch, *A100)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    assert resolve("auto", "bf16") == torch.device("cuda")
+    assert resolve("cuda:0", "bf16") == torch.device("cuda:0")
 
 
 @pytest.mark.usefixtures("cpu_only")

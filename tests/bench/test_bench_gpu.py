@@ -11,6 +11,7 @@ from attnbench.bench.kernels import build_runner
 from attnbench.bench.measure import run_cases
 from attnbench.bench.memory import measure_memory_in_process
 from attnbench.bench.plan import BenchSettings, Case, compose_plan
+from attnbench.training.device import native_bf16
 
 pytestmark = [
     pytest.mark.gpu,
@@ -30,8 +31,8 @@ def test_auto_picks_cuda_and_the_cases_run_there() -> None:
 
 @pytest.mark.parametrize("dtype", ["float32", "bf16", "float16"])
 def test_each_dtype_runs_on_cuda(dtype: str) -> None:
-    if dtype == "bf16" and not torch.cuda.is_bf16_supported():
-        pytest.skip("this GPU has no bfloat16")
+    if dtype == "bf16" and not native_bf16(torch.device("cuda")):
+        pytest.skip("this GPU has no native bfloat16")
     settings = BenchSettings(batch=2, dim=32, seq_lens=[64], device="cuda", dtype=dtype)
     device = str(resolve(settings.device, settings.dtype))
     node = {"name": "multihead", "heads": 4, "dropout": 0.0}

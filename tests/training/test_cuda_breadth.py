@@ -5,10 +5,10 @@ machine collects and skips them.
 
 Breadth: each (backbone, variant) pair trains on ``device="cuda"`` with the smoke trainer (batch
 16, one evaluation batch, a loss logged every step), in ``trainer.precision`` 32, bf16 (skipped on
-a GPU without bfloat16) and 16 (autocast and gradient scaling). Pairs, tasks and sizes are those of
-the CPU breadth test (``test_bf16_breadth``: backbones and variants globbed from conf/, a task each
-backbone can run, width 16), so a new YAML is covered here too. Each run then validates and tests
-as a run does, and the test checks what moving to a device must not break:
+a GPU without native bfloat16) and 16 (autocast and gradient scaling). Pairs, tasks and sizes are
+those of the CPU breadth test (``test_bf16_breadth``: backbones and variants globbed from conf/, a
+task each backbone can run, width 16), so a new YAML is covered here too. Each run then validates
+and tests as a run does, and the test checks what moving to a device must not break:
 
 - the parameters (and buffers) are on CUDA and the parameters stay float32 (autocast casts per op,
   never the weights);
@@ -36,6 +36,7 @@ from torch import Tensor, nn
 
 from attnbench.attention import ATTENTION
 from attnbench.training.config import PRECISIONS
+from attnbench.training.device import native_bf16
 from attnbench.training.loop import fit
 from tests.training.conftest import RECALL, Recorder, case
 from tests.training.test_bf16_breadth import _names, _overrides
@@ -76,8 +77,8 @@ def _pairs() -> list:
 @pytest.mark.parametrize("precision", PRECISIONS)
 @pytest.mark.parametrize(("backbone", "attention"), _pairs())
 def test_variant_trains_on_cuda(backbone: str, attention: str, precision: str) -> None:
-    if precision == "bf16" and not torch.cuda.is_bf16_supported():
-        pytest.skip("this GPU has no bfloat16")
+    if precision == "bf16" and not native_bf16(torch.device("cuda")):
+        pytest.skip("this GPU has no native bfloat16 (the trainer refuses it)")
     steps = STEPS_16 if precision == "16" else STEPS
     c = case(_overrides(backbone, attention), max_steps=steps, device="cuda", precision=precision)
     before = {k: v.detach().clone() for k, v in c.model.state_dict().items()}  # on the CPU

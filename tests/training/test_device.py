@@ -3,7 +3,9 @@ training.device, each problem one line naming the key and what is valid here."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+from pathlib import Path
 
 import pytest
 import torch
@@ -12,6 +14,7 @@ from attnbench.errors import ConfigError
 from attnbench.training import device as dev
 from attnbench.training.config import TrainerConfig
 from attnbench.training.loop import fit
+from tests.conftest import all_runs
 from tests.training.conftest import Recorder, case
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -105,6 +108,76 @@ def test_resolve_checks_device_and_precision_together(cpu_only: None) -> None:
         dev.resolve(TrainerConfig(precision=16))
 
 
+T4 = ("Tesla T4", (7, 5))  # Turing: bfloat16 only emulated
+A100 = ("NVIDIA A100-SXM4-40GB", (8, 0))  # Ampere: bfloat16 native
+
+
+def fake_gpu(monkeypatch: pytest.MonkeyPatch, name: str, capability: tuple[int, int],
+             *, old_torch: bool = False) -> None:
+    """This machine, as one with a single CUDA GPU `name` of compute capability `capability`.
+
+    `torch.cuda.is_bf16_supported` answers as torch does for a GPU that can emulate bfloat16:
+    yes, unless asked with ``including_emulation=False`` on a GPU below 8.0. `old_torch`: the
+    function takes no arguments (a torch before ``including_emulation``) and always says yes.
+    """
+    def is_bf16_supported(including_emulation: bool = True) -> bool:
+        return capability[0] >= 8 or including_emulation
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "device", lambda device: contextlib.nullcontext())
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: name)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported",
+                        (lambda: True) if old_torch else is_bf16_supported)
+    monkeypatch.setattr(dev, "_mps_available", lambda: False)
+
+
+@pytest.mark.parametrize("old_torch", [False, True])
+def test_a_gpu_that_only_emulates_bf16_is_refused_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, old_torch: bool
+) -> None:
+    fake_gpu(monkeypatch, *T4, old_torch=old_torch)
+    cuda = dev.resolve_device("cuda")
+    assert not dev.native_bf16(cuda)
+    with pytest.raises(ConfigError) as err:
+        dev.check_precision("bf16", cuda)
+    assert err.value.one_line() == (
+        "'trainer.precision' = 'bf16': Tesla T4 has no native bfloat16 (compute capability "
+        "7.5 < 8.0: PyTorch would only emulate it, slowly). Valid here: 32, 16"
+    )
+    with pytest.raises(ConfigError, match="Tesla T4 has no native bfloat16"):
+        dev.resolve(TrainerConfig(device="cuda:0", precision="bf16"))
+    for precision in ("32", "16"):
+        assert dev.resolve(TrainerConfig(device="cuda", precision=precision)) == cuda
+
+
+@pytest.mark.parametrize("old_torch", [False, True])
+def test_a_gpu_with_native_bf16_trains_in_it(
+    monkeypatch: pytest.MonkeyPatch, old_torch: bool
+) -> None:
+    fake_gpu(monkeypatch, *A100, old_torch=old_torch)
+    assert dev.native_bf16(torch.device("cuda:0"))
+    for precision in ("32", "bf16", "16"):
+        assert dev.resolve(TrainerConfig(device="auto", precision=precision)) == torch.device(
+            "cuda")
+
+
+def test_run_refuses_bf16_on_an_emulating_gpu_with_one_line_and_no_run(
+    cli, runs_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The CLI path (pre-flight), in-process: a subprocess could not fake the GPU."""
+    fake_gpu(monkeypatch, *T4)
+    result = cli("run", "trainer.device=cuda", "trainer.precision=bf16")
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert lines == ["error: 'trainer.precision' = 'bf16': Tesla T4 has no native bfloat16 "
+                     "(compute capability 7.5 < 8.0: PyTorch would only emulate it, slowly). "
+                     "Valid here: 32, 16"], result.output
+    assert all_runs(runs_dir) == []
+
+
 def test_device_info_names_the_hardware_and_the_build() -> None:
     info = dev.device_info(torch.device("cpu"))
     assert info.keys() == {"device", "device_name", "torch_version", "cuda_version"}
@@ -131,8 +204,8 @@ def test_bf16_autocast_trains_a_small_model_on_the_cpu() -> None:
 @pytest.mark.parametrize("precision", ["32", "bf16", "16"])
 @pytest.mark.parametrize("kind", ["recall", "copy"])
 def test_cuda_training_in_each_precision(precision: str, kind: str) -> None:
-    if precision == "bf16" and not torch.cuda.is_bf16_supported():
-        pytest.skip("this GPU has no bfloat16")
+    if precision == "bf16" and not dev.native_bf16(torch.device("cuda")):
+        pytest.skip("this GPU has no native bfloat16")
     from tests.training.conftest import COPY, RECALL
 
     c = case(RECALL if kind == "recall" else COPY, max_steps=6, log_every=3, device="cuda",
