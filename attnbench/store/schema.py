@@ -87,10 +87,12 @@ COST_COLUMNS = (
     (COST_SAMPLES_PER_S, "samples/s"),
     (COST_PEAK_MEM_MB, "peak MB"),
 )
-COST_BASE_MEM_MB = "cost/base_mem_mb"  # the process's resident memory when the run started
+COST_BASE_MEM_MB = "cost/base_mem_mb"  # the weights' memory the peak is above (training/memory.py)
+COST_PEAK_RSS_MB = "cost/peak_rss_mb"  # CPU, MPS: the process's resident set over the run
+COST_BASE_RSS_MB = "cost/base_rss_mb"  # and what it held when the run started
 # Measurements of the machine, not of the model: shown, never held against a reproduction.
 TIMING_METRICS = (COST_TRAIN_S, COST_EPOCH_S, COST_SAMPLES_PER_S, COST_PEAK_MEM_MB,
-                  COST_BASE_MEM_MB)
+                  COST_BASE_MEM_MB, COST_PEAK_RSS_MB, COST_BASE_RSS_MB)
 
 # -- which way is better, per metric (`metric_direction`): compare ranks and tests by it -------
 ATTN_ENTROPY = "attn/entropy"
@@ -104,6 +106,8 @@ METRIC_DIRECTIONS = {
     COST_EPOCH_S: LOWER,
     COST_PEAK_MEM_MB: LOWER,
     COST_BASE_MEM_MB: LOWER,
+    COST_PEAK_RSS_MB: LOWER,
+    COST_BASE_RSS_MB: LOWER,
     COST_SAMPLES_PER_S: HIGHER,
     ATTN_ALIGNMENT: HIGHER,  # share of attention mass on the correct source position
     ATTN_ALIGNMENT_PM1: HIGHER,  # the same within one position of it

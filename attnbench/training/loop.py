@@ -8,6 +8,7 @@ Notation: B batch, T input length, U target length, K classes, V target vocabula
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 import threading
 import time
@@ -26,7 +27,7 @@ from attnbench.tasks.base import IGNORE, PAD, Split, TaskData
 from attnbench.tasks.metrics import compute_metrics
 from attnbench.training.config import TrainerConfig
 from attnbench.training.device import autocast, check_precision, resolve, synchronize
-from attnbench.training.memory import RunMemory
+from attnbench.training.memory import RunMemory, tensor_mb, tensor_peak_mb
 from attnbench.training.optimizers import build_optimizer, build_schedule, warm_up
 from attnbench.training.state import LoopState, load_state, restore, save_state
 
@@ -153,6 +154,54 @@ def _warm_kernels(model: Backbone, data: TaskData, cfg: TrainerConfig, device: t
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
     for p in model.parameters():
         p.grad = None
+
+
+def _cpu_tensor_memory(model: Backbone, data: TaskData, cfg: TrainerConfig,
+                       optimizer: torch.optim.Optimizer, best_state: dict[str, Tensor]
+                       ) -> dict[str, float]:
+    """The CPU's `peak_mem_mb` and `base_mem_mb` (memory.py): one training step on the first
+    training batch and one validation batch, measured on copies of the trained model and its
+    optimiser (random generators put back), plus the optimiser state and the best-weights copy
+    the run holds throughout. The previous step's gradients are alive during the forward pass
+    and the validation, as in the loop. {} when the profiler gives no allocation events."""
+    probe = copy.deepcopy(model)
+    params = [p for p in probe.parameters() if p.requires_grad]
+    for p in params:
+        p.grad = None
+    opt = build_optimizer(params, cfg, torch.device("cpu"))
+    opt.load_state_dict(copy.deepcopy(optimizer.state_dict()))  # else it would share the state
+    kind, amp = data.spec.kind, autocast(torch.device("cpu"), cfg.precision)
+    x, y = data.train.inputs[: cfg.batch_size], data.train.targets[: cfg.batch_size]
+    n = cfg.eval_batch_size
+    first_val = Split(data.val.inputs[:n], data.val.targets[:n])
+
+    def previous_grads() -> None:
+        for p in params:
+            p.grad = torch.zeros_like(p)
+
+    def step() -> None:
+        previous_grads()
+        probe.train()
+        with amp():
+            out = probe(x, y if kind == "transduce" else None)
+        loss = loss_fn(out.logits.float(), y, kind)
+        opt.zero_grad()
+        loss.backward()
+        if cfg.grad_clip:
+            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+        opt.step()
+
+    def validate() -> None:
+        previous_grads()
+        evaluate(probe, data, first_val, cfg)
+
+    with torch.random.fork_rng(devices=[]):
+        train_mb, val_mb = tensor_peak_mb(step), tensor_peak_mb(validate)
+    if train_mb is None or val_mb is None:
+        return {}
+    held = tensor_mb(optimizer.state) + tensor_mb(best_state)
+    return {"peak_mem_mb": held + max(train_mb, val_mb),
+            "base_mem_mb": tensor_mb(model.state_dict())}
 
 
 class _Clock:
@@ -351,6 +400,10 @@ def fit(
         stopped_by = "max_steps"
     model.load_state_dict(loop.best_state)
     test = evaluate(model, data, data.test, cfg)
+    memory = meter.figures()
+    if device.type == "cpu":  # (the resident set's figures if the profiler cannot say)
+        memory |= _cpu_tensor_memory(model, data, cfg, opt, loop.best_state) or {
+            "peak_mem_mb": memory["peak_rss_mb"], "base_mem_mb": memory["base_rss_mb"]}
     params = sum(p.numel() for p in model.parameters() if p.requires_grad)
     epochs_run = loop.epoch if loop.position else max(1, loop.epoch - 1)
     train_s = clock.spent
@@ -359,7 +412,7 @@ def fit(
         "train_s": train_s,
         "epoch_s": train_s / epochs_run,
         "samples_per_s": loop.samples / train_s if train_s else 0.0,
-        **meter.figures(),
+        **memory,
     }
     best_cpu = {k: v.cpu() for k, v in loop.best_state.items()}
     return FitResult(loop.best_step, loop.best_epoch, loop.best_val, test, cost, loop.step,

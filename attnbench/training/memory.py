@@ -1,26 +1,35 @@
-"""Per-run peak memory (`cost/peak_mem_mb`, `cost/base_mem_mb`): what this run added on top of
-what the process held when it started, not the process's lifetime peak.
+"""Per-run peak memory: what this run's tensors needed on top of its weights, and what the
+process's resident set did.
+
+`cost/peak_mem_mb` and `cost/base_mem_mb` mean the same thing on every device: the base is the
+model's weights (what the run holds when it starts), the peak is the most tensor memory the run
+held at once above that base (gradients, optimiser state, the best-validation copy of the
+weights, activations, evaluation).
 
 - CUDA: the caching allocator's peak of requested bytes since the run started (peak statistics
   reset then; ``requested_bytes.all.peak``, which unlike ``max_memory_allocated`` does not count
-  the slack of a reused block) minus what was requested at that point; the base is that memory
-  (the model's weights, moved to the device just before).
-- CPU (and MPS, whose unified memory has no peak counter): the process's resident set. At the
-  start, garbage is collected, glibc hands its free heap pages back to the kernel
-  (``malloc_trim``) and the kernel's high-water mark is reset (``5`` into /proc/self/clear_refs,
-  Linux >= 4.0); the run's peak is the mark at the end (VmHWM) minus the resident set at the
-  start, which is the base (model, data, libraries). Without /proc (macOS): the growth of
-  ``getrusage``'s lifetime peak, which misses a run whose peak stays below an earlier one.
+  the slack of a reused block) minus what was requested at that point.
+- CPU: the CPU allocator keeps no statistics, so the peak is measured on a probe
+  (`tensor_peak_mb`, torch.profiler's allocation events) once training ends: one training step
+  (the previous step's gradients alive during the forward pass, as in the loop) and one
+  validation batch, on copies of the trained model and optimiser, plus the optimiser state and
+  the best-weights copy the run holds throughout. Every batch of a split has the same shape, so
+  one step is every step; exact to the byte and independent of what ran before in the process.
+  It leaves out what does not go through torch's allocator (kernel workspaces of other threads,
+  Python objects) and, with ``trainer.compile``, measures the eager model.
+- MPS (unified memory, no peak counter): the resident-set figure below.
 
-What the CPU figure cannot leave out (measured on a 13 MB job): the resident set counts the pages
-glibc's heap keeps after a free, so the figure also depends on how fragmented the heap already is
-— about ±10 % between repeats of the same job, and +0 to +60 % after a much larger job in the
-same process. Counting live bytes instead (``mallinfo2``) would be stable but can only be sampled,
-missing peaks inside a backward pass; mapping every large block on its own (``mallopt``) makes
-the resident set exact but costs ~25 % of a CPU step.
+`cost/peak_rss_mb` and `cost/base_rss_mb` (CPU and MPS): the process's resident set. At the start,
+garbage is collected, glibc hands its free heap pages back to the kernel (``malloc_trim``) and the
+kernel's high-water mark is reset (``5`` into /proc/self/clear_refs, Linux >= 4.0); the peak is the
+mark at the end (VmHWM) minus the resident set at the start, which is the base (model, data,
+libraries). Without /proc (macOS): the growth of ``getrusage``'s lifetime peak. It counts what the
+allocator figure cannot (heap kept after frees, other threads, Python objects) and is noisy for
+the same reason: +-10-20 % between repeats of the same small job (glibc's heap, MLflow's writer
+thread), measured with ``python -m attnbench.benchmarks.overhead --only memory``.
 
 `excluded()` brackets one-time work a run does but does not own (the first import of a metric
-library): memory it keeps joins the base, the peak before it is kept.
+library): memory it keeps joins the resident base, the peak before it is kept.
 """
 
 from __future__ import annotations
@@ -28,9 +37,12 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import gc
+import os
+import re
 import resource
 import sys
-from collections.abc import Iterator
+import tempfile
+from collections.abc import Callable, Iterator, Mapping
 
 import torch
 
@@ -129,6 +141,103 @@ class RunMemory:
             _reset_hwm()
 
     def figures(self) -> dict[str, float]:
-        """{'peak_mem_mb': the run's peak above its base, 'base_mem_mb': the base} (MB)."""
+        """CUDA: {'peak_mem_mb', 'base_mem_mb'} from the allocator. Elsewhere the resident set:
+        {'peak_rss_mb': the run's peak above its base, 'base_rss_mb': the base}, which on MPS
+        are also its 'peak_mem_mb' and 'base_mem_mb' (the CPU's come from `tensor_peak_mb`)."""
         peak = max(self.peak_mb, self._peak_now_mb(), 0.0)
-        return {"peak_mem_mb": peak, "base_mem_mb": self.base_mb}
+        if self.cuda:
+            return {"peak_mem_mb": peak, "base_mem_mb": self.base_mb}
+        rss = {"peak_rss_mb": peak, "base_rss_mb": self.base_mb}
+        if self.device.type == "mps":
+            rss |= {"peak_mem_mb": peak, "base_mem_mb": self.base_mb}
+        return rss
+
+
+# -- tensor memory on the CPU ------------------------------------------------------------------
+# What the profiler itself writes to stderr: kineto a line per start and stop, c10 a warning
+# when a block allocated before profiling is freed during it.
+_PROFILER_NOISE = re.compile(r"SyncActivityProfilerHandler|Memory block of unknown size")
+
+
+@contextlib.contextmanager
+def _without_profiler_lines() -> Iterator[None]:
+    """Hold what is written to file descriptor 2 meanwhile (C++ writes there directly) and
+    write it back without the profiler's own lines."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            held.seek(0)
+            lines = held.read().decode(errors="replace").splitlines(keepends=True)
+            rest = "".join(line for line in lines if not _PROFILER_NOISE.search(line))
+            if rest:
+                sys.stderr.write(rest)
+                sys.stderr.flush()
+
+
+def _cpu_allocations(nodes: list) -> list[tuple[int, int]]:
+    """(time ns, bytes: + allocated, - freed) of every CPU allocation event in a profiler
+    event tree."""
+    from torch._C._profiler import _EventType
+
+    found: list[tuple[int, int]] = []
+    stack = list(nodes)
+    while stack:
+        node = stack.pop()
+        if node.tag == _EventType.Allocation and node.extra_fields.device.type == "cpu":
+            found.append((node.start_time_ns, node.extra_fields.alloc_size))
+        stack.extend(node.children)
+    return found
+
+
+def tensor_peak_mb(fn: Callable[[], object]) -> float | None:
+    """The most memory that tensors allocated while `fn` runs held at once, in MB: allocations
+    minus frees in the order they happened, from torch.profiler's memory events (every block
+    torch's CPU allocator hands out on this thread, kernels' scratch buffers included; frees of
+    blocks allocated before are not seen). None when this torch's profiler has no such events.
+    Python's garbage collector is off meanwhile: a collection freeing older tensors is not `fn`'s.
+    """
+    from torch.profiler import ProfilerActivity, profile
+
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        with (
+            _without_profiler_lines(),
+            profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof,
+        ):
+            fn()
+    finally:
+        if collecting:
+            gc.enable()
+    try:
+        events = _cpu_allocations(prof.profiler.kineto_results.experimental_event_tree())
+    except (AttributeError, ImportError):  # a torch whose profiler keeps them elsewhere
+        return None
+    live = peak = 0
+    for _, size in sorted(events):
+        live += size
+        peak = max(peak, live)
+    return peak / MB
+
+
+def tensor_mb(tensors: object) -> float:
+    """MB of the tensors in a (nested) mapping or sequence, such as a state_dict or an optimiser's
+    state; a tensor reached twice (tied weights) counts once."""
+    seen: set[tuple[int, int]] = set()
+    stack = [tensors]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, torch.Tensor):
+            seen.add((item.data_ptr() or id(item), item.nbytes))
+        elif isinstance(item, Mapping):
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
+    return sum(nbytes for _, nbytes in seen) / MB

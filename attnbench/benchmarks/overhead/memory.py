@@ -4,7 +4,9 @@ fifth in a sequential sweep (issue 13's target: within ±5 %).
 The default 5-variant sweep runs twice with the basic launcher (every job in one process), once in
 each order: ``none`` is first in one and fifth in the other, ``dot`` second and fourth, and so on.
 Each variant's figure in one order is divided by its figure in the other; the worst ratio over the
-variants that moved is the figure (``scaled``, third both times, is shown apart as a repeat)."""
+variants that moved is the figure (``scaled``, third both times, is shown apart as a repeat). The
+same ratios of ``cost/peak_rss_mb`` (the process's resident set, training/memory.py) are shown
+beside it: what the figure was before it came from the allocator's events."""
 
 from __future__ import annotations
 
@@ -14,20 +16,29 @@ from attnbench.benchmarks.overhead.common import Report, log, run_cli, runs_dir_
 
 ORDER = ("none", "dot", "scaled", "additive", "multihead")
 PEAK, BASE = "cost/peak_mem_mb", "cost/base_mem_mb"
+RSS, RSS_BASE = "cost/peak_rss_mb", "cost/base_rss_mb"
 
 
-def _figures(runs_dir: Path) -> dict[str, tuple[float, float]]:
+def _figures(runs_dir: Path) -> dict[str, tuple[float, float, float, float]]:
+    """{variant: (peak, base, resident peak, resident base)} in MB."""
     children = [r for r in runs_of(runs_dir, "assoc_recall") if r.tags.get("mlflow.parentRunId")]
     assert len(children) == len(ORDER) and all(r.status == "FINISHED" for r in children), children
-    return {r.tags["attention"]: (r.metrics[PEAK], r.metrics[BASE]) for r in children}
+    return {r.tags["attention"]: tuple(r.metrics[k] for k in (PEAK, BASE, RSS, RSS_BASE))
+            for r in children}
+
+
+def _farthest(ratios: list[float]) -> float:
+    return max(ratios, key=lambda r: abs(r - 1.0))
 
 
 def section_memory(report: Report, work: Path, template: Path, quick: bool, repeats: int) -> None:
     trainer = ["trainer.max_steps=100", "trainer.epochs=1"] if quick else []
     worst: list[float] = []
     repeat: list[float] = []
+    worst_rss: list[float] = []
+    repeat_rss: list[float] = []
     for i in range(repeats):
-        runs: list[dict[str, tuple[float, float]]] = []
+        runs: list[dict[str, tuple[float, float, float, float]]] = []
         for name, order in (("forward", ORDER), ("reversed", ORDER[::-1])):
             runs_dir = runs_dir_from(template, work / f"memory-{i}-{name}")
             run_cli(
@@ -44,15 +55,18 @@ def section_memory(report: Report, work: Path, template: Path, quick: bool, repe
         fwd, rev = runs
         for v in ORDER:
             log(
-                f"memory {i}: {v}: position {ORDER.index(v) + 1} peak {fwd[v][0]:.1f} MB "
-                f"(base {fwd[v][1]:.0f}) / position {5 - ORDER.index(v)} peak {rev[v][0]:.1f} MB "
-                f"(base {rev[v][1]:.0f})"
+                f"memory {i}: {v}: position {ORDER.index(v) + 1} peak {fwd[v][0]:.3f} MB "
+                f"(base {fwd[v][1]:.3f}; resident {fwd[v][2]:.1f} above {fwd[v][3]:.0f}) / "
+                f"position {5 - ORDER.index(v)} peak {rev[v][0]:.3f} MB (base {rev[v][1]:.3f}; "
+                f"resident {rev[v][2]:.1f} above {rev[v][3]:.0f})"
             )
-        ratios = {v: fwd[v][0] / rev[v][0] for v in ORDER if v != "scaled"}
-        worst.append(max(ratios.values(), key=lambda r: abs(r - 1.0)))
+        moved = [v for v in ORDER if v != "scaled"]
+        worst.append(_farthest([fwd[v][0] / rev[v][0] for v in moved]))
         repeat.append(fwd["scaled"][0] / rev["scaled"][0])
+        worst_rss.append(_farthest([fwd[v][2] / rev[v][2] for v in moved]))
+        repeat_rss.append(fwd["scaled"][2] / rev["scaled"][2])
     what = "quick trainer (max_steps=100, 1 epoch)" if quick else "default trainer"
-    far = max(worst, key=lambda r: abs(r - 1.0))
+    far = _farthest(worst)
     report.add(
         "memory",
         "peak_mem_mb first / fifth (worst variant)",
@@ -66,7 +80,16 @@ def section_memory(report: Report, work: Path, template: Path, quick: bool, repe
     report.add(
         "memory",
         "peak_mem_mb third / third (scaled)",
-        max(repeat, key=lambda r: abs(r - 1.0)),
+        _farthest(repeat),
         "×",
         note="the same position in both orders: the repeat's own noise",
+    )
+    report.add(
+        "memory",
+        "peak_rss_mb first / fifth (worst variant)",
+        _farthest(worst_rss),
+        "×",
+        note=f"the process's resident set, for comparison; worst per repeat: "
+        f"{', '.join(f'{r:.3f}' for r in worst_rss)}; third / third "
+        f"{_farthest(repeat_rss):.3f}",
     )
