@@ -74,6 +74,7 @@ CPU_COUNT_PARAM = "cpu_count"  # bench runs: the machine's cores (a param)
 
 # -- metrics: `split/metric` with a step -------------------------------------------------------
 TRAIN_LOSS = "train/loss"
+TRAIN_SKIPPED_STEPS = "train/skipped_steps"  # precision 16: steps the gradient scaler skipped
 EPOCH_METRIC = "epoch"
 COST_PARAMS = "cost/params"
 COST_TRAIN_S = "cost/train_s"
@@ -108,6 +109,7 @@ METRIC_DIRECTIONS = {
     COST_BASE_MEM_MB: LOWER,
     COST_PEAK_RSS_MB: LOWER,
     COST_BASE_RSS_MB: LOWER,
+    TRAIN_SKIPPED_STEPS: LOWER,
     COST_SAMPLES_PER_S: HIGHER,
     ATTN_ALIGNMENT: HIGHER,  # share of attention mass on the correct source position
     ATTN_ALIGNMENT_PM1: HIGHER,  # the same within one position of it

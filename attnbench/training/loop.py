@@ -335,8 +335,11 @@ def fit(
                     if cfg.grad_clip:
                         scaler.unscale_(opt)
                         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                    scale = scaler.get_scale()  # (step syncs already: it reads found_inf)
                     scaler.step(opt)
                     scaler.update()
+                    if scaler.get_scale() < scale:  # inf/NaN gradients: no update was made
+                        loop.skipped_steps += 1
                 else:
                     loss.backward()
                     if cfg.grad_clip:
@@ -354,7 +357,10 @@ def fit(
                         raise RunFailed(
                             f"loss became {mean_loss} at step {loop.step}: lower trainer.lr?"
                         )
-                    sink.log_metrics({"train/loss": mean_loss}, loop.step)
+                    logged = {"train/loss": mean_loss}
+                    if scaler is not None:
+                        logged["train/skipped_steps"] = float(loop.skipped_steps)
+                    sink.log_metrics(logged, loop.step)
                     if progress:
                         progress.advance(loop.step, mean_loss, f"epoch {loop.epoch}/{cfg.epochs}")
                 if after_first_step is not None:  # (its train/loss is logged already)

@@ -41,6 +41,7 @@ class LoopState:
     epoch: int = 1  # the epoch in progress (1-based)
     position: int = 0  # batches of `epoch` already trained
     samples: int = 0
+    skipped_steps: int = 0  # precision 16: optimiser steps the gradient scaler skipped (inf/NaN)
     train_s: float = 0.0  # timed training (validation excluded)
     elapsed_s: float = 0.0  # wall clock (what trainer.max_time limits)
     last_val_step: int = -1
