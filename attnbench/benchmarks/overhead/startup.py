@@ -59,7 +59,29 @@ def first_step(runs_dir: Path, experiment: str, launched: float) -> tuple[float,
     return ts[1] - launched, ts[2] - ts[1]
 
 
+FLOOR = (
+    "import time; t = time.perf_counter(); import torch, torch._dynamo; "
+    "print(time.perf_counter() - t)"
+)
+
+
+def import_floor(work: Path, repeats: int) -> tuple[float, float]:
+    """(best launch -> `import torch` and `torch._dynamo` done, best of those imports alone) in
+    seconds: what any torch.optim training step pays before it ends, whatever runs it."""
+    walls, imports = [], []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        out = subprocess.run([sys.executable, "-c", FLOOR], cwd=work, capture_output=True,
+                             text=True, check=True)
+        walls.append(time.perf_counter() - t0)
+        imports.append(float(out.stdout))
+    return min(walls), min(imports)
+
+
 def section_startup(report: Report, work: Path, template: Path, repeats: int = 3) -> None:
+    floor, imports = import_floor(work, repeats)
+    log(f"startup floor: python + import torch, torch._dynamo {floor:.2f} s "
+        f"(the imports {imports:.2f} s)")
     runs_dir = runs_dir_from(template, work / "startup")
     run_cli(["run", *STARTUP_ARGS, f"runs_dir={runs_dir}", "experiment_name=warm"], work)  # caches
     got = []
@@ -75,6 +97,21 @@ def section_startup(report: Report, work: Path, template: Path, repeats: int = 3
             f"{step * 1e3:.0f} ms later: the MLflow run opens in between)"
         )
     best = min(got)
+    report.add(
+        "startup",
+        "floor: python -c 'import torch, torch._dynamo'",
+        floor,
+        "s",
+        note=f"best of {repeats}; torch.optim's first step imports torch._dynamo, and both "
+        "imports hold the GIL, so no thread can overlap them",
+    )
+    report.add(
+        "startup",
+        "launch -> end of first step, above that floor",
+        best[0] - floor,
+        "s",
+        note="attnbench's own share: CLI, Hydra compose, validation, data, model, step 1",
+    )
     report.add(
         "startup",
         "launch -> end of first training step (existing store)",
