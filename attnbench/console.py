@@ -24,7 +24,15 @@ def error(message: str) -> None:
 
 
 class RichProgress:
-    """The training loop's progress bar (the loop's `Progress` protocol)."""
+    """The training loop's progress bar (the loop's `Progress` protocol), on stderr when stderr
+    is a terminal; nothing otherwise (a log keeps the summary `run` prints on stdout).
+
+    The bar stops the moment it is full, so the finished bar is drawn once; left running it was
+    redrawn ten times a second while the run validated and tested, each redraw a copy in
+    anything that records the terminal (`script`, `docker run -t`, CI with a pty). A run that
+    ends early (`trainer.max_time`, an error, Ctrl-C) is drawn where it stopped, once, by
+    `stop()`. Epoch and loss show from the first logged loss on (not "loss nan" before it).
+    """
 
     def __init__(self, label: str) -> None:
         self.label = label
@@ -32,23 +40,36 @@ class RichProgress:
             TextColumn("[bold]{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
-            TextColumn("{task.fields[note]} loss {task.fields[loss]:.4f}"),
+            TextColumn("{task.fields[status]}"),
             TimeElapsedColumn(),
             console=Console(stderr=True),
             transient=False,
             disable=not sys.stderr.isatty(),
         )
         self._task: Any = None
+        self._total = 0
+        self._stopped = False
 
     def start(self, total_steps: int) -> None:
+        self._total = total_steps
         self._bar.start()
-        self._task = self._bar.add_task(self.label, total=total_steps, note="", loss=float("nan"))
+        self._task = self._bar.add_task(self.label, total=total_steps, status="")
 
     def advance(self, step: int, loss: float, note: str) -> None:
-        self._bar.update(self._task, completed=step, loss=loss, note=note)
+        status = f"{note} loss {loss:.4f}"
+        if step < self._total:
+            self._bar.update(self._task, completed=step, status=status)
+            return
+        # Full: update and stop under the display's lock (rich's refresh thread takes it to
+        # draw), so the full bar is drawn by stop() alone, not also by a refresh in between.
+        with self._bar.live._lock:
+            self._bar.update(self._task, completed=step, status=status)
+            self.stop()
 
     def stop(self) -> None:
-        self._bar.stop()
+        if not self._stopped:  # (a second stop would print a blank line on a dumb terminal)
+            self._stopped = True
+            self._bar.stop()
 
 
 def fmt(value: Any, digits: int = 4) -> str:

@@ -48,6 +48,8 @@ def test_run_logs_one_finished_run(cli, runs_dir: Path) -> None:
     assert f"finished: additive-transformer-assoc_recall-s0 (run {run.run_id})" in result.stdout
     assert f"test/acc {run.metrics['test/acc']:.4f}" in result.stdout
     assert "attnbench compare -e assoc_recall" in result.stdout
+    # output captured, not a terminal: no progress bar at all (in a terminal: tests/test_console.py)
+    assert "━" not in result.output
     tracker = tracker_for(runs_dir)
     dst = runs_dir.parent
     saved = yaml.safe_load(
