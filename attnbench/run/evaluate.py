@@ -54,7 +54,7 @@ def evaluate_run(
     from attnbench.store.queries import open_store
     from attnbench.tasks.base import Split, TaskData, TaskSpec
     from attnbench.training.checkpoint import load_checkpoint
-    from attnbench.training.loop import evaluate
+    from attnbench.training.steps import evaluate
 
     overrides = parse_task_overrides(args)
     tracker = open_store(runs_dir, tracking_uri)

@@ -1,35 +1,33 @@
 """The train/eval loop: torch.optim (optimizers.py) on the configured device and precision,
 validation every epoch (or every `eval_every` steps), test on the best-validation weights, and a
-resumable `last.pt` (state.py).
-
-Notation: B batch, T input length, U target length, K classes, V target vocabulary.
+resumable `last.pt` (state.py); one step's mechanics (batches, loss, evaluation) are in
+steps.py, the memory figures in memory.py.
 """
 
 from __future__ import annotations
 
 import contextlib
-import copy
 import math
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from attnbench.backbones.base import Backbone
 from attnbench.errors import RunFailed
-from attnbench.tasks.base import IGNORE, PAD, Split, TaskData
+from attnbench.tasks.base import TaskData
 from attnbench.tasks.metrics import compute_metrics
 from attnbench.training.config import TrainerConfig
 from attnbench.training.device import autocast, check_precision, resolve, synchronize
-from attnbench.training.memory import RunMemory, tensor_mb, tensor_peak_mb
+from attnbench.training.memory import RunMemory, cpu_tensor_memory
 from attnbench.training.optimizers import build_optimizer, build_schedule, warm_up
 from attnbench.training.state import LoopState, load_state, restore, save_state
+from attnbench.training.steps import batches, evaluate, loss_fn, to_device
 
 
 class MetricSink(Protocol):
@@ -52,71 +50,6 @@ class FitResult:
     steps: int
     best_state: dict[str, Tensor] = field(repr=False, default_factory=dict)  # on the CPU
     stopped_by: str | None = None  # "max_time", "max_steps" or None (all epochs ran)
-
-
-def batches(
-    split: Split, size: int, generator: torch.Generator | None, skip: int = 0
-) -> Iterator[tuple[Tensor, Tensor]]:
-    """Batches of `split` in a random order (or in order without a generator), from batch
-    `skip` of the order on (the order is drawn whole either way, so the generator advances the
-    same)."""
-    n = len(split)
-    order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
-    for start in range(skip * size, n, size):
-        idx = order[start : start + size]
-        yield split.inputs[idx], split.targets[idx]
-
-
-def to_device(device: torch.device) -> Callable[[Tensor], Tensor]:
-    """Moves a host batch to `device`: asynchronously from pinned memory on CUDA."""
-    if device.type == "cpu":
-        return lambda t: t
-    if device.type == "cuda":
-        return lambda t: t.pin_memory().to(device, non_blocking=True)
-    return lambda t: t.to(device)
-
-
-def loss_fn(logits: Tensor, targets: Tensor, kind: str, reduction: str = "mean") -> Tensor:
-    # classify: (B, K) | (B, T, K) vs (B,) | (B, T); transduce: (B, U, V) vs (B, U)
-    ignore = PAD if kind == "transduce" else IGNORE
-    return F.cross_entropy(logits.flatten(0, -2), targets.flatten(), ignore_index=ignore,
-                           reduction=reduction)
-
-
-@torch.no_grad()
-def evaluate(
-    model: Backbone, data: TaskData, split: Split, cfg: TrainerConfig
-) -> dict[str, float]:
-    """The task's metrics on `split` plus "loss" (float32 cross-entropy per scored target, with
-    teacher forcing for transduction), on the model's device in `cfg.precision`."""
-    model.eval()
-    device = next(model.parameters(), torch.empty(0)).device  # no parameters: the CPU
-    amp, move = autocast(device, cfg.precision), to_device(device)
-    kind = data.spec.kind
-    preds: list[Tensor] = []
-    targets: list[Tensor] = []
-    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-    scored = torch.zeros((), dtype=torch.int64, device=device)
-    for i, (x, y) in enumerate(batches(split, cfg.eval_batch_size, None)):
-        if cfg.limit_eval_batches and i >= cfg.limit_eval_batches:
-            break
-        x, y = move(x), move(y)
-        with amp():
-            if kind == "classify":
-                logits = model(x).logits  # (B, K) | (B, T, K)
-                p = logits.argmax(-1)  # (B,) | (B, T)
-            else:
-                logits = model(x, y).logits  # (B, U, V), teacher forcing
-                p = model.generate(x, max_len=data.spec.max_target_len).tokens  # (B, U')
-                # pad to the target width so batches concatenate
-                p = F.pad(p, (0, max(0, y.shape[1] - p.shape[1])), value=PAD)[:, : y.shape[1]]
-        loss_sum += loss_fn(logits.float(), y, kind, reduction="sum")
-        scored += (y != (PAD if kind == "transduce" else IGNORE)).sum()
-        preds.append(p)
-        targets.append(y)
-    out = compute_metrics(data.metrics, torch.cat(preds), torch.cat(targets), data.target_itos)
-    out["loss"] = float(loss_sum / scored.clamp(min=1))
-    return out
 
 
 def better(val: dict[str, float], best: dict[str, float], primary: str) -> bool:
@@ -154,54 +87,6 @@ def _warm_kernels(model: Backbone, data: TaskData, cfg: TrainerConfig, device: t
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
     for p in model.parameters():
         p.grad = None
-
-
-def _cpu_tensor_memory(model: Backbone, data: TaskData, cfg: TrainerConfig,
-                       optimizer: torch.optim.Optimizer, best_state: dict[str, Tensor]
-                       ) -> dict[str, float]:
-    """The CPU's `peak_mem_mb` and `base_mem_mb` (memory.py): one training step on the first
-    training batch and one validation batch, measured on copies of the trained model and its
-    optimiser (random generators put back), plus the optimiser state and the best-weights copy
-    the run holds throughout. The previous step's gradients are alive during the forward pass
-    and the validation, as in the loop. {} when the profiler gives no allocation events."""
-    probe = copy.deepcopy(model)
-    params = [p for p in probe.parameters() if p.requires_grad]
-    for p in params:
-        p.grad = None
-    opt = build_optimizer(params, cfg, torch.device("cpu"))
-    opt.load_state_dict(copy.deepcopy(optimizer.state_dict()))  # else it would share the state
-    kind, amp = data.spec.kind, autocast(torch.device("cpu"), cfg.precision)
-    x, y = data.train.inputs[: cfg.batch_size], data.train.targets[: cfg.batch_size]
-    n = cfg.eval_batch_size
-    first_val = Split(data.val.inputs[:n], data.val.targets[:n])
-
-    def previous_grads() -> None:
-        for p in params:
-            p.grad = torch.zeros_like(p)
-
-    def step() -> None:
-        previous_grads()
-        probe.train()
-        with amp():
-            out = probe(x, y if kind == "transduce" else None)
-        loss = loss_fn(out.logits.float(), y, kind)
-        opt.zero_grad()
-        loss.backward()
-        if cfg.grad_clip:
-            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-        opt.step()
-
-    def validate() -> None:
-        previous_grads()
-        evaluate(probe, data, first_val, cfg)
-
-    with torch.random.fork_rng(devices=[]):
-        train_mb, val_mb = tensor_peak_mb(step), tensor_peak_mb(validate)
-    if train_mb is None or val_mb is None:
-        return {}
-    held = tensor_mb(optimizer.state) + tensor_mb(best_state)
-    return {"peak_mem_mb": held + max(train_mb, val_mb),
-            "base_mem_mb": tensor_mb(model.state_dict())}
 
 
 class _Clock:
@@ -408,7 +293,7 @@ def fit(
     test = evaluate(model, data, data.test, cfg)
     memory = meter.figures()
     if device.type == "cpu":  # (the resident set's figures if the profiler cannot say)
-        memory |= _cpu_tensor_memory(model, data, cfg, opt, loop.best_state) or {
+        memory |= cpu_tensor_memory(model, data, cfg, opt, loop.best_state) or {
             "peak_mem_mb": memory["peak_rss_mb"], "base_mem_mb": memory["base_rss_mb"]}
     params = sum(p.numel() for p in model.parameters() if p.requires_grad)
     epochs_run = loop.epoch if loop.position else max(1, loop.epoch - 1)

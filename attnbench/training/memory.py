@@ -35,6 +35,7 @@ library): memory it keeps joins the resident base, the peak before it is kept.
 from __future__ import annotations
 
 import contextlib
+import copy
 import ctypes
 import gc
 import os
@@ -45,6 +46,14 @@ import tempfile
 from collections.abc import Callable, Iterator, Mapping
 
 import torch
+from torch import Tensor
+
+from attnbench.backbones.base import Backbone
+from attnbench.tasks.base import Split, TaskData
+from attnbench.training.config import TrainerConfig
+from attnbench.training.device import autocast
+from attnbench.training.optimizers import build_optimizer
+from attnbench.training.steps import evaluate, loss_fn
 
 MB = 1024.0 * 1024.0
 
@@ -241,3 +250,51 @@ def tensor_mb(tensors: object) -> float:
         elif isinstance(item, (list, tuple)):
             stack.extend(item)
     return sum(nbytes for _, nbytes in seen) / MB
+
+
+def cpu_tensor_memory(model: Backbone, data: TaskData, cfg: TrainerConfig,
+                      optimizer: torch.optim.Optimizer, best_state: dict[str, Tensor]
+                      ) -> dict[str, float]:
+    """The CPU's `peak_mem_mb` and `base_mem_mb` (memory.py): one training step on the first
+    training batch and one validation batch, measured on copies of the trained model and its
+    optimiser (random generators put back), plus the optimiser state and the best-weights copy
+    the run holds throughout. The previous step's gradients are alive during the forward pass
+    and the validation, as in the loop. {} when the profiler gives no allocation events."""
+    probe = copy.deepcopy(model)
+    params = [p for p in probe.parameters() if p.requires_grad]
+    for p in params:
+        p.grad = None
+    opt = build_optimizer(params, cfg, torch.device("cpu"))
+    opt.load_state_dict(copy.deepcopy(optimizer.state_dict()))  # else it would share the state
+    kind, amp = data.spec.kind, autocast(torch.device("cpu"), cfg.precision)
+    x, y = data.train.inputs[: cfg.batch_size], data.train.targets[: cfg.batch_size]
+    n = cfg.eval_batch_size
+    first_val = Split(data.val.inputs[:n], data.val.targets[:n])
+
+    def previous_grads() -> None:
+        for p in params:
+            p.grad = torch.zeros_like(p)
+
+    def step() -> None:
+        previous_grads()
+        probe.train()
+        with amp():
+            out = probe(x, y if kind == "transduce" else None)
+        loss = loss_fn(out.logits.float(), y, kind)
+        opt.zero_grad()
+        loss.backward()
+        if cfg.grad_clip:
+            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+        opt.step()
+
+    def validate() -> None:
+        previous_grads()
+        evaluate(probe, data, first_val, cfg)
+
+    with torch.random.fork_rng(devices=[]):
+        train_mb, val_mb = tensor_peak_mb(step), tensor_peak_mb(validate)
+    if train_mb is None or val_mb is None:
+        return {}
+    held = tensor_mb(optimizer.state) + tensor_mb(best_state)
+    return {"peak_mem_mb": held + max(train_mb, val_mb),
+            "base_mem_mb": tensor_mb(model.state_dict())}

@@ -11,7 +11,8 @@ import torch
 import torch.nn.functional as F
 
 from attnbench.tasks.base import PAD
-from attnbench.training.loop import better, evaluate, fit
+from attnbench.training.loop import better, fit
+from attnbench.training.steps import evaluate
 from tests.training.conftest import COPY, RECALL, Recorder, case
 
 # 512 training examples / batch 64 = 8 steps per epoch.
@@ -95,10 +96,10 @@ def test_ties_in_the_primary_metric_go_to_the_lower_validation_loss() -> None:
 
 def test_a_tie_in_a_run_keeps_the_lower_loss_checkpoint(monkeypatch: pytest.MonkeyPatch) -> None:
     """Accuracy frozen at 0.5: every validation ties, so the best is the lowest-loss one."""
-    import attnbench.training.loop as loop
+    import attnbench.training.steps as steps
 
-    real = loop.compute_metrics
-    monkeypatch.setattr(loop, "compute_metrics",
+    real = steps.compute_metrics
+    monkeypatch.setattr(steps, "compute_metrics",
                         lambda *a, **k: {m: 0.5 for m in real(*a, **k)})
     c = case(epochs=4, batch_size=64, lr=0.01)
     sink = Recorder()
