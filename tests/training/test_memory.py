@@ -83,14 +83,14 @@ def test_tensor_mb_counts_a_tied_tensor_once() -> None:
 
 
 # -- the run's figures ----------------------------------------------------------------------------
-JOB = dict(max_steps=24, batch_size=64, eval_batch_size=96, log_every=8, device="cpu")
+JOB = dict(max_steps=4, batch_size=64, eval_batch_size=96, log_every=2, device="cpu")
 
 
 def test_the_same_job_reports_the_same_peak_first_or_after_a_hungry_job() -> None:
     """Issue 13: the same job, the same figure whatever ran before it in the process (the
     resident-set figure moved 0.6-1.6x here, memory.py)."""
     first = _fit(SMALL, **JOB).cost
-    hungry = _fit(HUNGRY, max_steps=4, batch_size=512, eval_batch_size=96, device="cpu").cost
+    hungry = _fit(HUNGRY, max_steps=2, batch_size=256, eval_batch_size=96, device="cpu").cost
     after = _fit(SMALL, **JOB).cost
     assert hungry["peak_mem_mb"] > 5 * first["peak_mem_mb"] > 0  # it did need more
     assert after["peak_mem_mb"] == first["peak_mem_mb"], (first, after)
