@@ -20,13 +20,15 @@ weights, activations, evaluation).
 - MPS (unified memory, no peak counter): the resident-set figure below.
 
 `cost/peak_rss_mb` and `cost/base_rss_mb` (CPU and MPS): the process's resident set. At the start,
-garbage is collected, glibc hands its free heap pages back to the kernel (``malloc_trim``) and the
-kernel's high-water mark is reset (``5`` into /proc/self/clear_refs, Linux >= 4.0); the peak is the
-mark at the end (VmHWM) minus the resident set at the start, which is the base (model, data,
-libraries). Without /proc (macOS): the growth of ``getrusage``'s lifetime peak. It counts what the
-allocator figure cannot (heap kept after frees, other threads, Python objects) and is noisy for
-the same reason: +-10-20 % between repeats of the same small job (glibc's heap, MLflow's writer
-thread), measured with ``python -m attnbench.benchmarks.overhead --only memory``.
+glibc hands its free heap pages back to the kernel (``malloc_trim``) and the kernel's high-water
+mark is reset (``5`` into /proc/self/clear_refs, Linux >= 4.0); the peak is the mark at the end
+(VmHWM) minus the resident set at the start, which is the base (model, data, libraries). No full
+garbage collection first: with torch, MLflow and matplotlib loaded one takes 0.4-0.5 s per run
+(here), for a figure that is not the tensor one. Without /proc (macOS): the growth of
+``getrusage``'s lifetime peak. It counts what the allocator figure cannot (heap kept after frees,
+other threads, Python objects) and is noisy for the same reason: +-10-20 % between repeats of the
+same small job (glibc's heap, MLflow's writer thread), measured with ``python -m
+attnbench.benchmarks.overhead --only memory``.
 
 `excluded()` brackets one-time work a run does but does not own (the first import of a metric
 library): memory it keeps joins the resident base, the peak before it is kept.
@@ -118,8 +120,8 @@ class RunMemory:
         self.peak_mb = 0.0  # the highest peak above base before an excluded block
 
     def start(self) -> None:
-        gc.collect()
         if self.cuda:
+            gc.collect()  # an earlier job's unreachable tensors would stay in the base
             torch.cuda.synchronize(self.device)
             torch.cuda.reset_peak_memory_stats(self.device)
             self.base_mb = _cuda_requested_mb(self.device, "current")
