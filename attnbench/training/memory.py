@@ -211,7 +211,7 @@ def tensor_peak_mb(fn: Callable[[], object]) -> float | None:
     """The most memory that tensors allocated while `fn` runs held at once, in MB: allocations
     minus frees in the order they happened, from torch.profiler's memory events (every block
     torch's CPU allocator hands out on this thread, kernels' scratch buffers included; frees of
-    blocks allocated before are not seen). None when this torch's profiler has no such events.
+    blocks allocated before are not seen). None when this torch's profiler reports none.
     Python's garbage collector is off meanwhile: a collection freeing older tensors is not `fn`'s.
     """
     from torch.profiler import ProfilerActivity, profile
@@ -230,6 +230,8 @@ def tensor_peak_mb(fn: Callable[[], object]) -> float | None:
     try:
         events = _cpu_allocations(prof.profiler.kineto_results.experimental_event_tree())
     except (AttributeError, ImportError):  # a torch whose profiler keeps them elsewhere
+        return None
+    if not events:  # a step allocates something: no events means the profiler did not report
         return None
     live = peak = 0
     for _, size in sorted(events):

@@ -134,3 +134,16 @@ def test_memory_figures_are_reported_with_the_other_costs() -> None:
     assert {"params", "train_s", "epoch_s", "samples_per_s", "peak_mem_mb", "base_mem_mb",
             "peak_rss_mb", "base_rss_mb"} <= cost.keys()
     assert cost["peak_mem_mb"] > 0 and cost["base_mem_mb"] > 0 and cost["base_rss_mb"] > 0
+
+
+def test_without_allocation_events_the_cpu_figure_falls_back_to_the_resident_set(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A torch whose profiler reported no allocations must not give a peak of 0 + what is held."""
+    from attnbench.training import memory
+
+    monkeypatch.setattr(memory, "_cpu_allocations", lambda nodes: [])
+    assert tensor_peak_mb(lambda: torch.ones(1000)) is None
+    cost = _fit(RECALL, max_steps=2, batch_size=32, device="cpu").cost
+    assert cost["peak_mem_mb"] == cost["peak_rss_mb"]
+    assert cost["base_mem_mb"] == cost["base_rss_mb"]
