@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -62,7 +63,7 @@ class RichProgress:
             return
         # Full: update and stop under the display's lock (rich's refresh thread takes it to
         # draw), so the full bar is drawn by stop() alone, not also by a refresh in between.
-        with self._bar.live._lock:
+        with getattr(self._bar.live, "_lock", contextlib.nullcontext()):  # (private in rich)
             self._bar.update(self._task, completed=step, status=status)
             self.stop()
 
