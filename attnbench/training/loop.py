@@ -27,7 +27,7 @@ from attnbench.training.device import autocast, check_precision, resolve, synchr
 from attnbench.training.memory import RunMemory, cpu_tensor_memory
 from attnbench.training.optimizers import build_optimizer, build_schedule, warm_up
 from attnbench.training.state import LoopState, load_state, restore, save_state
-from attnbench.training.steps import batches, evaluate, loss_fn, to_device
+from attnbench.training.steps import batches, evaluate, to_device, train_step
 
 
 class MetricSink(Protocol):
@@ -80,11 +80,7 @@ def _warm_kernels(model: Backbone, data: TaskData, cfg: TrainerConfig, device: t
     cuda = [device] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=cuda, device_type=device.type):
         model.train()
-        with amp():
-            out = model(x, y if data.spec.kind == "transduce" else None)
-        loss_fn(out.logits.float(), y, data.spec.kind).backward()
-        if cfg.grad_clip:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        train_step(model, x, y, data.spec.kind, amp, cfg.grad_clip)
     for p in model.parameters():
         p.grad = None
 
@@ -211,25 +207,8 @@ def fit(
             clock.go()
             for x, y in batches(data.train, cfg.batch_size, gen, skip=loop.position):
                 x, y = move(x), move(y)
-                with amp():
-                    out = net(x, y if kind == "transduce" else None)
-                loss = loss_fn(out.logits.float(), y, kind)
-                opt.zero_grad()
-                if scaler is not None:
-                    scaler.scale(loss).backward()
-                    if cfg.grad_clip:
-                        scaler.unscale_(opt)
-                        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                    scale = scaler.get_scale()  # (step syncs already: it reads found_inf)
-                    scaler.step(opt)
-                    scaler.update()
-                    if scaler.get_scale() < scale:  # inf/NaN gradients: no update was made
-                        loop.skipped_steps += 1
-                else:
-                    loss.backward()
-                    if cfg.grad_clip:
-                        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                    opt.step()
+                loss, skipped = train_step(net, x, y, kind, amp, cfg.grad_clip, opt, scaler)
+                loop.skipped_steps += skipped
                 schedule.step()
                 loop.step += 1
                 loop.position += 1

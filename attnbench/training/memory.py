@@ -55,7 +55,7 @@ from attnbench.tasks.base import Split, TaskData
 from attnbench.training.config import TrainerConfig
 from attnbench.training.device import autocast
 from attnbench.training.optimizers import build_optimizer
-from attnbench.training.steps import evaluate, loss_fn
+from attnbench.training.steps import evaluate, train_step
 
 MB = 1024.0 * 1024.0
 
@@ -282,14 +282,7 @@ def cpu_tensor_memory(model: Backbone, data: TaskData, cfg: TrainerConfig,
     def step() -> None:
         previous_grads()
         probe.train()
-        with amp():
-            out = probe(x, y if kind == "transduce" else None)
-        loss = loss_fn(out.logits.float(), y, kind)
-        opt.zero_grad()
-        loss.backward()
-        if cfg.grad_clip:
-            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-        opt.step()
+        train_step(probe, x, y, kind, amp, cfg.grad_clip, opt)
 
     def validate() -> None:
         previous_grads()

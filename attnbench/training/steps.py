@@ -1,11 +1,13 @@
 """One step's mechanics, shared by the loop, the CPU memory probe (memory.py) and `attnbench
-evaluate`: batches of a split, moving them to the device, the loss, and evaluating a split.
+evaluate`: batches of a split, moving them to the device, the loss, a training step, and
+evaluating a split.
 
 Notation: B batch, T input length, U target length, K classes, V target vocabulary.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 
 import torch
@@ -46,6 +48,43 @@ def loss_fn(logits: Tensor, targets: Tensor, kind: str, reduction: str = "mean")
     ignore = PAD if kind == "transduce" else IGNORE
     return F.cross_entropy(logits.flatten(0, -2), targets.flatten(), ignore_index=ignore,
                            reduction=reduction)
+
+
+def train_step(
+    net: torch.nn.Module,
+    x: Tensor,
+    y: Tensor,
+    kind: str,
+    amp: Callable[[], contextlib.AbstractContextManager[object]],
+    grad_clip: float,
+    optimizer: torch.optim.Optimizer | None = None,
+    scaler: torch.amp.GradScaler | None = None,
+) -> tuple[Tensor, bool]:
+    """One training step as the loop takes it: the forward pass under `amp`, the float32 loss,
+    the previous gradients zeroed only then (they are alive during the forward pass), backward,
+    clipping to `grad_clip` (0: none), the update; with `scaler` (precision 16) the scaled
+    versions. Without `optimizer` no update (the kernels' warm-up). Returns (loss, skipped):
+    skipped when the scaler found inf/NaN gradients and made no update."""
+    with amp():
+        out = net(x, y if kind == "transduce" else None)
+    loss = loss_fn(out.logits.float(), y, kind)
+    if optimizer is not None:
+        optimizer.zero_grad()
+    if scaler is not None and optimizer is not None:
+        scaler.scale(loss).backward()
+        if grad_clip:
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(net.parameters(), grad_clip)
+        scale = scaler.get_scale()  # (step syncs already: it reads found_inf)
+        scaler.step(optimizer)
+        scaler.update()
+        return loss, scaler.get_scale() < scale
+    loss.backward()
+    if grad_clip:
+        torch.nn.utils.clip_grad_norm_(net.parameters(), grad_clip)
+    if optimizer is not None:
+        optimizer.step()
+    return loss, False
 
 
 @torch.no_grad()

@@ -26,7 +26,7 @@ def bare_loop(cfg: dict[str, Any], steps: int, every: int, threads: int) -> dict
 
     from attnbench.config.build import build
     from attnbench.config.validate import validate
-    from attnbench.training.loop import loss_fn
+    from attnbench.training.steps import loss_fn
 
     torch.set_num_threads(threads)
     torch.manual_seed(cfg["seed"])

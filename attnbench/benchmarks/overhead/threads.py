@@ -21,7 +21,7 @@ import torch
 from attnbench.benchmarks.overhead.common import compose
 from attnbench.config.build import build
 from attnbench.config.validate import validate
-from attnbench.training.loop import loss_fn
+from attnbench.training.steps import loss_fn
 torch.set_num_threads(int(sys.argv[1]))
 built = build(validate(compose([])))
 model, data = built.model, built.data
