@@ -74,16 +74,18 @@ def build_model(attention: ComponentConfig, backbone: ComponentConfig, data: Tas
 def build(cfg: RunConfig, data: TaskData | None = None) -> Built:
     """Load the task's data (unless given) and build the model; ConfigError for data-file and
     constructor problems."""
+    from attnbench.config.resources import loaded_problems, resource_problems
+
     problems: list[str] = []
     if data is None:
-        from attnbench.config.resources import resource_problems
-
         problems = resource_problems(cfg.to_dict())  # refuse what cannot fit before drawing it
         if problems:
             raise ConfigError(problems[0], problems)
         data = _load(cfg.task, cfg.seed, problems)
+    if data is not None:  # a file task's sizes are known now: refuse a model that cannot fit
+        problems.extend(loaded_problems(cfg.to_dict(), data))
     model = None
-    if data is not None:
+    if data is not None and not problems:
         try:
             model = build_model(cfg.attention, cfg.backbone, data, cfg.seed)
         except ValueError as err:
@@ -105,6 +107,12 @@ def check_components(cfg: Mapping[str, Any], data_cache: dict | None = None) -> 
     data = (data_cache or {}).get(key) or _load(task, seed, problems)
     if data is not None and data_cache is not None:
         data_cache[key] = data
+    if data is not None:  # a file task's sizes are known now: before its model is built
+        from attnbench.config.resources import loaded_problems
+
+        sizes = loaded_problems(cfg, data)
+        if sizes:
+            return problems + sizes
     try:
         if data is None:  # still check the attention's own values on a stand-in width
             attention_factory(attention)(64, 64, 64)

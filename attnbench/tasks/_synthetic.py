@@ -23,7 +23,18 @@ from attnbench.tasks._common import (
     fingerprint,
     generator,
 )
-from attnbench.tasks.base import EOS, FIRST_TOKEN, PAD, Kind, Split, TaskData, TaskSpec
+from attnbench.tasks.base import (
+    EOS,
+    FIRST_TOKEN,
+    INT64,
+    PAD,
+    DataSize,
+    Kind,
+    Split,
+    Task,
+    TaskData,
+    TaskSpec,
+)
 
 Transform = Literal["copy", "reverse", "sort"]
 
@@ -52,13 +63,14 @@ def transform_split(symbols: torch.Tensor, lengths: torch.Tensor, transform: Tra
     return Split(inputs, targets, align)
 
 
-class SequenceTask:
+class SequenceTask(Task):
     """Base of copy/reverse/sort: the subclass sets ``transform`` and registers itself."""
 
     name: ClassVar[str]
     transform: ClassVar[Transform]
     kind: ClassVar[Kind] = "transduce"
     metrics: ClassVar[tuple[str, ...]] = ("token_acc", "exact_match")
+    length_key: ClassVar[str] = "length"
 
     def __init__(
         self,
@@ -89,6 +101,12 @@ class SequenceTask:
             target_vocab_size=FIRST_TOKEN + self.vocab,
             max_target_len=self.length + 1,
         )
+
+    def planned_size(self) -> DataSize:
+        """Drawing a split holds its symbols, positions and masks: ~4 (N, U) int64 tensors."""
+        spec = self.spec()
+        transient = 4 * max(self.sizes.values()) * spec.max_target_len * INT64
+        return DataSize(spec, dict(self.sizes), transient)
 
     def itos(self) -> list[str]:
         return [*SPECIAL_ITOS, *(str(s) for s in range(self.vocab))]

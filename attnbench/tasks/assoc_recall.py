@@ -30,13 +30,24 @@ from attnbench.tasks._common import (
     generator,
     out_of_range,
 )
-from attnbench.tasks.base import FIRST_TOKEN, IGNORE, Kind, Split, TaskData, TaskSpec
+from attnbench.tasks.base import (
+    FIRST_TOKEN,
+    IGNORE,
+    INT64,
+    DataSize,
+    Kind,
+    Split,
+    Task,
+    TaskData,
+    TaskSpec,
+)
 
 
 @TASKS.register("assoc_recall")
-class AssocRecall:
+class AssocRecall(Task):
     kind: ClassVar[Kind] = "classify"
     metrics: ClassVar[tuple[str, ...]] = ("acc", "f1")
+    length_key: ClassVar[str] = "num_pairs"
 
     def __init__(
         self,
@@ -88,6 +99,11 @@ class AssocRecall:
             target_per_position=True,
             channels=2 if paired else 1,
         )
+
+    def planned_size(self) -> DataSize:
+        """Drawing a split holds an (N, num_keys) float64 key per example and its argsort."""
+        transient = max(self.sizes.values()) * self.num_keys * (8 + INT64)
+        return DataSize(self.spec(), dict(self.sizes), transient)
 
     def _split(self, n: int, g: torch.Generator) -> Split:
         p, q = self.num_pairs, self.num_queries

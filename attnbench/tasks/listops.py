@@ -32,7 +32,7 @@ from attnbench.tasks._common import (
     pad_rows,
     split_seed,
 )
-from attnbench.tasks.base import FIRST_TOKEN, Kind, Split, TaskData, TaskSpec
+from attnbench.tasks.base import FIRST_TOKEN, INT64, DataSize, Kind, Split, Task, TaskData, TaskSpec
 
 OPERATORS: tuple[str, ...] = ("[MAX", "[MIN", "[MED", "[SM")
 CLOSE = "]"
@@ -98,9 +98,10 @@ class _Sampler:
 
 
 @TASKS.register("listops")
-class ListOps:
+class ListOps(Task):
     kind: ClassVar[Kind] = "classify"
     metrics: ClassVar[tuple[str, ...]] = ("acc", "f1")
+    length_key: ClassVar[str] = "max_len"
 
     def __init__(
         self,
@@ -128,6 +129,11 @@ class ListOps:
         return TaskSpec(
             kind="classify", vocab_size=VOCAB_SIZE, max_len=self.max_len, num_classes=10
         )
+
+    def planned_size(self) -> DataSize:
+        """Drawing holds every expression as token lists before padding: ~4 (N, T) int64."""
+        transient = 4 * sum(self.sizes.values()) * self.max_len * INT64
+        return DataSize(self.spec(), dict(self.sizes), transient)
 
     def sample(self, seed: int, n: int) -> list[tuple[list[int], int]]:
         """``n`` distinct (token ids, value) pairs in generation order."""

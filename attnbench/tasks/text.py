@@ -67,7 +67,7 @@ from attnbench.tasks._tokenize import (
     fit,
     pad,
 )
-from attnbench.tasks.base import Kind, Split, TaskData, TaskSpec
+from attnbench.tasks.base import Kind, Split, Task, TaskData, TaskSpec
 from attnbench.tasks.overlap import overlap_counts
 
 FORMATS: tuple[str, ...] = ("auto", "csv", "tsv", "jsonl")
@@ -133,8 +133,9 @@ def choose_columns(
 
 
 @TASKS.register("text")
-class TextClassification:
+class TextClassification(Task):
     kind: ClassVar[Kind] = "classify"
+    length_key: ClassVar[str] = "max_len"
     metrics: ClassVar[tuple[str, ...]] = ("acc", "f1", "precision", "recall")
 
     def __init__(

@@ -54,13 +54,14 @@ from attnbench.tasks._tokenize import (
     fit,
     pad,
 )
-from attnbench.tasks.base import Kind, Split, TaskData, TaskSpec
+from attnbench.tasks.base import Kind, Split, Task, TaskData, TaskSpec
 from attnbench.tasks.overlap import overlap_counts
 
 
 @TASKS.register("translation")
-class Translation:
+class Translation(Task):
     kind: ClassVar[Kind] = "transduce"
+    length_key: ClassVar[str] = "max_len"
     metrics: ClassVar[tuple[str, ...]] = ("token_acc", "exact_match", "bleu")
 
     def __init__(
