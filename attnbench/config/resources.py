@@ -324,7 +324,7 @@ def available_memory() -> tuple[int | None, str]:
     memory, lowered to what the cgroup (v2 or v1) still allows; (None, "") if unknown."""
     import psutil
 
-    found: list[tuple[int, str]] = [(int(psutil.virtual_memory().available), "available")]
+    found: list[tuple[int, str]] = [(int(psutil.virtual_memory().available), "psutil")]
     for limit_file, usage_file in (
         ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
         ("/sys/fs/cgroup/memory/memory.limit_in_bytes",
