@@ -27,6 +27,8 @@ keep no list of names):
 - ``fused`` (False): the fast path is one fused SDPA call and the weights path one softmax.
 - ``materialises`` (True): the training forward builds (B, Tq, Tk)-sized scores of its own (False:
   fused SDPA, or an O(T) form such as ``linear``'s sums).
+- ``equal_widths`` (False): its score compares q with k directly, so d_query must equal d_key
+  (``require_equal_widths`` refuses other widths and names the variants that take them).
 - ``bounded_in_bf16`` (False): under bfloat16 autocast the fast path stays within 2e-2 of
   float32 even at large inputs (bounded scores, or sums kept in float32); dot-product scores of
   unbounded inputs do not.
@@ -117,6 +119,7 @@ class Attention(nn.Module):
     fused: ClassVar[bool] = False
     materialises: ClassVar[bool] = True
     bounded_in_bf16: ClassVar[bool] = False
+    equal_widths: ClassVar[bool] = False
     references: ClassVar[Mapping[str, Reference]] = MappingProxyType({})
     heads: int = 1  # H: score matrices per call (multihead and local set theirs)
 
@@ -171,16 +174,25 @@ def check_widths(d_query: int, d_key: int, d_value: int) -> None:
 
 
 def require_equal_widths(
-    name: str, d_query: int, d_key: int, why: str, alternatives: tuple[str, ...]
+    name: str, d_query: int, d_key: int, why: str, alternatives: tuple[str, ...] | None = None
 ) -> None:
-    """Refuse d_query != d_key for a variant whose score compares q and k directly.
+    """Refuse d_query != d_key for a variant whose score compares q and k directly (its fact
+    ``equal_widths``).
 
     ``why`` says what the score does with q and k (``"scores qᵀk"``); ``alternatives`` names the
-    variants that take different widths. The message reads "<name> attention <why>, so d_query
-    must equal d_key; got d_query=.., d_key=.. (use 'a' or 'b' for different widths)".
+    variants that take different widths (default: every registered variant whose
+    ``equal_widths`` is False, the baseline aside). The message reads "<name> attention <why>,
+    so d_query must equal d_key; got d_query=.., d_key=.. (use 'a', 'b' or 'c' for different
+    widths)".
     """
     if d_query != d_key:
-        use = " or ".join(f"'{alt}'" for alt in alternatives)
+        if alternatives is None:
+            from attnbench.attention import ATTENTION
+
+            variants = [ATTENTION.get(n) for n in ATTENTION.names()]
+            alternatives = tuple(v.name for v in variants if not (v.equal_widths or v.baseline))
+        quoted = [f"'{alt}'" for alt in alternatives]
+        use = " or ".join([", ".join(quoted[:-1]), quoted[-1]] if len(quoted) > 1 else quoted)
         raise ValueError(
             f"{name} attention {why}, so d_query must equal d_key; got "
             f"d_query={d_query}, d_key={d_key} (use {use} for different widths)"

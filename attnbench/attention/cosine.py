@@ -40,6 +40,7 @@ def _cosine_naive(attn: Any, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
 class CosineAttention(Attention):
     fused: ClassVar[bool] = True
     materialises: ClassVar[bool] = False
+    equal_widths: ClassVar[bool] = True
     bounded_in_bf16: ClassVar[bool] = True  # |score| <= 1/τ whatever the inputs' scale
     references = MappingProxyType({"naive": Reference(_cosine_naive)})
     reference: ClassVar[str] = (
@@ -58,7 +59,7 @@ class CosineAttention(Attention):
         dropout: float = 0.0,
     ) -> None:
         super().__init__(d_query, d_key, d_value)
-        require_equal_widths("cosine", d_query, d_key, "compares q with k", ("general", "additive"))
+        require_equal_widths("cosine", d_query, d_key, "compares q with k")
         if not temperature > 0:
             raise ValueError(f"temperature must be > 0 (score = cos / τ), got {temperature}")
         log_tau = torch.tensor(math.log(temperature))

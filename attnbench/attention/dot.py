@@ -56,6 +56,7 @@ def sdpa_flops(b: int, tq: int, tk: int, dk: int, dv: int) -> float:
 class DotProductAttention(Attention):
     fused: ClassVar[bool] = True
     materialises: ClassVar[bool] = False
+    equal_widths: ClassVar[bool] = True
     references = MappingProxyType({"naive": Reference(dot_naive), "bare": Reference(_dot_bare)})
     reference: ClassVar[str] = (
         "Luong, Pham & Manning 2015, 'Effective Approaches to Attention-based NMT', "
@@ -64,7 +65,7 @@ class DotProductAttention(Attention):
 
     def __init__(self, d_query: int, d_key: int, d_value: int, *, dropout: float = 0.0) -> None:
         super().__init__(d_query, d_key, d_value)
-        require_equal_widths(self.name, d_query, d_key, "scores qᵀk", ("additive", "multihead"))
+        require_equal_widths(self.name, d_query, d_key, "scores qᵀk")
         check_dropout(dropout)
         self.dropout = dropout
 

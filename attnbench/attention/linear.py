@@ -66,6 +66,7 @@ def _linear_naive(attn: Any, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
 @ATTENTION.register("linear")
 class LinearAttention(Attention):
     materialises: ClassVar[bool] = False
+    equal_widths: ClassVar[bool] = True
     bounded_in_bf16: ClassVar[bool] = True  # its sums and normaliser run in float32
     references = MappingProxyType({"naive": Reference(_linear_naive)})
     reference: ClassVar[str] = (
@@ -77,7 +78,7 @@ class LinearAttention(Attention):
 
     def __init__(self, d_query: int, d_key: int, d_value: int, *, chunk: int = 64) -> None:
         super().__init__(d_query, d_key, d_value)
-        require_equal_widths("linear", d_query, d_key, "takes φ(q)ᵀφ(k)", ("general", "additive"))
+        require_equal_widths("linear", d_query, d_key, "takes φ(q)ᵀφ(k)")
         check_chunk(chunk)
         self.chunk = chunk
 

@@ -83,6 +83,7 @@ def _lowrank_naive(attn: Any, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
 @ATTENTION.register("lowrank")
 class LowRankAttention(Attention):
     materialises: ClassVar[bool] = False
+    equal_widths: ClassVar[bool] = True
     bounded_in_bf16: ClassVar[bool] = True  # its normalised sums and softmax run in float32
     references = MappingProxyType({"naive": Reference(_lowrank_naive)})
     reference: ClassVar[str] = (
@@ -103,7 +104,7 @@ class LowRankAttention(Attention):
         dropout: float = 0.0,
     ) -> None:
         super().__init__(d_query, d_key, d_value)
-        require_equal_widths("lowrank", d_query, d_key, "scores qᵀ(E K)", ("general", "additive"))
+        require_equal_widths("lowrank", d_query, d_key, "scores qᵀ(E K)")
         if rank < 1:
             raise ValueError(f"rank must be >= 1 (projected rows), got {rank}")
         if max_len < 1:

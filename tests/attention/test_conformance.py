@@ -116,7 +116,7 @@ def test_contract_attributes(conf: Path) -> None:
     assert isinstance(attn, Attention)
     assert cls.name == conf.stem
     assert cls.baseline is (cls.name == "none")
-    for fact in ("projects", "fused", "materialises", "bounded_in_bf16"):
+    for fact in ("projects", "fused", "materialises", "equal_widths", "bounded_in_bf16"):
         assert isinstance(getattr(cls, fact), bool), fact
     assert not (cls.fused and cls.materialises), "a fused fast path materialises no scores"
     assert isinstance(cls.reference, str) and len(cls.reference) > 10
@@ -297,6 +297,23 @@ def test_dropout_is_honoured_by_both_paths(conf: Path) -> None:
         assert torch.isfinite(ctx).all() and not torch.allclose(ctx, ref)
         if w is not None:  # the returned weights stay a distribution
             torch.testing.assert_close(w.sum(-1)[0, 0], torch.tensor(1.0), atol=TOL, rtol=0)
+
+
+def test_the_equal_widths_fact_holds(conf: Path) -> None:
+    """``equal_widths``: other query and key widths are refused in one line naming the variants
+    that take them; without it, they work."""
+    name, params = load_yaml(conf)
+    cls = ATTENTION.get(name)
+    if cls.equal_widths:
+        with pytest.raises(ValueError, match="d_query must equal d_key") as err:
+            cls(DQ, DK - 4, DV, **params)
+        takers = [n for n in ATTENTION.names()
+                  if not (ATTENTION.get(n).equal_widths or ATTENTION.get(n).baseline)]
+        assert all(f"'{n}'" in str(err.value) for n in takers), err.value
+    else:
+        attn = cls(DQ, DK - 4, DV, **params).eval()
+        ctx, _ = attn(*inputs(dk=DK - 4), mask=ragged_mask())
+        assert ctx.shape == (B, TQ, attn.out_dim)
 
 
 def test_wrong_sized_widths_are_refused(conf: Path) -> None:

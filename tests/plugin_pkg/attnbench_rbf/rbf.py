@@ -29,6 +29,7 @@ class RBFAttention(Attention):
 
     fused: ClassVar[bool] = True
     materialises: ClassVar[bool] = False
+    equal_widths: ClassVar[bool] = True  # ‖q − k‖ needs q and k of one width
     reference: ClassVar[str] = (
         "Kim, Papamakarios & Mnih 2021, 'The Lipschitz Constant of Self-Attention', §3 L2 "
         "self-attention: P_ij ∝ exp(−‖x_iᵀW^Q − x_jᵀW^K‖² / √(D/H))"
