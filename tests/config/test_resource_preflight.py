@@ -94,15 +94,33 @@ def test_the_estimate_is_quick_and_allocates_nothing() -> None:
     assert psutil.Process().memory_info().rss - before < 50 * 2**20
 
 
-def test_the_data_estimate_is_a_lower_bound_of_the_tensors_it_names() -> None:
-    """The copy task's data estimate covers at least its tensors' bytes (measured by drawing a
-    small split)."""
-    cfg = composed("task=copy", "task.n_train=300", "task.n_val=20", "task.n_test=20")
-    task = task_of(cfg)
-    data = task.load(0)
+TASK_YAMLS = sorted((CONF / "task").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", TASK_YAMLS, ids=lambda p: p.stem)
+def test_a_planned_size_is_the_loaded_size(path: Path) -> None:
+    """A task's ``planned_size()`` (from its settings, nothing drawn) has the spec and split sizes
+    of the data ``load`` returns, and its bytes cover at least the tensors held; its
+    ``length_key`` is one of its settings."""
+    import yaml
+
+    from attnbench.registry import params_of
+    from attnbench.tasks import TASKS
+
+    node = yaml.safe_load(path.read_text())
+    cls = TASKS.get(node.pop("name"))
+    assert cls.length_key == "" or cls.length_key in params_of(cls)
+    small = {k: v for k, v in (("n_train", 40), ("n_val", 8), ("n_test", 8)) if k in node}
+    if node.get("path", "") is None:
+        assert cls(**{**node, "path": "unread.csv"}).planned_size() is None  # known once read
+        return
+    task = cls(**{**node, **small})
+    planned, data = task.planned_size(), task.load(0)
+    assert planned is not None and planned.spec == data.spec
+    assert dict(planned.sizes) == {s: len(getattr(data, s)) for s in ("train", "val", "test")}
     held = sum(t.numel() * t.element_size() for s in (data.train, data.val, data.test)
-               for t in (s.inputs, s.targets, s.align))
-    assert task.planned_size().tensor_bytes() >= held
+               for t in (s.inputs, s.targets, s.align) if t is not None)
+    assert planned.tensor_bytes() >= held
 
 
 @pytest.mark.parametrize("attention", ["scaled", "additive"])
