@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from attnbench.benchmarks.figures import write_reviews
-from tests.conftest import CONF, all_runs
+from tests.conftest import CONF, all_runs, write_reviews
 
 PRESETS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
 # Presets with their own sweeper plugin are exercised by tests/launchers.
