@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,14 @@ from attnbench.analysis import stats
 from attnbench.analysis.model import POOLED, Comparison, Group
 from attnbench.errors import ConfigError
 from attnbench.store.handle import Tracker
-from attnbench.store.schema import COST_COLUMNS, REPORT_DIR
+from attnbench.store.schema import (
+    COST_COLUMNS,
+    EVALUATES_TAG,
+    IDENTITY_TAGS,
+    REPORT_DIR,
+    REPRODUCES_TAG,
+    rerun_kind,
+)
 
 FORMATS = ("table", "markdown", "csv", "json")
 PLOTS = ("metric_ci.png", "learning_curves.png", "cost_pareto.png")
@@ -34,10 +42,12 @@ def records(comp: Comparison) -> list[dict[str, Any]]:
                 "ci_low": s.ci_low,
                 "ci_high": s.ci_high,
                 "ci_half_width": s.half_width,
+                "ci_clipped": s.clipped,
                 "std": s.std,
                 "min": s.min,
                 "max": s.max,
                 delta: None if ref is None else s.mean - ref.summary.mean,
+                **effect_record(g),
                 "p_value": g.test.p_value if g.test else None,
                 "p_adjusted": g.test.p_adjusted if g.test else None,
                 "test": g.test.test if g.test else "",
@@ -49,10 +59,40 @@ def records(comp: Comparison) -> list[dict[str, Any]]:
                     label.replace(" ", "_").replace("/", "_per_"): g.cost[name]
                     for name, label in COST_COLUMNS
                 },
+                "steps": g.steps,
+                "stopped_by": g.stopped_by,
                 "run_ids": " ".join(r.run_id for r in g.runs),
             }
         )
     return out
+
+
+def effect_record(g: Group) -> dict[str, Any]:
+    """The effect against the reference: difference, its 95 % CI, how, over how many, d_z."""
+    e = g.effect
+    return {
+        "effect_diff": e.diff if e else None,
+        "effect_ci_low": e.ci_low if e else None,
+        "effect_ci_high": e.ci_high if e else None,
+        "effect_method": e.method if e else "",
+        "effect_n": e.n if e else None,
+        "cohens_dz": e.d_z if e else None,
+    }
+
+
+def rerun_records(comp: Comparison) -> list[dict[str, Any]]:
+    """The evaluate / reproduce runs left out of the groups: what they are and their metric."""
+    return [
+        {
+            "run_id": r.run_id,
+            "kind": rerun_kind(r.tags),
+            "of_run": r.tags.get(EVALUATES_TAG) or r.tags.get(REPRODUCES_TAG),
+            **{k: r.tags.get(k) for k in IDENTITY_TAGS},
+            "status": r.status,
+            comp.metric: r.metrics.get(comp.metric),
+        }
+        for r in comp.reruns
+    ]
 
 
 def reference_group(comp: Comparison) -> Group | None:
@@ -62,9 +102,10 @@ def reference_group(comp: Comparison) -> Group | None:
 
 
 def status_text(g: Group) -> str:
-    """The `vs best` cell: best, tied, worse, better, baseline, ? (why), with `pooled` marked."""
-    if g.status == "?":
-        return f"? ({g.reason})"
+    """The `vs best` cell: best, tied, inconclusive (n=K), worse, better, baseline, ? (why),
+    with `pooled` marked."""
+    if g.status in ("?", "inconclusive"):
+        return f"{g.status} ({g.reason})"
     return f"{g.status} ({POOLED})" if g.pooled else g.status
 
 
@@ -76,6 +117,27 @@ def _p(value: float | None) -> str:
     if value is None:
         return "—"
     return "<0.001" if value < 0.001 else f"{value:.3f}"
+
+
+def ci_text(s: stats.Summary, digits: int = 4) -> str:
+    """`mean ± half-width`; `mean [low, high]` when the interval was clipped to the range."""
+    if s.ci_low is None or s.ci_high is None:
+        return f"{s.mean:.{digits}f}"
+    if s.clipped:
+        return f"{s.mean:.{digits}f} [{s.ci_low:.{digits}f}, {s.ci_high:.{digits}f}]"
+    return f"{s.mean:.{digits}f} ± {s.ci_high - s.mean:.{digits}f}"
+
+
+def delta_text(g: Group, ref: Group) -> str:
+    """The Δ cell: the effect ± the half-width of its 95 % CI (`[low, high]` when the CI was
+    clipped to ± the range), or the difference of the means when there is no effect."""
+    e = g.effect
+    if e is None or e.ci_low is None or e.ci_high is None:
+        return f"{g.summary.mean - ref.summary.mean:+.4f}"
+    half = e.ci_high - e.diff
+    if math.isclose(e.diff - e.ci_low, half, rel_tol=1e-9, abs_tol=1e-12):
+        return f"{e.diff:+.4f} ± {half:.4f}"
+    return f"{e.diff:+.4f} [{e.ci_low:+.4f}, {e.ci_high:+.4f}]"
 
 
 def _shown_p(test: stats.PairedTest, correction: str) -> float | None:
@@ -90,7 +152,7 @@ def table_rows(comp: Comparison) -> tuple[list[str], list[list[str]]]:
     ref = reference_group(comp)
     versus = "best" if comp.baseline is None else "baseline"
     tests = [
-        f"Δ {versus}",
+        f"Δ {versus} (95% CI)",
         "p (Holm)" if comp.correction == "holm" else "p",
         "test",
         f"vs {versus}",
@@ -104,14 +166,15 @@ def table_rows(comp: Comparison) -> tuple[list[str], list[list[str]]]:
         "max",
         *(tests if comp.ranked else ["pooled"] if comp.pooled else []),
         *(label for _, label in COST_COLUMNS),
+        "steps (stopped by)",
     ]
     rows = []
     for g in comp.groups:
         s = g.summary
-        ci = f"{s.mean:.4f} ± {s.half_width:.4f}" if s.half_width is not None else f"{s.mean:.4f}"
+        ci = ci_text(s)
         if ref is not None:
             marks = [
-                "" if g is ref else f"{s.mean - ref.summary.mean:+.4f}",
+                "" if g is ref else delta_text(g, ref),
                 _p(_shown_p(g.test, comp.correction)) if g.test else "",
                 g.test.test if g.test and g.test.test != "none" else "",
                 status_text(g),
@@ -131,18 +194,23 @@ def table_rows(comp: Comparison) -> tuple[list[str], list[list[str]]]:
                     fmt(round(g.cost[name], 1)) if g.cost[name] is not None else "—"
                     for name, _ in COST_COLUMNS
                 ),
+                f"{fmt(round(g.steps)) if g.steps is not None else '—'} ({g.stopped_by})",
             ]
         )
     return columns, rows
 
 
 LEFT = ("test", "vs best", "vs baseline", "pooled")
+TERMINAL_LEAVES_OUT = ("min", "max")
 
 
 def rich_table(comp: Comparison) -> Any:
     from rich.table import Table
 
     columns, rows = table_rows(comp)
+    # The terminal leaves out min and max (in the Markdown, CSV and JSON) to keep 160 columns.
+    keep = [i for i, col in enumerate(columns) if col not in TERMINAL_LEAVES_OUT]
+    columns, rows = [columns[i] for i in keep], [[row[i] for i in keep] for row in rows]
     table = Table(
         title=f"{comp.label}: {comp.metric} by {', '.join(comp.by)}",
         title_justify="left",
@@ -151,11 +219,28 @@ def rich_table(comp: Comparison) -> Any:
     )
     for i, col in enumerate(columns):
         table.add_column(
-            col, justify="left" if i < len(comp.by) or col in LEFT else "right"
+            col,
+            justify="left" if i < len(comp.by) or col in LEFT else "right",
+            no_wrap=i > len(comp.by) and col.partition(" ")[0] in (comp.metric, "Δ"),
+            min_width=len("inconclusive") if col.startswith("vs ") else None,
         )
     for g, row in zip(comp.groups, rows, strict=True):
         style = {"best": "bold green", "baseline": "bold", "tied": "green"}.get(g.status)
         table.add_row(*row, style=style)
+    return table
+
+
+def reruns_table(comp: Comparison) -> Any:
+    """The evaluate / reproduce runs left out of the groups (compare --reruns)."""
+    from rich.table import Table
+
+    recs = rerun_records(comp)
+    table = Table(title="evaluate / reproduce runs (not seeds: left out of the groups)",
+                  title_justify="left")
+    for col in recs[0] if recs else ("run_id",):
+        table.add_column(col)
+    for rec in recs:
+        table.add_row(*("—" if v is None else str(v) for v in rec.values()))
     return table
 
 
@@ -177,7 +262,19 @@ def to_markdown(comp: Comparison) -> str:
         f"_{comp.caption}_",
         "",
     ]
+    if comp.show_reruns:
+        lines += ["#### evaluate / reproduce runs (not seeds: left out of the groups)", "",
+                  *_markdown_records(rerun_records(comp)), ""]
     return "\n".join(lines)
+
+
+def _markdown_records(recs: list[dict[str, Any]]) -> list[str]:
+    if not recs:
+        return ["none"]
+    head = list(recs[0])
+    cells = [["—" if v is None else str(v) for v in r.values()] for r in recs]
+    return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head),
+            *("| " + " | ".join(c) + " |" for c in cells)]
 
 
 def to_csv(comp: Comparison) -> str:
@@ -205,8 +302,13 @@ def to_json(comp: Comparison) -> str:
         "excluded_runs": comp.excluded,
         "duplicate_runs": comp.duplicates,
         "pooled_keys": comp.pooled,
+        "range": list(comp.bounds) if comp.bounds else None,
+        "margin": comp.margin,
+        "budget_warning": comp.budget_warning,
         "groups": records(comp),
     }
+    if comp.show_reruns:
+        doc["reruns"] = rerun_records(comp)
     return json.dumps(doc, indent=2) + "\n"
 
 
