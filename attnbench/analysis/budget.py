@@ -64,6 +64,6 @@ def budget_warning(
     if not parts:
         return None
     return (
-        f"groups differ by more than {TOLERANCE * 100:.0f} % in {'; '.join(parts)}: the comparison does "
-        "not hold the budget or the model size fixed (LRA's rule: within 10 %)"
+        f"groups differ by more than {TOLERANCE * 100:.0f} % in {'; '.join(parts)}: the "
+        "comparison does not hold the budget or the model size fixed (LRA's rule: within 10 %)"
     )

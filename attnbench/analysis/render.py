@@ -194,7 +194,7 @@ def table_rows(comp: Comparison) -> tuple[list[str], list[list[str]]]:
                     fmt(round(g.cost[name], 1)) if g.cost[name] is not None else "—"
                     for name, _ in COST_COLUMNS
                 ),
-                f"{fmt(round(g.steps)) if g.steps is not None else '—'} ({g.stopped_by})",
+                f"{fmt(float(round(g.steps))) if g.steps is not None else '—'} ({g.stopped_by})",
             ]
         )
     return columns, rows
