@@ -4,14 +4,12 @@ and logged on the sweep's parent run (under ``report/across-<key>/``)."""
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from pathlib import Path
 from typing import Any
 
 from attnbench.analysis.across import Across
-from attnbench.analysis.render import ci_text
+from attnbench.analysis.render import ci_text, csv_text, write_tables
 from attnbench.store.handle import Tracker
 from attnbench.store.schema import REPORT_DIR
 
@@ -88,12 +86,7 @@ def records(a: Across) -> list[dict[str, Any]]:
 
 
 def to_csv(a: Across) -> str:
-    recs = records(a)
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(recs[0]), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(recs)
-    return buf.getvalue()
+    return csv_text(records(a))
 
 
 def to_json(a: Across) -> str:
@@ -118,17 +111,11 @@ def to_json(a: Across) -> str:
 
 
 RENDER = {"markdown": to_markdown, "csv": to_csv, "json": to_json}
-SUFFIX = {"markdown": "md", "csv": "csv", "json": "json"}
 
 
 def write_report(tracker: Tracker, a: Across, out_dir: Path, plots: bool = True) -> list[Path]:
     """Tables and the CD diagram under `out_dir`; logged on the sweep's parent run."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    written = []
-    for fmt_name, render in RENDER.items():
-        path = out_dir / f"table.{SUFFIX[fmt_name]}"
-        path.write_text(render(a), encoding="utf-8")
-        written.append(path)
+    written = write_tables(RENDER, a, out_dir)
     if plots and a.cd is not None:
         from attnbench.analysis import plots as figures
 

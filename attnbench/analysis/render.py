@@ -278,7 +278,11 @@ def _markdown_records(recs: list[dict[str, Any]]) -> list[str]:
 
 
 def to_csv(comp: Comparison) -> str:
-    recs = records(comp)
+    return csv_text(records(comp))
+
+
+def csv_text(recs: list[dict[str, Any]]) -> str:
+    """Flat records as CSV, one row each (list values joined by spaces)."""
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(recs[0]), lineterminator="\n")
     writer.writeheader()
@@ -329,17 +333,23 @@ def write_report(
     tracker: Tracker, comp: Comparison, out_dir: Path, plots: bool = True
 ) -> list[Path]:
     """Tables (Markdown, CSV, JSON) and plots under `out_dir`; logged on the sweep's parent run."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    written = []
-    for fmt_name, render in RENDER.items():
-        path = out_dir / f"table.{SUFFIX[fmt_name]}"
-        path.write_text(render(comp), encoding="utf-8")
-        written.append(path)
+    written = write_tables(RENDER, comp, out_dir)
     if plots:
         written += write_plots(tracker, comp, out_dir)
     if comp.parent is not None:
         for path in written:
             tracker.log_artifact(comp.parent.run_id, path, REPORT_DIR)
+    return written
+
+
+def write_tables(renders: dict[str, Any], what: Any, out_dir: Path) -> list[Path]:
+    """`table.md`, `table.csv`, `table.json` of `what` (a comparison or a summary) in `out_dir`."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for fmt_name, render in renders.items():
+        path = out_dir / f"table.{SUFFIX[fmt_name]}"
+        path.write_text(render(what), encoding="utf-8")
+        written.append(path)
     return written
 
 

@@ -20,8 +20,10 @@ Rules (stated in every comparison's caption, see ``RULE``):
   and Shapiro-Wilk rejects normality of the differences (p < 0.05). Below 6 pairs Wilcoxon cannot
   reach p < 0.05 at all (its smallest two-sided p is 2 / 2ⁿ), so it would mark everything tied,
   and normality cannot usefully be checked; the t-test is the only informative choice there.
-- Tied with the best: p ≥ 0.05. With fewer than 2 pairs no test is possible: tied when the two
-  groups' confidence intervals overlap, unknown (None) when either group has a single run.
+- Not separated from the best: p ≥ 0.05 (``PairedTest.tied``; whether that is a tie or a lack of
+  power is `analysis.effects`' equivalence rule). With fewer than 2 pairs no test is possible:
+  not separated when the two groups' confidence intervals overlap, unknown (None) when either
+  group has a single run.
 - Multiple comparisons (k groups make k - 1 tests against the best): none by default, so with
   many groups some "worse" marks are chance; ``correction="holm"`` (compare --correction holm)
   applies Holm's step-down adjustment, which keeps the family-wise error rate at 5 %, and
@@ -42,10 +44,10 @@ WILCOXON_MIN_PAIRS = 6
 
 CORRECTIONS = ("none", "holm")
 RULE = (
-    "mean ± half-width of the 95 % t-interval over seeds; tied = not significantly different "
-    "from the best (p ≥ 0.05): paired t-test over seeds, Wilcoxon signed-rank when ≥ 6 pairs and "
-    "Shapiro-Wilk rejects normal differences; CI overlap when < 2 pairs; no multiple-comparison "
-    "correction"
+    "mean ± half-width of the 95 % t-interval over seeds; worse (or better) = significantly "
+    "different from the best (p < 0.05): paired t-test over seeds, Wilcoxon signed-rank when ≥ 6 "
+    "pairs and Shapiro-Wilk rejects normal differences; CI overlap when < 2 pairs; no "
+    "multiple-comparison correction"
 )
 
 

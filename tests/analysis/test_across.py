@@ -15,6 +15,7 @@ from attnbench.analysis import across
 from attnbench.analysis.select import Selection
 from attnbench.errors import ConfigError
 from attnbench.store.handle import RunInfo
+from tests.analysis.test_compare_grouping import one_line_error
 from tests.conftest import tracker_for
 
 
@@ -193,13 +194,6 @@ def test_compare_across_task_writes_tables_and_the_cd_diagram(cli, runs_dir: Pat
     logged = {a.path for a in tracker_for(runs_dir).client.list_artifacts(parent,
                                                                           "report/across-task")}
     assert "report/across-task/cd_diagram.png" in logged
-
-
-def one_line_error(result) -> str:  # noqa: ANN001 - click Result
-    lines = [ln for ln in result.output.splitlines() if ln.strip()]
-    assert result.exit_code == 2, result.output
-    assert len(lines) == 1 and "Traceback" not in result.output, result.output
-    return lines[0]
 
 
 def test_pooling_tasks_points_to_across(cli, runs_dir: Path) -> None:
