@@ -11,7 +11,6 @@ from attnbench.analysis.render import (
     RENDER,
     output_format,
     report_dir,
-    reruns_table,
     rich_table,
     write_report,
 )
@@ -85,7 +84,9 @@ def compare(
     else:
         sys.stdout.write(RENDER[fmt](comp))
     if reruns and (fmt == "table" or output is not None):
-        console.print(reruns_table(comp))
+        from attnbench.analysis import reruns as listed
+
+        console.print(listed.rich_table(comp))
     names = ", ".join(p.name for p in written)
     where = f"; logged to sweep run {comp.parent.run_id} under report/" if comp.parent else ""
     for note in moved:

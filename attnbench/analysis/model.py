@@ -125,6 +125,16 @@ class Comparison:
         return text if self.baseline is None else text.replace("the best", "the baseline")
 
     @property
+    def range_note(self) -> str:
+        """How intervals keep to a bounded metric's range ('' when it has none)."""
+        if self.bounds is None:
+            return ""
+        lo, hi = self.bounds
+        clipped = " (clipped ones shown as [low, high])" if any(
+            g.summary.clipped for g in self.groups) else ""
+        return f"intervals clipped to the metric's range [{lo:g}, {hi:g}]{clipped}"
+
+    @property
     def budget_warning(self) -> str | None:
         """One line when groups differ in steps or parameters by more than 10 % (else None)."""
         return budget.budget_warning(
@@ -169,11 +179,8 @@ class Comparison:
                 f"test used: {', '.join(used) or 'none'}",
             ]
         parts.append(self.rule)
-        if self.bounds is not None:
-            lo, hi = self.bounds
-            clipped = " (clipped ones shown as [low, high])" if any(
-                g.summary.clipped for g in self.groups) else ""
-            parts.append(f"intervals clipped to the metric's range [{lo:g}, {hi:g}]{clipped}")
+        if self.range_note:
+            parts.append(self.range_note)
         if self.budget_warning:
             parts.append(f"warning: {self.budget_warning}")
         if self.pooled:

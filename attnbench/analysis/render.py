@@ -10,18 +10,11 @@ import math
 from pathlib import Path
 from typing import Any
 
-from attnbench.analysis import stats
+from attnbench.analysis import reruns, stats
 from attnbench.analysis.model import POOLED, Comparison, Group
 from attnbench.errors import ConfigError
 from attnbench.store.handle import Tracker
-from attnbench.store.schema import (
-    COST_COLUMNS,
-    EVALUATES_TAG,
-    IDENTITY_TAGS,
-    REPORT_DIR,
-    REPRODUCES_TAG,
-    rerun_kind,
-)
+from attnbench.store.schema import COST_COLUMNS, REPORT_DIR
 
 FORMATS = ("table", "markdown", "csv", "json")
 PLOTS = ("metric_ci.png", "learning_curves.png", "cost_pareto.png")
@@ -78,21 +71,6 @@ def effect_record(g: Group) -> dict[str, Any]:
         "effect_n": e.n if e else None,
         "cohens_dz": e.d_z if e else None,
     }
-
-
-def rerun_records(comp: Comparison) -> list[dict[str, Any]]:
-    """The evaluate / reproduce runs left out of the groups: what they are and their metric."""
-    return [
-        {
-            "run_id": r.run_id,
-            "kind": rerun_kind(r.tags),
-            "of_run": r.tags.get(EVALUATES_TAG) or r.tags.get(REPRODUCES_TAG),
-            **{k: r.tags.get(k) for k in IDENTITY_TAGS},
-            "status": r.status,
-            comp.metric: r.metrics.get(comp.metric),
-        }
-        for r in comp.reruns
-    ]
 
 
 def reference_group(comp: Comparison) -> Group | None:
@@ -230,20 +208,6 @@ def rich_table(comp: Comparison) -> Any:
     return table
 
 
-def reruns_table(comp: Comparison) -> Any:
-    """The evaluate / reproduce runs left out of the groups (compare --reruns)."""
-    from rich.table import Table
-
-    recs = rerun_records(comp)
-    table = Table(title="evaluate / reproduce runs (not seeds: left out of the groups)",
-                  title_justify="left")
-    for col in recs[0] if recs else ("run_id",):
-        table.add_column(col)
-    for rec in recs:
-        table.add_row(*("—" if v is None else str(v) for v in rec.values()))
-    return table
-
-
 def to_markdown(comp: Comparison) -> str:
     columns, rows = table_rows(comp)
     esc = [[c.replace("|", "\\|") for c in row] for row in rows]
@@ -263,18 +227,8 @@ def to_markdown(comp: Comparison) -> str:
         "",
     ]
     if comp.show_reruns:
-        lines += ["#### evaluate / reproduce runs (not seeds: left out of the groups)", "",
-                  *_markdown_records(rerun_records(comp)), ""]
+        lines += reruns.markdown(comp)
     return "\n".join(lines)
-
-
-def _markdown_records(recs: list[dict[str, Any]]) -> list[str]:
-    if not recs:
-        return ["none"]
-    head = list(recs[0])
-    cells = [["—" if v is None else str(v) for v in r.values()] for r in recs]
-    return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head),
-            *("| " + " | ".join(c) + " |" for c in cells)]
 
 
 def to_csv(comp: Comparison) -> str:
@@ -312,7 +266,7 @@ def to_json(comp: Comparison) -> str:
         "groups": records(comp),
     }
     if comp.show_reruns:
-        doc["reruns"] = rerun_records(comp)
+        doc["reruns"] = reruns.records(comp)
     return json.dumps(doc, indent=2) + "\n"
 
 
@@ -372,7 +326,8 @@ def write_plots(tracker: Tracker, comp: Comparison, out_dir: Path) -> list[Path]
         key: {g.label: [tracker.metric_history(r.run_id, key) for r in g.runs] for g in comp.groups}
         for key in curve_metrics(comp)
     }
-    note = (f"status vs {comp.reference}: " if comp.ranked else "") + comp.rule
+    note = "; ".join(filter(None, [
+        (f"status vs {comp.reference}: " if comp.ranked else "") + comp.rule, comp.range_note]))
     return [
         plots.metric_ci(points, comp.metric, out_dir / PLOTS[0], title, note),
         plots.learning_curves(panels, out_dir / PLOTS[1], f"{comp.label}: learning curves"),
