@@ -210,6 +210,12 @@ def across_runs(
     for c in columns:
         if comps[c].pooled:
             out.notes.append(f"{c}: {comps[c].pooled_message}")
+    duplicates = sum(comps[c].duplicates for c in columns)
+    if duplicates:
+        out.notes.append(f"{duplicates} older duplicate run(s) ignored (latest kept)")
+    reruns = sum(1 for r in selection.runs if rerun_kind(r.tags))
+    if reruns:
+        out.notes.append(f"{reruns} evaluate/reproduce run(s) left out (not seeds)")
     return out
 
 

@@ -102,6 +102,11 @@ def fake_runs() -> list[RunInfo]:
                 value = mean + sign * spread(task, mean)
                 runs.append(RunInfo(f"r{i}", "x", "FINISHED", "1", tags, params,
                                     {f"test/{PRIMARY[task]}": value, "cost/steps": 100.0}, i, i))
+    evaluation = runs[0]  # scaled on assoc_recall, scored again: not a seed
+    runs.append(RunInfo("eval", "x", "FINISHED", "1",
+                        {**evaluation.tags, "attnbench.kind": "evaluate",
+                         "attnbench.evaluates": evaluation.run_id},
+                        evaluation.params, {"test/acc": 0.0}, 999, 999))
     return runs
 
 
@@ -129,12 +134,13 @@ def test_across_summary_on_fake_runs() -> None:
     assert (cell.n, cell.mean) == (2, pytest.approx(30.0))
     assert cell.ci_high == pytest.approx(30 + 12.7062047, abs=1e-5) and not cell.clipped
     assert "not ranked (missing a task): linear" in a.caption
+    assert "1 evaluate/reproduce run(s) left out (not seeds)" in a.caption
     assert "Friedman χ² = 6.600, p = 0.086" in a.caption
 
 
 def test_across_refusals() -> None:
     runs = fake_runs()
-    one_task = [r for r in runs if r.tags["task"] == "reverse"]
+    one_task = [r for r in runs if r.tags["task"] == "reverse"]  # (the evaluation is recall's)
     with pytest.raises(ConfigError, match="needs runs of at least 2 tasks"):
         across.across_runs(Selection(one_task, "t", "t"))
     with pytest.raises(ConfigError, match="task is the column of --across task"):
