@@ -14,7 +14,8 @@ Rules (stated in the caption, see ``Across.caption``):
   variants' ranks differ at all over the N tasks; it needs at least 3 variants and 2 tasks.
 - Nemenyi's post-hoc (scikit-posthocs' ``posthoc_nemenyi_friedman``) compares every pair of
   variants; the critical difference CD = q(0.05, k) · √(k (k+1) / (6 N)), q the studentized range
-  quantile / √2 (Demšar 2006, Table 5), is the gap in average rank it takes. With few tasks CD is
+  quantile / √2 (Demšar 2006, Table 5), is the gap in average rank it takes. As Demšar
+  prescribes, its pairs are read only when Friedman rejects (p < 0.05). With few tasks CD is
   large: 10 variants on 4 tasks need a gap of 6.8 ranks, so the diagram mostly says "cannot
   tell" — more tasks, not more seeds, narrow it.
 - Average (LRA, Tay et al. 2021): the plain mean over tasks of each variant's mean, each metric
@@ -130,14 +131,22 @@ class Across:
         return [r for r in self.rows if r.rank is not None]
 
     @property
+    def rejected(self) -> bool:
+        """Friedman's test found that the ranks differ (p < 0.05)."""
+        return self.friedman is not None and self.friedman[1] < ALPHA
+
+    @property
     def different_pairs(self) -> list[tuple[str, str, float]]:
-        """Pairs Nemenyi separates (p < 0.05), better-ranked first in each pair."""
+        """Pairs Nemenyi separates (p < 0.05), better-ranked first in each pair; none unless
+        Friedman rejected first (the post-hoc is read only after the omnibus test, Demšar 2006)."""
+        if not self.rejected:
+            return []
         names = [r.label for r in self.ranked]
         return [
             (a, b, self.nemenyi[a][b])
             for i, a in enumerate(names)
             for b in names[i + 1 :]
-            if self.nemenyi and self.nemenyi[a][b] < ALPHA
+            if self.nemenyi[a][b] < ALPHA
         ]
 
     @property
@@ -160,9 +169,11 @@ class Across:
         if self.cd is not None:
             pairs = self.different_pairs
             shown = ", ".join(f"{a} > {b} (p = {_p(p)})" for a, b, p in pairs) or "none"
+            verdict = (f"pairs that differ: {shown}" if self.rejected
+                       else "not read, as Friedman did not reject")
             parts.append(
                 f"Nemenyi post-hoc: critical difference {self.cd:.2f} ranks (Demšar 2006); "
-                f"pairs that differ: {shown}"
+                f"{verdict}"
             )
         parts.append(
             "average = LRA's plain mean over tasks, each metric as a share of its range"

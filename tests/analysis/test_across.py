@@ -138,6 +138,48 @@ def test_across_summary_on_fake_runs() -> None:
     assert "Friedman χ² = 6.600, p = 0.086" in a.caption
 
 
+def one_seed_runs(means: dict[str, dict[str, float]]) -> list[RunInfo]:
+    return [
+        RunInfo(f"{a}-{t}", "x", "FINISHED", "1",
+                {"attention": a, "task": t, "seed": "0", "attnbench.primary_metric": "acc"},
+                {"attention.name": a, "task.name": t, "seed": "0"}, {"test/acc": v}, 0, 0)
+        for a, tasks in means.items() for t, v in tasks.items()
+    ]
+
+
+def test_nemenyi_pairs_only_after_friedman_rejects() -> None:
+    """a > b > c on 6 tasks: ranks 1, 2, 3; χ² = 12·6/(3·4) · 14 - 3·6·4 = 12, p = e^(-6) =
+    0.00248 (χ² with 2 df); CD = 2.343 · √(12 / 36) = 1.353, so only a vs c (2 ranks) differ."""
+    tasks = [f"t{i}" for i in range(6)]
+    means = {"a": dict.fromkeys(tasks, 0.9), "b": dict.fromkeys(tasks, 0.8),
+             "c": dict.fromkeys(tasks, 0.7)}
+    a = across.across_runs(Selection(one_seed_runs(means), "t", "t"))
+    assert a.friedman == (pytest.approx(12.0), pytest.approx(math.exp(-6)))
+    assert a.cd == pytest.approx(2.343 * math.sqrt(1 / 3), abs=1e-3)
+    assert [(x, y) for x, y, _ in a.different_pairs] == [("a", "c")]
+    assert a.nemenyi["a"]["c"] == pytest.approx(0.0015429, abs=1e-6)  # q = 2 / √(1/3)
+    assert "pairs that differ: a > c (p = 0.002)" in a.caption
+
+
+def test_nemenyi_is_not_read_when_friedman_does_not_reject() -> None:
+    """One seed of the suite (measured): Friedman p = 0.058, yet Nemenyi alone would call
+    additive > none (p = 0.043): not reported."""
+    measured = {  # assoc_recall, listops, reverse, sort
+        "additive": (0.565, 0.255, 0.965, 0.515), "scaled": (0.9894, 0.225, 1.0, 0.025),
+        "multihead": (0.3862, 0.22, 1.0, 0.35), "cosine": (0.9994, 0.2, 1.0, 0.0),
+        "general": (0.8325, 0.235, 0.07, 0.0), "linear": (0.1113, 0.2, 0.925, 0.505),
+        "dot": (0.2013, 0.23, 0.955, 0.0), "local": (0.0488, 0.175, 1.0, 0.345),
+        "lowrank": (0.06, 0.175, 0.005, 0.335), "none": (0.025, 0.135, 0.0, 0.0),
+    }
+    tasks = ("assoc_recall", "listops", "reverse", "sort")
+    runs = one_seed_runs({k: dict(zip(tasks, v, strict=True)) for k, v in measured.items()})
+    a = across.across_runs(Selection(runs, "t", "t"))
+    assert a.friedman[1] == pytest.approx(0.058, abs=5e-4) and not a.rejected
+    assert a.nemenyi["additive"]["none"] == pytest.approx(0.043, abs=5e-4)
+    assert a.different_pairs == []
+    assert "not read, as Friedman did not reject" in a.caption
+
+
 def test_across_refusals() -> None:
     runs = fake_runs()
     one_task = [r for r in runs if r.tags["task"] == "reverse"]  # (the evaluation is recall's)
