@@ -200,7 +200,8 @@ def rich_table(comp: Comparison) -> Any:
             col,
             justify="left" if i < len(comp.by) or col in LEFT else "right",
             no_wrap=i > len(comp.by) and col.partition(" ")[0] in (comp.metric, "Δ"),
-            min_width=len("inconclusive") if col.startswith("vs ") else None,
+            min_width=len("inconclusive") if col.startswith("vs ") else len("(max_steps)")
+            if col.startswith("steps") else None,
         )
     for g, row in zip(comp.groups, rows, strict=True):
         style = {"best": "bold green", "baseline": "bold", "tied": "green"}.get(g.status)
