@@ -110,7 +110,8 @@ def evaluate_run(
     child = tracker.start_run(
         original.experiment_id, f"evaluate-{original.name}",
         {**{k: v for k, v in original.tags.items() if k in record.IDENTITY_TAGS},
-         record.EVALUATES_TAG: run_id, "attnbench.test_source": source},
+         record.EVALUATES_TAG: run_id, record.KIND_TAG: record.EVALUATE_KIND,
+         "attnbench.test_source": source},
         parent_run_id=run_id,
     )
     tracker.log_params(child, {f"task.{k}": v for k, v in overrides.items()})
