@@ -34,6 +34,7 @@ class FileTask:
     name: ClassVar[str]
     kind: ClassVar[Kind]
     metrics: ClassVar[tuple[str, ...]]
+    example: ClassVar[str] = "text"  # what `val_dedup` compares, for its note
 
     path: str | None = None
     val_path: str | None = None
@@ -107,8 +108,9 @@ class FileTask:
         dropped = len(rows) - len(keep)
         splits["val"] = rows.subset(keep)
         notes.append(
-            f"task.val_dedup: dropped {dropped} of {len(rows)} validation examples whose text "
-            f"occurs in the training split (lower case, no punctuation); {len(keep)} left"
+            f"task.val_dedup: dropped {dropped} of {len(rows)} validation examples whose "
+            f"{self.example} occurs in the training split (lower case, no punctuation); "
+            f"{len(keep)} left"
         )
         return splits, dropped
 

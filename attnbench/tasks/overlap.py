@@ -86,7 +86,12 @@ def overlap_warning(extra: Mapping, threshold: float = 0.05) -> str | None:
     if not over:
         return None
     what = "source and target" if pairs else "lower case, no punctuation"
-    remedy = "set task.val_dedup=true (validation) or give task.val_path/task.test_path files"
+    remedy = " and ".join(
+        fix
+        for name, fix in (("val", "set task.val_dedup=true (or give a task.val_path file)"),
+                          ("test", "give a task.test_path file"))
+        if overlap.get(f"{name}_frac", 0.0) > threshold
+    )
     return (
         f"possible leak: {' and '.join(over)} occur verbatim in the training split ({what}; "
         f"above {threshold:.0%}): their scores measure memorisation, not generalisation; "

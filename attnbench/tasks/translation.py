@@ -65,6 +65,7 @@ class Translation(FileTask):
 
     kind: ClassVar[Kind] = "transduce"
     metrics: ClassVar[tuple[str, ...]] = ("token_acc", "exact_match", "bleu", "bleu_tok")
+    example: ClassVar[str] = "source and target pair"
 
     header: bool = False
     source_column: int = 0

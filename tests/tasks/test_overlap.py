@@ -39,6 +39,7 @@ def test_warning_above_threshold_only() -> None:
     message = overlap_warning(extra)
     assert message is not None and "\n" not in message
     assert "30.0% of test (30 examples)" in message and "of val" not in message
+    assert message.endswith("give a task.test_path file disjoint from training")
     assert overlap_warning(extra, threshold=0.5) is None
     assert "1.0% of val" in (overlap_warning(extra, threshold=0.0) or "")
 
@@ -89,6 +90,7 @@ def test_translation_warning_counts_same_target_apart() -> None:
     message = overlap_warning({"overlap": overlap})
     assert message is not None and "33.3% of test (1 pairs)" in message
     assert "source and target" in message and "task.val_dedup=true" in message
+    assert "task.test_path" in message  # both splits leak: both remedies
     (note,) = overlap_notes({**overlap, "val_source_frac": 0.0})
     assert note.startswith("33.3% of test sources (1 pairs) occur in the training split with a "
                            "different target only")
@@ -132,4 +134,6 @@ def test_val_dedup_of_translation_drops_seen_pairs_only(tmp_path: Path) -> None:
     assert data.val.references == ["pars 4", "reste"]
     assert data.extra["overlap"]["val_dropped"] == 1 and data.extra["overlap"]["val"] == 0
     assert data.extra["overlap"]["val_source"] == 1
+    assert data.extra["notes"][0].startswith("task.val_dedup: dropped 1 of 3 validation examples "
+                                             "whose source and target pair occurs in the training")
     assert len(task(path=str(train), val_path=str(val)).load(0).val) == 3
