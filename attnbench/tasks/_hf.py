@@ -7,9 +7,9 @@ local folder of split files (``train.csv``, ``test.jsonl``, ...), read without a
 
 Without a network the Hub client retries each request five times, printing a line per retry, for
 about 25 s before it gives up. So a Hub name is preceded by one connection to the Hub's host
-(``HF_ENDPOINT``, default huggingface.co:443; ``HUB_TIMEOUT_S``): when it fails, the split is
-loaded in the libraries' offline mode, from the local cache alone, and a corpus that is not
-cached is one error line naming the unreachable host.
+(``HF_ENDPOINT``, default huggingface.co:443, or the proxy the environment names for it;
+``HUB_TIMEOUT_S``): when it fails, the split is loaded in the libraries' offline mode, from the
+local cache alone, and a corpus that is not cached is one error line naming the unreachable host.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
+from urllib.request import getproxies, proxy_bypass
 
 from attnbench.errors import DataError
 from attnbench.tasks._files import Rows
@@ -54,6 +55,10 @@ def hub_unreachable(name: str) -> str | None:
         return None
     endpoint = urlsplit(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
     host = endpoint.hostname or "huggingface.co"
+    proxy = getproxies().get(endpoint.scheme)
+    if proxy and not proxy_bypass(host):  # requests would go through the proxy: check that
+        endpoint = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+        host = endpoint.hostname or host
     port = endpoint.port or (80 if endpoint.scheme == "http" else 443)
     try:
         socket.create_connection((host, port), timeout=HUB_TIMEOUT_S).close()

@@ -116,6 +116,9 @@ def hub_at_a_closed_port(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> int
         port = sock.getsockname()[1]
     monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    for scheme in ("http", "https", "all"):  # no proxy from the environment in between
+        for name in (f"{scheme}_proxy", f"{scheme.upper()}_PROXY"):
+            monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
     return port
 
@@ -139,3 +142,16 @@ def test_no_network_is_one_line_without_retries(
     from huggingface_hub import constants
 
     assert constants.HF_HUB_OFFLINE is False  # offline mode was for that call only
+
+
+def test_the_connection_check_goes_to_the_proxy(monkeypatch: pytest.MonkeyPatch,
+                                                tmp_path: Path) -> None:
+    """Behind a proxy the Hub is reached through it: the proxy is what must accept."""
+    from attnbench.tasks import _hf
+
+    port = hub_at_a_closed_port(monkeypatch, tmp_path)
+    monkeypatch.delenv("HF_ENDPOINT")
+    for name in ("no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{port}")
+    assert (_hf.hub_unreachable("imdb") or "").startswith(f"127.0.0.1:{port}: ")
