@@ -54,6 +54,9 @@ class BackboneOutput:
 class Backbone(nn.Module):
     name: ClassVar[str]
     kinds: ClassVar[frozenset[Kind]]
+    # The constructor argument that sets the model's width, which `match_params` adjusts to bring
+    # a variant's parameter count to the reference's (config.build); None = not adjustable.
+    width_key: ClassVar[str | None] = None
 
 
 def padding_mask(inputs: Tensor) -> Tensor:

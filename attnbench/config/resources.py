@@ -123,6 +123,9 @@ def task_shape(task: Mapping[str, Any]) -> Shape | None:
         t_out = spec.max_len if spec.target_per_position else 0
     length_key = next((f"task.{k}" for k in ("length", "max_len", "num_pairs") if k in task),
                       "task.length")
+    test_key = length_key.replace("task.", "task.test_")  # length extrapolation's test length
+    if _int(task.get(test_key[5:]), 0) > _int(task.get(length_key[5:]), 0):
+        length_key = test_key
     biggest = max(sizes.values())
     generation = 0
     if "num_keys" in task:  # an (N, K) float64 key and its int64 argsort per split

@@ -97,12 +97,13 @@ def evaluate_run(
         test = encode(task_json["encoder"], spec)
         source = str(overrides.get("test_path", ""))
     else:
-        test = Split(saved_test["inputs"], saved_test["targets"])
+        test = Split(saved_test["inputs"], saved_test["targets"],
+                     references=task_json.get("test_references"))
         source = "the run's own test split"
     empty = Split(test.inputs[:0], test.targets[:0])
     data = TaskData(spec, empty, empty, test, task_json["primary_metric"],
                     tuple(task_json["metrics"]), task_json.get("target_itos"))
-    model = build_model(cfg.attention, cfg.backbone, data, cfg.seed)
+    model = build_model(cfg.attention, cfg.backbone, data, cfg.seed, cfg.match_params)
     model.load_state_dict(weights)
     with torch.no_grad():
         scores = evaluate(model, data, test, cfg.trainer)

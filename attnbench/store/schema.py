@@ -65,6 +65,8 @@ CUDA_VERSION_TAG = "cuda.version"
 PYTHON_VERSION_TAG = "python.version"
 PLATFORM_TAG = "platform"
 TOKENIZER_TAG = "attnbench.tokenizer"
+# match_params: JSON {key, configured, width, params, reference, reference_params, within}
+MATCH_TAG = "attnbench.match_params"
 # The folder (a random token under attnbench's own temporary root) holding a run's last.pt while
 # it trains: never a path (see `Tracker.keep_last_checkpoint`).
 SCRATCH_TAG = "attnbench.scratch"
