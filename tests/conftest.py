@@ -114,5 +114,23 @@ def all_runs(runs_dir: Path) -> list:
     return tracker.search([e.experiment_id for e in exps])
 
 
+def write_reviews(path: Path, n: int = 200, seed: int = 0) -> Path:
+    """A small `text,label` CSV a text task can learn: the label is the opinion word that
+    occurs more often among filler words."""
+    import random
+
+    rng = random.Random(seed)
+    lines = ["text,label"]
+    for i in range(n):
+        label = ("pos", "neg")[i % 2]
+        word, other = ("good", "bad") if label == "pos" else ("bad", "good")
+        words = [f"w{rng.randrange(30)}" for _ in range(rng.randint(6, 20))]
+        words += [word] * 2 + [other] * rng.randint(0, 1)
+        rng.shuffle(words)
+        lines.append(f"{' '.join(words)},{label}")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
 def attnbench_cmd() -> list[str]:
     return [sys.executable, "-m", "attnbench"]

@@ -78,6 +78,9 @@ class Backbone(nn.Module):
 
     name: ClassVar[str]
     kinds: ClassVar[frozenset[Kind]]
+    # The constructor argument that sets the model's width, which `match_params` adjusts to bring
+    # a variant's parameter count to the reference's (config.build); None = not adjustable.
+    width_key: ClassVar[str | None] = None
     width: int = 0
 
     def attention_calls(self) -> list[AttentionCall]:

@@ -107,6 +107,7 @@ class RNNClassifier(Backbone):
     """Embedding -> bidirectional LSTM/GRU -> attention pooling -> linear classifier."""
 
     kinds = frozenset({"classify"})
+    width_key = "hidden"
 
     def __init__(
         self,

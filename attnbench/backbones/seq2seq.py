@@ -52,6 +52,7 @@ class Seq2Seq(Backbone):
     """(Bi)GRU encoder, GRU decoder whose state attends over the encoder outputs."""
 
     kinds = frozenset({"transduce"})
+    width_key = "hidden"
 
     def __init__(
         self,

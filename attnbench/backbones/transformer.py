@@ -109,6 +109,7 @@ class Block(nn.Module):
 @BACKBONES.register("transformer")
 class Transformer(Backbone):
     kinds = frozenset({"classify", "transduce"})
+    width_key = "d_model"
 
     def __init__(
         self,

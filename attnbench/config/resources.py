@@ -303,10 +303,15 @@ def _task_length_key(cfg: Mapping[str, Any]) -> str:
 
 
 def _length_setting(cfg: Mapping[str, Any]) -> str:
-    """"'task.length' = 20: " for the task's length setting, when it has one."""
-    key = _task_length_key(cfg)
-    value = (cfg.get("task") or {}).get(key.removeprefix("task."))
-    return f"'{key}' = {value}: " if value is not None else ""
+    """"'task.length' = 20: " for the task's length setting (its ``test_`` twin when that one,
+    the length-extrapolation test length, is the longer), when it has one."""
+    node = cfg.get("task") or {}
+    key = _task_length_key(cfg).removeprefix("task.")
+    test = f"test_{key}"
+    if _is_int(node.get(test)) and node[test] > _int(node.get(key), 0):
+        key = test
+    value = node.get(key)
+    return f"'task.{key}' = {value}: " if value is not None else ""
 
 
 def _is_int(value: Any) -> bool:

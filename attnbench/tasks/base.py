@@ -33,6 +33,11 @@ channel 0.
   where there is nothing to predict.
 - transduce: ``targets`` ``(N, U)``: the output tokens, then EOS, then PAD. The decoder input
   (BOS + targets[:-1]) is built by the backbone.
+
+Splits may differ in width: a task that tests length extrapolation (``task.test_length``) draws
+its test split longer than train and val, so ``TaskSpec.max_len`` and ``max_target_len`` are the
+largest T and U over the splits (what a backbone must be able to embed), and each split's tensors
+are as wide as its own longest example.
 """
 
 from __future__ import annotations
@@ -58,6 +63,9 @@ class Split:
     # (N, Tq) long source position per query/output position, -1 where unknown; None if no task
     # knowledge.
     align: Tensor | None = None
+    # Transduction from files: each row's target text as written in the file, BLEU's reference
+    # (``metrics.bleu``); None = references are decoded from ``targets`` (``bleu_tok``'s view).
+    references: Sequence[str] | None = None
 
     def __len__(self) -> int:
         return int(self.inputs.shape[0])
@@ -69,11 +77,11 @@ class TaskSpec:
 
     kind: Kind
     vocab_size: int  # input vocabulary, specials included
-    max_len: int  # longest input T
+    max_len: int  # longest input T over the splits (a test split drawn longer sets it)
     num_classes: int = 0  # classify: K
     target_per_position: bool = False  # classify: labels per position instead of per sequence
     target_vocab_size: int = 0  # transduce: V_out, specials included
-    max_target_len: int = 0  # transduce: longest U (EOS included)
+    max_target_len: int = 0  # transduce: longest U (EOS included), over the splits
     channels: int = 1  # C
 
 
