@@ -28,7 +28,7 @@ not the tensor one. Where the peak cannot be reset (macOS, Windows): the growth 
 peak. It counts what the allocator figure cannot (heap kept after frees,
 other threads, Python objects) and is noisy for the same reason: +-10-20 % between repeats of the
 same small job (glibc's heap, MLflow's writer thread), measured with ``python -m
-attnbench.benchmarks.overhead --only memory``.
+benchmarks.overhead --only memory``.
 
 `excluded()` brackets one-time work a run does but does not own (the first import of a metric
 library): memory it keeps joins the resident base, the peak before it is kept.
