@@ -12,10 +12,20 @@ from attnbench.cli._errors import exit_with
 RUNS_DIR = typer.Option(Path("runs"), "--runs-dir", help="The local store's folder.")
 
 
+def _tolerance(value: float) -> float:
+    """--tol is a finite number >= 0 (nan would match nothing, inf everything, silently)."""
+    import math
+
+    if not math.isfinite(value) or value < 0:
+        raise typer.BadParameter(f"{value!r} is not a finite number >= 0 (e.g. --tol 1e-6)")
+    return value
+
+
 def reproduce(
     run_id: str = typer.Argument(..., metavar="RUN_ID", help="The MLflow run id to reproduce."),
     tol: float = typer.Option(
-        0.0, "--tol", min=0.0, help="Largest absolute difference still counted as a match."
+        0.0, "--tol", callback=_tolerance,
+        help="Largest absolute difference still counted as a match (a finite number >= 0)."
     ),
     runs_dir: Path = RUNS_DIR,
     tracking_uri: str = typer.Option(

@@ -6,7 +6,6 @@ line naming the valid choices.
 
 from __future__ import annotations
 
-import itertools
 import os
 import re
 from collections.abc import Callable, Iterator, Sequence
@@ -15,10 +14,10 @@ from dataclasses import dataclass
 
 from omegaconf import DictConfig
 
+from attnbench.config.grid import MAX_CHECKED_JOBS, expand_overrides  # noqa: F401 - bench's API
 from attnbench.config.groups import conf_dir, group_options
 from attnbench.errors import ConfigError
 
-MAX_CHECKED_JOBS = 256
 # The module whose task function `attnbench run`/`sweep` hands to `hydra.main`: Hydra resolves a
 # relative `--config-path` against its package, so the pre-flight must too.
 APP_MODULE = "attnbench.run.app"
@@ -106,6 +105,33 @@ def hydra_compose(
         GlobalHydra.instance().clear()
 
 
+@contextmanager
+def bare_compose() -> Iterator[Callable[..., DictConfig]]:
+    """Hydra's Compose API on Hydra's own configs and attnbench's conf/ alone: no plugin config
+    package, no -cd/-cp folder, no search path (the reference `config.guard` compares with).
+    May be opened inside `hydra_compose`: Hydra's global state is put back afterwards."""
+    from hydra import compose, version
+    from hydra._internal.config_search_path_impl import ConfigSearchPathImpl
+    from hydra._internal.hydra import Hydra
+    from hydra.core.global_hydra import GlobalHydra
+
+    state = GlobalHydra.instance()
+    outer = state.hydra if state.is_initialized() else None
+    state.clear()
+    version.setbase("1.3")
+    search_path = ConfigSearchPathImpl()
+    search_path.append("hydra", "pkg://hydra.conf")
+    search_path.append("main", f"file://{conf_dir()}")
+    search_path.append("schema", "structured://")
+    try:
+        Hydra.create_main_hydra2(task_name="app", config_search_path=search_path)
+        yield compose
+    finally:
+        state.clear()
+        if outer is not None:
+            state.initialize(outer)
+
+
 def primary_search_path(config_name: str) -> list[str]:
     """`hydra.searchpath` as the primary config file `config_name` sets it (read, not composed:
     Hydra opens these sources before composing). Call inside `hydra_compose`."""
@@ -135,34 +161,6 @@ def compose_multirun(config_name: str, overrides: Sequence[str]) -> DictConfig:
     assert hydra is not None
     return hydra.compose_config(config_name=config_name, overrides=list(overrides),
                                 run_mode=RunMode.MULTIRUN, with_log_configuration=False)
-
-
-def expand_overrides(args: Sequence[str]) -> list[list[str]]:
-    """The jobs a sweep will run, as override lists (for validation only; Hydra runs them)."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.core.override_parser.types import Glob
-    from hydra.errors import HydraException
-
-    try:
-        overrides = OverridesParser.create().parse_overrides(
-            [a for a in args if not a.startswith("-")]
-        )
-    except HydraException as err:
-        raise ConfigError(f"Cannot parse override: {str(err).strip().splitlines()[0]}") from err
-    per_key: list[list[str]] = []
-    for o in overrides:
-        key = o.get_key_element()
-        if o.is_delete():
-            per_key.append([key])
-        elif not o.is_sweep_override():
-            per_key.append([f"{key}={o.get_value_element_as_str()}"])
-        elif isinstance(o.value(), Glob):
-            group = o.key_or_group.split("/")[-1]
-            per_key.append([f"{key}={v}" for v in o.value().filter(group_options(group))])
-        elif o.is_discrete_sweep():
-            per_key.append([f"{key}={v}" for v in o.sweep_string_iterator()])
-        # interval sweeps (Optuna) cannot be enumerated: the sweeper samples them.
-    return [list(job) for job in itertools.islice(itertools.product(*per_key), MAX_CHECKED_JOBS)]
 
 
 # Hydra flags followed by a value (`--cfg job`, `-cn name`); `--info` takes an optional topic.

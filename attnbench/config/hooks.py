@@ -1,65 +1,187 @@
-"""Object hooks in a composed config: the keys through which a config makes Python import and
-call a name. attnbench builds only its registered components, so every such key is refused,
-wherever it came from (conf/, a `--config-dir` folder, `hydra.searchpath`, a plugin's config
-package, an override), except the few Hydra itself needs:
+"""What a config may set under `hydra.*`: an allow-list, not a block-list. attnbench's own keys
+are checked against the components' schemas (`config.validate`); this module checks Hydra's node.
 
-- ``hydra.callbacks.attnbench_sweep._target_`` = attnbench's own sweep callback;
-- ``hydra.launcher._target_`` / ``hydra.sweeper._target_`` naming a launcher / sweeper class
-  Hydra's plugin discovery knows (Hydra refuses other classes there too);
-- ``hydra.sweeper.sampler._target_`` naming an Optuna sampler class (``optuna.samplers.*``) and
-  its ``_partial_`` flag (the Optuna sweeper's grid sampler sets it).
+How. The config is checked after its interpolations are resolved (`config.resolve`), so a
+mapping built by ``${oc.decode:...}`` or ``${oc.create:...}`` is checked like one written out.
+The same command is composed once more from attnbench's own conf/ alone, with no -cd/-cp
+folder, no search path, no plugin and no override (`Reference`, built by `config.guard`). The
+user's hydra node (as written) may differ from that one only at the keys below, each with its
+own rule (applied to the resolved value); anywhere else a key added, removed or changed is
+refused:
 
-Hooks are: Hydra's ``_target_``, ``_partial_``, ``_args_``, ``_recursive_``, ``_convert_`` (any
-node: Hydra instantiates callbacks, launchers and sweepers recursively); the Optuna sweeper's
-``custom_search_space`` (a function path); in ``hydra.job_logging`` / ``hydra.hydra_logging``
-(handed to `logging.config.dictConfig`) a ``()`` factory key, a handler, formatter or filter
-``class`` that is not a `logging` class, and ``ext://`` values other than the standard
-streams; a ``pkg://`` entry of ``hydra.searchpath`` (importing a package runs its code) that is
-not an installed attnbench plugin's config package; and environment variables in
-``hydra.job.env_set`` that make processes load code (``LD_PRELOAD``, ``PYTHONPATH``, ...).
+- ``hydra.run.dir``, ``hydra.sweep.dir``, ``hydra.sweep.subdir``, ``hydra.output_subdir``: output
+  folders (text; the subfolders relative, without '..'); the pre-flight checks they can be
+  written.
+- ``hydra.verbose``: true/false or logger names. ``hydra.job.name``: a plain file name (it names
+  the job's log file). ``hydra.searchpath``: config folders as paths that exist (``pkg://`` only
+  for installed attnbench plugins' config packages: importing a package runs its code).
+- ``hydra.launcher.*`` / ``hydra.sweeper.*``: a launcher/sweeper Hydra's plugin discovery finds,
+  the fields of its structured config, values it can run; fields that run commands on the job
+  machines come from the command line only (`config.launchers`).
+- ``hydra.job_logging`` / ``hydra.hydra_logging``: exactly one of Hydra's own logging options as
+  shipped (default, disabled, none, stdout), compared as written: their interpolations name the
+  job's output folder and job name only, both checked above. So no config can add a handler,
+  a formatter factory or a log file at a path it chooses.
+- Hydra's bookkeeping (``hydra.overrides``, ``hydra.runtime``, ``hydra.job.id/num/config_name/
+  override_dirname``) is written by Hydra itself and not compared.
 
-The walk reads keys and values without resolving interpolations, except the allowed targets,
-which are compared resolved.
+Everything else keeps attnbench's value: ``hydra.callbacks`` is attnbench's sweep callback
+alone, ``hydra.job.env_set``/``env_copy`` stay empty, ``hydra.job.chdir``, ``hydra.mode``,
+``hydra.help`` are attnbench's. Object hooks (``_target_``, ``_partial_``, ``_args_``,
+``_recursive_``, ``_convert_``: Hydra instantiates callbacks, launchers and sweepers recursively)
+are refused anywhere in the config except the sweep callback's, the launcher's, the sweeper's
+and its Optuna sampler's.
 """
 
 from __future__ import annotations
 
+import os
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from enum import Enum
 from typing import Any
+
+from attnbench.config.launchers import plugin_problems
 
 HOOK_KEYS = ("_target_", "_partial_", "_args_", "_recursive_", "_convert_")
 SWEEP_CALLBACK = "attnbench.run.sweep.SweepCallback"
-LOGGING_NODES = ("job_logging", "hydra_logging")
-STANDARD_STREAMS = ("ext://sys.stdout", "ext://sys.stderr")
-SAMPLER = re.compile(r"optuna\.samplers\.[A-Za-z_][A-Za-z0-9_]*")
-# Environment variables that make a process (or its children) load code or config from a path.
-CODE_ENV = re.compile(r"(LD_|DYLD_|PYTHON|PERL5|RUBY|NODE_OPTIONS$|BASH_ENV$|ENV$|PATH$|GIT_)")
+# Object hooks Hydra needs: (key path, rule) - the rules are checked by the allow-list below.
+ALLOWED_HOOKS = (("hydra", "callbacks", "attnbench_sweep", "_target_"),
+                 ("hydra", "launcher", "_target_"), ("hydra", "sweeper", "_target_"),
+                 ("hydra", "sweeper", "sampler", "_target_"),
+                 ("hydra", "sweeper", "sampler", "_partial_"))
+LOGGING = ("job_logging", "hydra_logging")
+BOOKKEEPING = (("overrides",), ("runtime",), ("job", "id"), ("job", "num"),
+               ("job", "config_name"), ("job", "override_dirname"))
+JOB_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
+SUMMARY = ("a config may set Hydra's launcher, sweeper, output folders, verbosity, search path "
+           "and job name only")
 
 Path = tuple[str, ...]
 
 
-def object_hooks(cfg: Any) -> list[str]:
-    """Key paths (``hydra.callbacks.x._target_``) of every object hook in `cfg` (a composed
-    DictConfig, hydra node included, or plain containers) that attnbench does not allow."""
-    plain = _plain(cfg)
-    found: list[str] = []
-    for path, key, value in _walk(plain, ()):
-        full = (*path, key)
-        if key in HOOK_KEYS:
-            if not _allowed_hook(cfg, full):
-                found.append(".".join(full))
-        elif path[:1] == ("hydra",) and len(path) >= 2 and path[1] in LOGGING_NODES:
-            if _logging_hook(path[2:], key, value):
-                found.append(".".join(full))
-        elif full == ("hydra", "sweeper", "custom_search_space") and value is not None:
-            found.append(".".join(full))
-    return found
+@dataclass(frozen=True)
+class Reference:
+    """The hydra node composed from attnbench's own conf/ alone, as written (interpolations
+    unresolved), and Hydra's own logging options as shipped ({"job_logging": {option: node}})."""
+
+    hydra: Mapping[str, Any]
+    logging: Mapping[str, Mapping[str, Any]]
+
+
+def hydra_problems(tree: Mapping[str, Any], raw: Mapping[str, Any], ref: Reference,
+                   typed: Sequence[str]) -> list[tuple[str, str]]:
+    """(key, reason) for everything the config sets that is not allowed: object hooks anywhere
+    (`tree`: the whole config resolved), and in the hydra node (`raw`: as written) whatever
+    differs from attnbench's outside the allowed keys, whose rules see the resolved values.
+    `typed`: the overrides the user typed (command-line-only launcher fields)."""
+    hooks = object_hooks(tree)
+    found = [(k, "a config cannot name code to import (_target_, _partial_, _args_, ...); "
+                 "attnbench builds only its registered components (choose them by name, e.g. "
+                 "attention=additive)") for k in hooks]
+    hydra = tree.get("hydra")
+    if not isinstance(hydra, Mapping):
+        return found
+    rules: dict[Path, Callable[[Any], list[tuple[str, str]]]] = {
+        ("run", "dir"): lambda v: _folder("hydra.run.dir", v, absolute=True),
+        ("sweep", "dir"): lambda v: _folder("hydra.sweep.dir", v, absolute=True),
+        ("sweep", "subdir"): lambda v: _folder("hydra.sweep.subdir", v, absolute=False),
+        ("output_subdir",): lambda v: [] if v is None else _folder("hydra.output_subdir", v,
+                                                                   absolute=False),
+        ("verbose",): _verbose,
+        ("job", "name"): _job_name,
+        ("searchpath",): lambda v: [("hydra.searchpath", p) for p in searchpath_problems(
+            v if isinstance(v, list) else [v])],
+        ("launcher",): lambda v: plugin_problems("launcher", v, typed),
+        ("sweeper",): lambda v: plugin_problems("sweeper", v, typed),
+        **{(name,): (lambda v, n=name: _logging(n, raw.get(n), ref)) for name in LOGGING},
+    }
+    found += _diff(raw, ref.hydra, (), rules, hydra)
+    return [(k, why) for k, why in found  # a hook inside a refused key: name the hook only
+            if k in hooks or not any(h.startswith(k + ".") for h in hooks)]
+
+
+def _diff(node: Any, ref: Any, path: Path,
+          rules: Mapping[Path, Callable[[Any], list[tuple[str, str]]]],
+          resolved: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """Compare the hydra node as written (`node`) with attnbench's (`ref`); at a path with a rule,
+    apply the rule to the resolved value instead."""
+    if path in rules:
+        return rules[path](_at(resolved, path))
+    if path in BOOKKEEPING:
+        return []
+    key = "hydra." + ".".join(path)
+    if isinstance(node, Mapping) and isinstance(ref, Mapping):
+        out = [(f"{key}.{k}" if path else f"hydra.{k}", f"not a setting a config may add; "
+                f"{SUMMARY}") for k in node if k not in ref and (*path, k) not in rules]
+        out += [(f"{key}.{k}" if path else f"hydra.{k}", f"cannot be removed; {SUMMARY}")
+                for k in ref if k not in node]
+        for k in node:
+            if k in ref or (*path, k) in rules:
+                out += _diff(node[k], ref.get(k), (*path, k), rules, resolved)
+        return out
+    if node != ref:
+        return [(key, f"= {_short(node)} differs from attnbench's {_short(ref)}; {SUMMARY}")]
+    return []
+
+
+def _at(node: Any, path: Path) -> Any:
+    for part in path:
+        node = node.get(part) if isinstance(node, Mapping) else None
+    return node
+
+
+def _logging(name: str, node: Any, ref: Reference) -> list[tuple[str, str]]:
+    """`hydra.<name>` must be one of Hydra's own logging options exactly as shipped."""
+    options = ref.logging.get(name, {})
+    if any(node == option for option in options.values()):
+        return []
+    closest = options.get("default", {})
+    key = _first_difference(node, closest, f"hydra.{name}")
+    return [(key, f"logging must be one of Hydra's own options as shipped (hydra/{name}="
+                  f"{'|'.join(options)}); a config cannot add or change handlers, formatters "
+                  "or log files")]
+
+
+def _first_difference(node: Any, ref: Any, key: str) -> str:
+    if isinstance(node, Mapping) and isinstance(ref, Mapping):
+        for k in [*node, *(k for k in ref if k not in node)]:
+            if k not in ref or k not in node:
+                return f"{key}.{k}"
+            if node[k] != ref[k]:
+                return _first_difference(node[k], ref[k], f"{key}.{k}")
+    return key
+
+
+def _folder(key: str, value: Any, *, absolute: bool) -> list[tuple[str, str]]:
+    if isinstance(value, int) and not isinstance(value, bool) and not absolute:
+        return []
+    if not isinstance(value, str) or not value.strip():
+        return [(key, f"= {_short(value)} should be a folder path")]
+    if not absolute and (os.path.isabs(value) or ".." in value.replace("\\", "/").split("/")):
+        return [(key, f"= {value!r} should be a subfolder (relative, without '..')")]
+    return []
+
+
+def _verbose(value: Any) -> list[tuple[str, str]]:
+    names = value if isinstance(value, list) else [value]
+    if isinstance(value, bool) or all(isinstance(n, str) for n in names):
+        return []
+    return [("hydra.verbose", f"= {_short(value)} should be true, false or logger names")]
+
+
+def _job_name(value: Any) -> list[tuple[str, str]]:
+    if isinstance(value, str) and JOB_NAME.fullmatch(value):
+        return []
+    return [("hydra.job.name", f"= {_short(value)} should be a plain name (letters, digits, "
+                               "_ . -, at most 64 characters): it names the job's log file")]
 
 
 def searchpath_problems(entries: Sequence[Any], where: str = "hydra.searchpath") -> list[str]:
-    """`hydra.searchpath` entries that would import a package (``pkg://name``) other than
-    Hydra's own configs and installed attnbench plugins' config packages."""
+    """Why `hydra.searchpath` entries cannot be used: a ``pkg://`` package other than Hydra's own
+    configs and installed attnbench plugins' config packages (importing it runs its code), or a
+    folder that does not exist."""
     from attnbench.plugins import conf_packages
 
     allowed = {"hydra.conf", "attnbench", "attnbench.conf",
@@ -75,136 +197,34 @@ def searchpath_problems(entries: Sequence[Any], where: str = "hydra.searchpath")
                     "configs from it: give config folders as paths (file:///path or /path); "
                     "attnbench imports no code named by a config"
                 )
+            continue
+        folder = os.path.abspath(os.path.expanduser(text.removeprefix("file://")))
+        if not os.path.isdir(folder):
+            out.append(f"'{where}' entry {text!r}: no such folder ({folder})")
     return out
 
 
-def env_problems(env_set: Any) -> list[str]:
-    if not isinstance(env_set, Mapping):
-        return []
-    return [
-        f"'hydra.job.env_set.{k}': a config cannot set {k} (it makes processes load code from a "
-        "path); set it in your shell if you mean it"
-        for k in env_set if CODE_ENV.match(str(k))
-    ]
+def object_hooks(tree: Any) -> list[str]:
+    """Key paths (`hydra.callbacks.x._target_`) of every object hook in `tree` (plain, resolved
+    containers) other than the ones Hydra needs (`ALLOWED_HOOKS`, checked by their own rules)."""
+    return [_dotted(full) for full in _keys(tree, ())
+            if full[-1] in HOOK_KEYS and full not in ALLOWED_HOOKS]
 
 
-def hook_message(path: str) -> str:
-    return (
-        f"'{path}': a config cannot name code to import (_target_, _partial_, _args_, logging "
-        "factories, custom_search_space); attnbench builds only its registered components "
-        "(choose them by name, e.g. attention=additive)"
-    )
-
-
-def config_problems(cfg: Any) -> list[str]:
-    """Every object-hook problem of a composed config (hydra node included), one line each."""
-    problems = [hook_message(p) for p in object_hooks(cfg)]
-    hydra = _plain(cfg).get("hydra")
-    if isinstance(hydra, Mapping):
-        searchpath = hydra.get("searchpath")
-        if isinstance(searchpath, (list, tuple)):
-            problems += searchpath_problems(searchpath)
-        job = hydra.get("job")
-        if isinstance(job, Mapping):
-            problems += env_problems(job.get("env_set"))
-    return problems
-
-
-# -- the walk ---------------------------------------------------------------------------------
-def _walk(node: Any, path: Path) -> Iterator[tuple[Path, str, Any]]:
-    """(parent path, key, value) of every key of every mapping; list items get `[i]` keys."""
+def _keys(node: Any, path: Path) -> Iterator[Path]:
     if isinstance(node, Mapping):
         for key, value in node.items():
-            yield path, str(key), value
-            yield from _walk(value, (*path, str(key)))
+            yield (*path, str(key))
+            yield from _keys(value, (*path, str(key)))
     elif isinstance(node, (list, tuple)):
         for i, value in enumerate(node):
-            yield from _walk(value, (*path, f"[{i}]"))
+            yield from _keys(value, (*path, f"[{i}]"))
 
 
-def _plain(cfg: Any) -> Any:
-    """Plain containers, interpolations left as written (`${...}` strings)."""
-    from omegaconf import OmegaConf
-
-    if OmegaConf.is_config(cfg):
-        return OmegaConf.to_container(cfg, resolve=False, enum_to_str=True)
-    return cfg
+def _dotted(path: Path) -> str:
+    return ".".join(path).replace(".[", "[")
 
 
-def _resolved(cfg: Any, path: Path) -> Any:
-    """The value at `path`, interpolations resolved (None if it cannot be resolved)."""
-    node = cfg
-    try:
-        for part in path:
-            node = node[part]
-    except Exception:  # noqa: BLE001 - an unresolvable target is not an allowed one
-        return None
-    return node
-
-
-def _allowed_hook(cfg: Any, full: Path) -> bool:
-    key = full[-1]
-    parent = full[:-1]
-    if key == "_target_":
-        value = _resolved(cfg, full)
-        if not isinstance(value, str):
-            return False
-        if parent == ("hydra", "callbacks", "attnbench_sweep"):
-            return value == SWEEP_CALLBACK
-        if parent == ("hydra", "launcher"):
-            return value in _plugin_classes("launcher")
-        if parent == ("hydra", "sweeper"):
-            return value in _plugin_classes("sweeper")
-        if parent == ("hydra", "sweeper", "sampler"):
-            return _optuna_sampler(value)
-        return False
-    if key == "_partial_" and parent == ("hydra", "sweeper", "sampler"):
-        return isinstance(_resolved(cfg, full), bool)
-    return False
-
-
-def _plugin_classes(kind: str) -> set[str]:
-    """Launcher or sweeper classes Hydra's plugin discovery finds (`module.Class`)."""
-    from hydra.core.plugins import Plugins
-    from hydra.plugins.launcher import Launcher
-    from hydra.plugins.sweeper import Sweeper
-
-    base = Launcher if kind == "launcher" else Sweeper
-    return {f"{c.__module__}.{c.__name__}" for c in Plugins.instance().discover(base)}
-
-
-def _optuna_sampler(value: str) -> bool:
-    """`optuna.samplers.X` where X is one of Optuna's sampler classes."""
-    if not SAMPLER.fullmatch(value):
-        return False
-    try:
-        import optuna.samplers as samplers
-    except ImportError:  # no Optuna: the sweeper cannot run either; Hydra reports that
-        return True
-    cls = getattr(samplers, value.rsplit(".", 1)[1], None)
-    return isinstance(cls, type) and issubclass(cls, samplers.BaseSampler)
-
-
-def _logging_hook(path: Path, key: str, value: Any) -> bool:
-    """A `logging.config.dictConfig` key that imports or calls a name (path is below
-    hydra.job_logging / hydra.hydra_logging)."""
-    if key == "()":
-        return True
-    if isinstance(value, str) and value.strip().startswith("ext://"):
-        return value.strip() not in STANDARD_STREAMS
-    if key == "class" and len(path) == 2 and path[0] in ("handlers", "formatters", "filters"):
-        return not _logging_class(str(value), path[0])
-    return False
-
-
-def _logging_class(name: str, section: str) -> bool:
-    """`logging.X` / `logging.handlers.X` naming a handler, formatter or filter class."""
-    import logging
-    import logging.handlers
-
-    module, _, attr = name.rpartition(".")
-    owner = {"logging": logging, "logging.handlers": logging.handlers}.get(module)
-    cls = getattr(owner, attr, None) if owner is not None else None
-    base = {"handlers": logging.Handler, "formatters": logging.Formatter,
-            "filters": logging.Filter}[section]
-    return isinstance(cls, type) and issubclass(cls, base)
+def _short(value: Any, limit: int = 60) -> str:
+    text = value.name if isinstance(value, Enum) else repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."

@@ -25,6 +25,8 @@ from attnbench.training.config import TrainerConfig
 COMPONENT_GROUPS = ("attention", "backbone", "task")
 MAX_SEED = 2**64 - 1  # torch.manual_seed's range (numpy's 2**32 - 1 is reached by reduction)
 MAX_EXPERIMENT_NAME = 500  # MLflow's MAX_EXPERIMENT_NAME_LENGTH
+# The least free space a run's folders need: the store, a small model's checkpoints, Hydra's files.
+MIN_FREE_MB = 64
 # Path bytes attnbench and Hydra add under runs_dir (multirun/<time>/<job>/.hydra/...,
 # artifacts/<experiment, <= 120>/<run id>/artifacts/checkpoints/best.pt).
 PATH_RESERVE = 256
@@ -184,7 +186,7 @@ def output_problems(cfg: Mapping[str, Any]) -> list[str]:
     if not isinstance(runs_dir, str) or not runs_dir.strip():
         out.append(f"'runs_dir' = {runs_dir!r} should be a folder path (default: runs)")
     else:
-        out.extend(folder_problems("runs_dir", runs_dir))
+        out.extend(folder_problems("runs_dir", runs_dir, space=True))
     name = cfg.get("experiment_name")
     if name is not None and not (isinstance(name, str) and name.strip()):
         out.append(f"'experiment_name' = {name!r} should be null (one per task) or a name")
@@ -201,11 +203,29 @@ def shown(text: str, limit: int = 60) -> str:
     return repr(text) if len(text) <= limit else repr(text[:limit]) + f"... ({len(text)} chars)"
 
 
-def folder_problems(key: str, path: str) -> list[str]:
+def folder_problems(key: str, path: str, space: bool = False) -> list[str]:
     """`runs_dir`-like settings: a folder attnbench (and Hydra, before any job runs) will create
-    and write under (see `folder_problem`)."""
-    reason = folder_problem(path)
+    and write under (see `folder_problem`; `space`: and `space_problem`)."""
+    reason = folder_problem(path) or (space_problem(path) if space else None)
     return [f"'{key}' = {shown(path)} {reason}"] if reason else []
+
+
+def space_problem(path: str) -> str | None:
+    """Why the disk holding `path` (or its nearest existing parent) is too full for a run's
+    folders: less than `MIN_FREE_MB` free (a full disk would fail mid-way, with a traceback)."""
+    import shutil
+
+    folder = os.path.abspath(os.path.expanduser(path))
+    while not os.path.isdir(folder) and folder != os.path.dirname(folder):
+        folder = os.path.dirname(folder)
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return None
+    if free >= MIN_FREE_MB * 2**20:
+        return None
+    return (f"is on a disk with {free / 2**20:.1f} MB free ({folder}); a run needs at least "
+            f"{MIN_FREE_MB} MB there (the store, checkpoints, Hydra's files)")
 
 
 def folder_problem(path: str) -> str | None:
@@ -250,12 +270,18 @@ def _pathconf(path: Any, name: str, default: int) -> int:
 
 
 def check_uri(uri: str) -> list[str]:
-    """A tracking URI we can use: sqlite:///path, file:/path, postgresql://..., http(s)://host:port."""
+    """A tracking URI MLflow 3 can use: sqlite:///path, postgresql://..., mysql://...,
+    http(s)://host:port, databricks (and, for a database, its driver installed)."""
     from urllib.parse import urlparse
 
     parsed = urlparse(uri)
-    schemes = ("sqlite", "http", "https", "postgresql", "mysql", "file", "databricks")
-    if parsed.scheme.split("+")[0] not in schemes:
+    schemes = ("sqlite", "http", "https", "postgresql", "mysql", "databricks")
+    scheme = parsed.scheme.split("+")[0]
+    if scheme == "file":
+        return [f"tracking.uri {uri!r}: MLflow 3 no longer writes file stores (./mlruns); leave "
+                "tracking.uri unset for the local store (an SQLite store under runs_dir) or give "
+                "sqlite:///PATH/mlflow.db"]
+    if scheme not in schemes:
         expected = ", ".join(s + "://" for s in schemes)
         return [f"Malformed tracking.uri {uri!r}: expected one of {expected}"]
     if parsed.scheme in ("http", "https") and not parsed.hostname:
@@ -266,4 +292,35 @@ def check_uri(uri: str) -> list[str]:
         parsed.port  # noqa: B018 - raises on a non-numeric port
     except ValueError:
         return [f"Malformed tracking.uri {uri!r}: the port must be a number"]
+    return driver_problems(uri) if scheme in ("postgresql", "mysql") else []
+
+
+# The extra that installs each database's driver (pyproject's optional dependencies).
+DRIVER_EXTRAS = {"postgresql": "pip install 'attnbench[server]'"}  # psycopg (3)
+
+
+def driver_problems(uri: str) -> list[str]:
+    """A database URI whose SQLAlchemy driver is not installed (MLflow would fail with
+    "No module named ..." once the run starts)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    try:
+        url = make_url(uri)
+        url.get_dialect().import_dbapi()
+    except NoSuchModuleError:
+        return [f"tracking.uri {uri!r}: SQLAlchemy has no driver "
+                f"{url.drivername.partition('+')[2]!r} for {url.get_backend_name()}"]
+    except (ArgumentError, ValueError) as err:
+        return [f"Malformed tracking.uri {uri!r}: {str(err).splitlines()[0]}"]
+    except ImportError as err:
+        backend, module = url.get_backend_name(), err.name or "?"
+        extra = DRIVER_EXTRAS.get(backend)
+        fix = f"install the Python package that provides {module!r}"
+        if extra and module == "psycopg":
+            fix = extra
+        elif extra:
+            fix += f", or {extra} and use {backend}+psycopg://"
+        return [f"tracking.uri {uri!r} needs the {backend} driver {module!r}, which is not "
+                f"installed: {fix}"]
     return []

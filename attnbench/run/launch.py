@@ -17,11 +17,12 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from attnbench.errors import Interrupted
+from attnbench.errors import AttnbenchError, Interrupted, RunFailed
 from attnbench.run.app import DEBUG_ENV, Outcome, hydra_app
-from attnbench.run.preflight import Preflight, check_overrides, one_job_to_show, precheck_overrides
+from attnbench.run.preflight import Preflight, check_overrides, precheck_overrides
 from attnbench.store.schema import RunResult
 
+FULL_ERROR = "HYDRA_FULL_ERROR"
 # Hydra flags that print something instead of running jobs: nothing to validate first.
 HYDRA_INFO_FLAGS = ("--cfg", "-c", "--info", "-i", "--hydra-help", "--help", "-h",
                     "--shell-completion", "-sc")
@@ -37,11 +38,10 @@ def launch(args: Sequence[str], multirun: bool, debug: bool = False) -> int:
     with sigint_guard():
         try:
             if any(a.split("=")[0] in HYDRA_INFO_FLAGS for a in args):
-                jobs = precheck_overrides(args, multirun)  # only what Hydra would choke on
-                one_job_to_show(args, jobs)
+                precheck_overrides(args, multirun)  # what Hydra would choke on, the shown config
             else:
                 checked = check_overrides(args, multirun=multirun)
-            _run_hydra(args, multirun, debug, outcome)
+            _run_hydra_reported(args, multirun, debug, outcome, checked)
         except KeyboardInterrupt:
             parent = _interrupt_sweep(checked)
             where = f"; sweep {parent[:8]} marked KILLED" if parent else ""
@@ -114,8 +114,40 @@ def _interrupt_sweep(checked: Preflight) -> str | None:
         return None
 
 
+def _run_hydra_reported(args: list[str], multirun: bool, debug: bool, outcome: Outcome,
+                        checked: Preflight) -> None:
+    """`_run_hydra`, with a failure of Hydra itself (a launcher or a folder the pre-flight could
+    not foresee) as one line, exit 1, and the sweep this process opened closed as FAILED instead
+    of left RUNNING (Hydra would print its traceback and exit)."""
+    try:
+        _run_hydra(args, multirun, debug, outcome)
+    except (KeyboardInterrupt, AttnbenchError):
+        raise
+    except Exception as err:
+        if debug:
+            raise
+        first = (str(err).strip().splitlines() or [""])[0]
+        parent = _close_sweep(checked, f"Hydra failed: {type(err).__name__}: {first}")
+        where = f"; sweep {parent[:8]} marked FAILED" if parent else ""
+        raise RunFailed(f"Hydra failed before the jobs could run: {type(err).__name__}: "
+                        f"{first}{where}") from err
+
+
+def _close_sweep(checked: Preflight, reason: str) -> str | None:
+    from attnbench.run.sweep import interrupt_sweeps
+
+    if not checked.jobs:
+        return None
+    try:
+        return interrupt_sweeps(_store(checked), reason, status="FAILED")
+    except Exception:  # noqa: BLE001 - the store is unusable: the next sweep finds it stale
+        return None
+
+
 def _run_hydra(args: list[str], multirun: bool, debug: bool, outcome: Outcome) -> None:
     argv, debug_env = sys.argv, os.environ.get(DEBUG_ENV)
+    full_error = os.environ.get(FULL_ERROR)
+    os.environ[FULL_ERROR] = "1"  # Hydra raises instead of printing a traceback and exiting
     # --cfg/--info print instead of running; Hydra refuses them next to --multirun.
     info = any(a.split("=")[0] in HYDRA_INFO_FLAGS for a in args)
     sys.argv = ["attnbench", *(["--multirun"] if multirun and not info else []), *args]
@@ -125,6 +157,10 @@ def _run_hydra(args: list[str], multirun: bool, debug: bool, outcome: Outcome) -
         hydra_app(outcome)()
     finally:
         sys.argv = argv
+        if full_error is None:
+            os.environ.pop(FULL_ERROR, None)
+        else:
+            os.environ[FULL_ERROR] = full_error
         if debug_env is None:
             os.environ.pop(DEBUG_ENV, None)
         else:

@@ -14,6 +14,7 @@ import ast
 import functools
 import hashlib
 import inspect
+import os
 import platform
 import subprocess
 import sys
@@ -105,13 +106,33 @@ def code_hash(cfg: RunConfig) -> str:
     return digest.hexdigest()[:16]
 
 
+# git reads configuration that can run commands (core.fsmonitor, core.hooksPath, aliases,
+# credential helpers, ...) from the system, the user's home and the checkout: provenance reads
+# none of it. The environment is rebuilt from scratch (no HOME/XDG_CONFIG_HOME a config or a
+# parent process set, no GIT_* variable), and the settings that name a command are switched off.
+GIT_SETTINGS = ("core.fsmonitor=", "core.hooksPath=/dev/null", "core.pager=cat",
+                "core.untrackedCache=false", "diff.external=", "protocol.allow=never")
+
+
+def git_environment() -> dict[str, str]:
+    """The environment git runs in for provenance: nothing from os.environ but PATH and the
+    locale, no user or system config."""
+    keep = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL")}
+    return {**keep, "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull,
+            "HOME": os.devnull, "XDG_CONFIG_HOME": os.devnull, "GIT_TERMINAL_PROMPT": "0",
+            "GIT_OPTIONAL_LOCKS": "0"}
+
+
 @functools.cache
 def git_state() -> dict[str, str]:
     """The commit and dirty flag of the git checkout attnbench runs from ({} when it is not one,
-    e.g. an installed wheel)."""
+    e.g. an installed wheel). git runs no user code: see `GIT_SETTINGS`, `git_environment`."""
+    settings = [arg for setting in GIT_SETTINGS for arg in ("-c", setting)]
+
     def git(*args: str) -> str:
-        return subprocess.run(["git", "-C", str(PACKAGE), *args], capture_output=True,
-                              text=True, timeout=10, check=True).stdout.strip()
+        return subprocess.run(["git", *settings, "-C", str(PACKAGE), *args], capture_output=True,
+                              text=True, timeout=10, check=True, env=git_environment(),
+                              stdin=subprocess.DEVNULL).stdout.strip()
 
     try:
         commit = git("rev-parse", "HEAD")

@@ -152,8 +152,10 @@ def sweeps_of_this_process(tracker: Any) -> list[Any]:
     )
 
 
-def interrupt_sweeps(tracker: Any, reason: str = "interrupted (Ctrl-C)") -> str | None:
-    """Close the sweep this process still has RUNNING as KILLED, with its still-RUNNING jobs.
+def interrupt_sweeps(tracker: Any, reason: str = "interrupted (Ctrl-C)",
+                     status: str = "KILLED") -> str | None:
+    """Close the sweep this process still has RUNNING as KILLED (or `status`), with its
+    still-RUNNING jobs.
 
     Called on Ctrl-C (Hydra then never reaches `on_multirun_end`); returns the parent run id.
     Jobs that already ended keep their status; the finished ones are not lost.
@@ -176,5 +178,5 @@ def interrupt_sweeps(tracker: Any, reason: str = "interrupted (Ctrl-C)") -> str 
             tracker.keep_last_checkpoint(child)
             tracker.end_run(child.run_id, "KILLED")
     tracker.set_tags(parent, {record.ERROR_TAG: reason})
-    tracker.end_run(parent, "KILLED")
+    tracker.end_run(parent, status)
     return parent
