@@ -66,7 +66,7 @@ def check_config(cfg: DictConfig, *, typed: Sequence[str], multirun: bool = Fals
     refused = {key for key, _ in found}
     errors = [(k, t, w) for k, t, w in resolved.errors if k not in refused
               and (job_values or k.startswith("hydra."))]
-    lines += [f"'{k}' = {t!r} cannot be resolved: {w}" for k, t, w in errors]
+    lines += [f"'{k}' = {t!r} cannot be resolved: {w}{where(k)}" for k, t, w in errors]
     return list(dict.fromkeys(lines)), resolved
 
 
@@ -155,22 +155,21 @@ def _loaded_files(config_name: str, overrides: Sequence[str], multirun: bool,
     return out
 
 
-def _sets(raw: Any, parts: Sequence[str]) -> bool:
-    """`raw` (a config file as written) sets the key `parts`, or an interpolation above it."""
-    node = raw
-    for part in parts:
-        if isinstance(node, str) and "${" in node:
-            return True
-        if part.startswith("[") and isinstance(node, list):
-            index = int(part[1:-1])
-            if index >= len(node):
-                return False
-            node = node[index]
-        elif isinstance(node, Mapping) and part in node:
-            node = node[part]
-        else:
-            return False
-    return True
+def _sets(node: Any, parts: Sequence[str]) -> bool:
+    """`node` (a config file as written) sets the key `parts`, or an interpolation above it
+    (a key may itself hold dots: a sweeper's params)."""
+    if not parts:
+        return True
+    if isinstance(node, str):
+        return "${" in node
+    head = parts[0]
+    if head.startswith("[") and isinstance(node, list):
+        index = int(head[1:-1])
+        return index < len(node) and _sets(node[index], parts[1:])
+    if isinstance(node, Mapping):
+        return any(_sets(node[key], parts[i:]) for i in range(len(parts), 0, -1)
+                   if (key := ".".join(parts[:i])) in node)
+    return False
 
 
 def _cut(text: str, limit: int = 80) -> str:

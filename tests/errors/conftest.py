@@ -40,3 +40,30 @@ def unused_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+CONFS: dict[str, str] = {
+    # a primary config whose YAML is cut off
+    "broken.yaml": "defaults:\n  - config\n  - _self_\nseed: [\n",
+    # a user's own preset (experiment group of a -cd folder)
+    "experiment/mine.yaml": "# @package _global_\n# my preset\nseed: 3\nexperiment_name: mine\n",
+    # a user's preset that also sets something Hydra-side a config may not set
+    "experiment/chdir.yaml": "# @package _global_\n# changes the working folder\nhydra:\n"
+                             "  job:\n    chdir: true\n",
+    # a user's grid preset that varies one of Hydra's settings
+    "experiment/varyhydra.yaml": "# @package _global_\n# varies hydra.job.chdir\nhydra:\n"
+                                 "  sweeper:\n    params:\n      seed: 0,1\n"
+                                 "      hydra.job.chdir: true,false\n",
+    # a group option whose value is an interpolation that cannot be resolved
+    "extra/dangling.yaml": "# @package _global_\n# dangling\nexperiment_name: ${nope.nope}\n",
+}
+
+
+@pytest.fixture(scope="session")
+def confs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder of config files a user wrote (given with -cd or hydra.searchpath)."""
+    root = tmp_path_factory.mktemp("confs")
+    for name, content in CONFS.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(content)
+    return root

@@ -286,6 +286,43 @@ def _lines(output: str) -> list[str]:
     return [ln for ln in output.splitlines() if ln.strip()]
 
 
+def snapshot(root: Path) -> dict[str, tuple[int, int]]:
+    """Every file and folder under `root`: {path: (size, mtime in ns)}; a refused command must
+    leave it as it was (no Hydra folder, no lock, no store written)."""
+    return {str(p.relative_to(root)): (p.stat().st_size if p.is_file() else -1,
+                                        p.stat().st_mtime_ns if p.is_file() else 0)
+            for p in root.rglob("*")}
+
+
+def running_runs(runs_dir: Path) -> int:
+    db = runs_dir / "mlflow.db"
+    if not db.is_file():
+        return 0
+    with sqlite3.connect(db) as conn:
+        return conn.execute("SELECT count(*) FROM runs WHERE status = 'RUNNING'").fetchone()[0]
+
+
+def assert_refused(result, case: Case, root: Path, before: dict[str, tuple[int, int]],  # noqa: ANN001
+                   **values: object) -> str:
+    """One `error:` line naming what `case` says, its exit code, no traceback, nothing written
+    under `root`, no run in the store under root/runs."""
+    output = result.output
+    assert "Traceback" not in output
+    lines = _lines(output)
+    assert len(lines) == 1, output
+    assert result.exit_code == case.code, output
+    assert lines[0].startswith("error: ")
+    for fragment in case.says:
+        assert _fill(fragment, **values) in lines[0], lines[0]
+    after = snapshot(root)
+    if case.args[0] not in ("run", "sweep"):  # compare/reproduce open a store under its lock file
+        after = {p: v for p, v in after.items()
+                 if p in before or not p.endswith(".mlflow.db.lock")}
+    assert after == before, "a refused command wrote files"
+    assert run_count(root / "runs") == 0
+    return lines[0]
+
+
 def test_corpus_is_big_enough() -> None:
     assert len(CASES) >= 40
     assert len({c.id for c in CASES}) == len(CASES)
@@ -300,17 +337,10 @@ def test_bad_input(case: Case, cli, runs_dir: Path, data_dir: Path, unused_port:
     if any("{stores}" in a for a in case.args):
         values["stores"] = request.getfixturevalue("stores")
     args = [_fill(a, **values) for a in case.args]
+    before = snapshot(runs_dir.parent)
     result = cli(*args, smoke=case.smoke)
-    output = result.output
-    assert "Traceback" not in output
-    lines = _lines(output)
-    assert len(lines) == 1, output
-    assert result.exit_code == case.code, output
-    assert lines[0].startswith("error: ")
-    for fragment in case.says:
-        assert _fill(fragment, **values) in lines[0], lines[0]
-    # nothing half-written: no run at all (every case here fails before training)
-    assert run_count(runs_dir) == 0
+    # nothing half-written: no file, no run at all (every case here fails before training)
+    assert_refused(result, case, runs_dir.parent, before, **values)
 
 
 @pytest.mark.slow
