@@ -245,7 +245,13 @@ def compose_message(
     opens `config_name` again to list the valid keys)."""
 
     text = " ".join(str(err).split())
-
+    if not text and err.__cause__ is not None:  # Hydra wraps OmegaConf's error without text
+        cause = " ".join(str(err.__cause__).split())
+        key = re.search(r" full_key: (\S+)", cause)
+        text = (f"'{key.group(1)}': " if key else "") + cause.split(" full_key:")[0]
+        if "Grammar" in type(err.__cause__).__name__:
+            text += " (an interpolation that does not parse)"
+        return text
     m = (re.search(r"Could not override '([^']+)'", text)
          or re.search(r"Could not append to config\. An item is already at '([^']+)'", text)
          or re.search(r"Key '([^']+)' is not in struct", text))

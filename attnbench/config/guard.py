@@ -143,9 +143,10 @@ def _loaded_files(config_name: str, overrides: Sequence[str], multirun: bool,
         if not default.config_path or default.config_path.startswith("_dummy"):
             continue
         for provider, schema, path in sources:
-            if schema != "file":
+            folder = _folder_of(provider, schema, path)
+            if folder is None:
                 continue
-            file = os.path.join(path, default.config_path + ".yaml")
+            file = os.path.join(folder, default.config_path + ".yaml")
             if os.path.isfile(file):
                 kind = kinds.get(provider, "a hydra.searchpath folder"
                                  if provider.startswith("hydra.searchpath") else provider)
@@ -153,6 +154,21 @@ def _loaded_files(config_name: str, overrides: Sequence[str], multirun: bool,
                 out.append((default.package or "", f"{file}, {kind}", raw))
                 break
     return out
+
+
+def _folder_of(provider: str, schema: str, path: str) -> str | None:
+    """The folder of a config source: a file source's path, an attnbench plugin's package."""
+    from attnbench.plugins import PROVIDER
+
+    if schema == "file":
+        return path
+    if schema == "pkg" and provider == PROVIDER:
+        import importlib.util
+
+        spec = importlib.util.find_spec(path)  # an installed plugin Hydra has already read
+        locations = list(spec.submodule_search_locations or []) if spec else []
+        return locations[0] if locations else None
+    return None
 
 
 def _sets(node: Any, parts: Sequence[str]) -> bool:

@@ -54,6 +54,8 @@ CONFS: dict[str, str] = {
     "experiment/varyhydra.yaml": "# @package _global_\n# varies hydra.job.chdir\nhydra:\n"
                                  "  sweeper:\n    params:\n      seed: 0,1\n"
                                  "      hydra.job.chdir: true,false\n",
+    # an interpolation that does not parse
+    "badinterp.yaml": "defaults:\n  - config\n  - _self_\nexperiment_name: \"${oc.env:A,\"\n",
     # a group option whose value is an interpolation that cannot be resolved
     "extra/dangling.yaml": "# @package _global_\n# dangling\nexperiment_name: ${nope.nope}\n",
 }

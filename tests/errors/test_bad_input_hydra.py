@@ -49,6 +49,8 @@ CASES = [
     case("interp-in-hydra", "run hydra.run.dir=${nope.x}", "'hydra.run.dir'", "'nope.x'"),
     case("interp-in-a-config-file", "run hydra.searchpath=[file://{confs}] +extra=dangling",
          "'experiment_name' = '${nope.nope}'", "dangling.yaml"),
+    case("interp-does-not-parse", "run -cd {confs} -cn badinterp", "'experiment_name'",
+         "does not parse"),
     case("interp-in-a-data-path", "run task=text backbone=rnn task.path=${nope.csv}",
          "'task.path'", "'nope.csv'"),
     # -- Hydra's own folders and launchers: one line before the sweep's parent run exists
@@ -73,6 +75,9 @@ CASES = [
     case("hydra-setting-not-allowed", "run hydra.job.chdir=true", "'hydra.job.chdir'",
          "launcher, sweeper, output folders"),
     case("hydra-mode", "run hydra.mode=MULTIRUN", "'hydra.mode'"),
+    case("hydra-env-copy", "run hydra.job.env_copy=[HOME]", "'hydra.job.env_copy'"),
+    case("hydra-output-subdir-escapes", "run hydra.output_subdir=../../x",
+         "'hydra.output_subdir'", "without '..'"),
     case("hydra-callback-removed", "sweep seed=0,1 ~hydra.callbacks.attnbench_sweep",
          "'hydra.callbacks.attnbench_sweep'", "cannot be removed"),
     case("hydra-job-name-a-path", "run hydra.job.name=../../x", "'hydra.job.name'",

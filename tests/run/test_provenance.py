@@ -3,6 +3,9 @@ that variant's cells under `sweep --resume`; runs carry git, versions and a data
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
 import time
 from pathlib import Path
 
@@ -87,3 +90,39 @@ def test_a_cell_being_trained_elsewhere_is_skipped(runs_dir: Path) -> None:
     skipped = skip_if_done(tracker, exp, "abc", ident, None)
     assert skipped is not None and skipped.status == "SKIPPED" and skipped.run_id == other
     assert skip_if_done(tracker, exp, "other-hash", ident, None) is None
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+def test_git_provenance_runs_no_user_or_system_config(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A real .gitconfig whose core.fsmonitor is a command (in HOME, XDG_CONFIG_HOME, named by
+    GIT_CONFIG_GLOBAL or passed as GIT_CONFIG_PARAMETERS/GIT_CONFIG_COUNT): plain git runs it on
+    `git status`; provenance's git does not, and still reads the commit."""
+    if not provenance.git_state.__wrapped__():
+        pytest.skip("attnbench does not run from a git checkout here")
+    marker = tmp_path / "FSMONITOR_RAN"
+    command = f"touch {marker}; false"
+    home = tmp_path / "home"
+    (home / ".config" / "git").mkdir(parents=True)
+    for config in (home / ".gitconfig", home / ".config" / "git" / "config"):
+        config.write_text(f'[core]\n\tfsmonitor = "{command}"\n')
+    poisoned = {"HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config"),
+                "GIT_CONFIG_GLOBAL": str(home / ".gitconfig"),
+                "GIT_CONFIG_PARAMETERS": f"'core.fsmonitor'='{command}'",
+                "GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "core.fsmonitor",
+                "GIT_CONFIG_VALUE_0": command}
+    for key, value in poisoned.items():
+        monkeypatch.setenv(key, value)
+    subprocess.run(["git", "-C", str(provenance.PACKAGE), "status", "--porcelain"],
+                   capture_output=True, check=False)
+    assert marker.exists(), "the poisoned config runs no command: the test would be moot"
+    marker.unlink()
+    state = provenance.git_state.__wrapped__()
+    assert len(state["commit"]) == 40 and state["dirty"] in ("true", "false")
+    assert not marker.exists()
+    env = provenance.git_environment()
+    assert env["GIT_CONFIG_NOSYSTEM"] == "1" and env["GIT_CONFIG_GLOBAL"] == os.devnull
+    assert not any(key.startswith("GIT_CONFIG_") and key not in ("GIT_CONFIG_NOSYSTEM",
+                                                                 "GIT_CONFIG_GLOBAL")
+                   for key in env)
+    assert env["HOME"] == os.devnull != str(home)
