@@ -13,7 +13,6 @@ returns and is removed when the walk ends.
 
 from __future__ import annotations
 
-import copy
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -45,46 +44,56 @@ class Resolved:
 
 
 def resolve(cfg: DictConfig, *, multirun: bool = False) -> Resolved:
-    """Resolve `cfg` (a composed config, with or without its hydra node) without changing it;
-    `multirun`: a sweep's job, whose output folder is `hydra.sweep.dir`/`hydra.sweep.subdir`."""
+    """Resolve `cfg` (a composed config, with or without its hydra node); `multirun`: a sweep's
+    job, whose output folder is `hydra.sweep.dir`/`hydra.sweep.subdir`. The stand-ins are set
+    on `cfg` itself (a copy would cost more than the walk) and taken out again."""
     from hydra.core.hydra_config import HydraConfig
 
-    work = _with_stand_ins(cfg, multirun)
     out = Resolved()
     saved = HydraConfig.instance().cfg
-    try:
-        if "hydra" in work:
-            HydraConfig.instance().set_config(work)
-        with _recording_env(out.env_reads):
-            tree = _walk(work, (), out.errors)
-    finally:
-        HydraConfig.instance().cfg = saved
+    with _stand_ins(cfg, multirun):
+        try:
+            if "hydra" in cfg:
+                HydraConfig.instance().set_config(cfg)  # marks cfg.hydra read-only
+            with _recording_env(out.env_reads):
+                tree = _walk(cfg, (), out.errors)
+        finally:
+            HydraConfig.instance().cfg = saved
     out.tree = tree if isinstance(tree, dict) else {}
     return out
 
 
-def _with_stand_ins(cfg: DictConfig, multirun: bool) -> DictConfig:
-    """A copy of `cfg` whose job number, id and output folder hold what the first job gets."""
-    work = copy.deepcopy(cfg)
-    if "hydra" not in work:
-        return work
-    with read_write(work), open_dict(work):
-        hydra = work.hydra
-        if OmegaConf.is_missing(hydra.job, "num"):
-            hydra.job.num = 0
-        if OmegaConf.is_missing(hydra.job, "id"):
-            hydra.job.id = "0"
-        run_dir = OmegaConf.select(work, "hydra.run.dir", default=None,
-                                   throw_on_resolution_failure=False)
-        sweep_dir = OmegaConf.select(work, "hydra.sweep.dir", default=None,
-                                     throw_on_resolution_failure=False)
-        subdir = OmegaConf.select(work, "hydra.sweep.subdir", default=None,
-                                  throw_on_resolution_failure=False)
-        folder = run_dir
-        if multirun and sweep_dir is not None:
-            folder = os.path.join(str(sweep_dir), str(subdir or ""))
-        hydra.runtime.output_dir = os.path.abspath(str(folder or "."))
-    return work
+STAND_INS = (("job", "num"), ("job", "id"), ("runtime", "output_dir"))
+
+
+@contextmanager
+def _stand_ins(cfg: DictConfig, multirun: bool) -> Iterator[None]:
+    """`cfg`'s job number, id and output folder hold what the first job gets, while the walk
+    runs; afterwards the values that were missing are missing again."""
+    if "hydra" not in cfg:
+        yield
+        return
+    hydra = cfg.hydra
+    readonly = OmegaConf.is_readonly(hydra)
+    missing = [path for path in STAND_INS if OmegaConf.is_missing(hydra[path[0]], path[1])]
+    select = {key: OmegaConf.select(cfg, f"hydra.{key}", default=None,
+                                    throw_on_resolution_failure=False)
+              for key in ("run.dir", "sweep.dir", "sweep.subdir")}
+    folder = select["run.dir"]
+    if multirun and select["sweep.dir"] is not None:
+        folder = os.path.join(str(select["sweep.dir"]), str(select["sweep.subdir"] or ""))
+    values = {"num": 0, "id": "0", "output_dir": os.path.abspath(str(folder or "."))}
+    try:
+        with read_write(hydra), open_dict(hydra):
+            for group, key in missing:
+                hydra[group][key] = values[key]
+        yield
+    finally:
+        OmegaConf.set_readonly(hydra, False)
+        with open_dict(hydra):
+            for group, key in missing:
+                hydra[group][key] = MISSING
+        OmegaConf.set_readonly(hydra, readonly)
 
 
 def _walk(node: Any, path: tuple[str, ...], errors: list[tuple[str, str, str]]) -> Any:

@@ -82,24 +82,35 @@ def typed_problems(args: Sequence[str], cli: Sequence[str], multirun: bool) -> l
 
 def option_problems(hargs: HydraArgs, jobs: Sequence[Sequence[str]]) -> list[str]:
     """Unknown or empty options of attnbench's groups, named with the valid ones: the options of
-    every config source Hydra's app reads (conf/, plugins, -cd, -cp, search paths)."""
-    from attnbench.config.groups import GROUPS
+    every config source Hydra's app reads (conf/, plugins, -cd, -cp, search paths; Hydra lists
+    those only when an option is not one of conf/'s or the plugins')."""
+    from attnbench.config.groups import GROUPS, group_options
 
-    options = group_listing(hargs)
+    listing: dict[str, list[str]] = {}
+
+    def options(group: str, value: str | None = None) -> list[str]:
+        known = group_options(group)
+        if (value is None or value in known) and not listing:
+            return known
+        if not listing:
+            listing.update(group_listing(hargs))
+        return sorted({*known, *listing[group]})
+
     problems: list[str] = []
     for group in GROUPS:
-        valid = (f"Valid options: {', '.join(options[group])}" if options[group]
-                 else f"conf/{group}/ has none yet")
         for job in jobs:
             for ov in job:
                 key, _, value = ov.lstrip("+~").partition("=")
                 if key != group:
                     continue
+                found = options(group, value if value not in ("", "null") else None)
+                valid = (f"Valid options: {', '.join(found)}" if found
+                         else f"conf/{group}/ has none yet")
                 msg = ""
                 if value in ("", "null"):
                     msg = f"'{ov}': {group} cannot be empty. {valid}"
                     msg = msg if group in REQUIRED_GROUPS else ""
-                elif value not in options[group]:
+                elif value not in found:
                     msg = f"Unknown {group} '{value}'. {valid}"
                 if msg and msg not in problems:
                     problems.append(msg)
