@@ -302,6 +302,22 @@ def running_runs(runs_dir: Path) -> int:
         return conn.execute("SELECT count(*) FROM runs WHERE status = 'RUNNING'").fetchone()[0]
 
 
+def refused_line(result, runs_dir: Path, *fragments: str,  # noqa: ANN001 - a click Result
+                 before: dict[str, tuple[int, int]] | None = None) -> str:
+    """The one `error:` line of a refused command (exit 2, no traceback) containing
+    `fragments`; no run in the store; with `before`, nothing written beside runs_dir."""
+    lines = _lines(result.output)
+    assert result.exit_code == 2, result.output
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
+    assert "Traceback" not in result.output
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    if before is not None:
+        assert snapshot(runs_dir.parent) == before, "a refused config wrote files"
+    assert run_count(runs_dir) == 0
+    return lines[0]
+
+
 def assert_refused(result, case: Case, root: Path, before: dict[str, tuple[int, int]],  # noqa: ANN001
                    **values: object) -> str:
     """One `error:` line naming what `case` says, its exit code, no traceback, nothing written

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import all_runs
-from tests.errors.test_bad_input_corpus import run_count, snapshot
+from tests.errors.test_bad_input_corpus import refused_line, snapshot
 
 
 @pytest.fixture
@@ -43,15 +43,14 @@ def _primary(shared: Path, name: str, body: str) -> None:
 
 
 def _refused(result, runs_dir: Path, before: dict, *fragments: str) -> str:  # noqa: ANN001
-    lines = [ln for ln in result.output.splitlines() if ln.strip()]
-    assert result.exit_code == 2, result.output
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
-    assert "Traceback" not in result.output
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    assert snapshot(runs_dir.parent) == before, "a refused config wrote files"
-    assert run_count(runs_dir) == 0
-    return lines[0]
+    return refused_line(result, runs_dir, *fragments, before=before)
+
+
+def _slurm(shared: Path, name: str, launcher: str) -> None:
+    """A primary config on the slurm launcher preset whose `hydra.launcher` adds `launcher`."""
+    (shared / f"{name}.yaml").write_text(
+        "defaults:\n  - config\n  - override hydra/launcher: slurm\n  - _self_\n"
+        f"hydra:\n  launcher:\n{launcher}")
 
 
 # -- 1. a _target_ hidden in an interpolation --------------------------------------------------
@@ -98,9 +97,7 @@ def test_target_hidden_inside_an_allowed_launcher(cli, runs_dir: Path, shared: P
     field (submitit's additional_parameters) is not. (A typed field cannot even hold one.)"""
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
     pwned = tmp_path / "PWNED"
-    (shared / "launch.yaml").write_text(
-        "defaults:\n  - config\n  - override hydra/launcher: slurm\n  - _self_\n"
-        f"hydra:\n  launcher:\n    additional_parameters:\n      x: {_hidden_open(pwned)}\n")
+    _slurm(shared, "launch", f"    additional_parameters:\n      x: {_hidden_open(pwned)}\n")
     before = snapshot(runs_dir.parent)
     result = cli("sweep", "-cd", str(shared), "-cn", "launch")
     _refused(result, runs_dir, before, "'hydra.launcher.additional_parameters.x._target_'",
@@ -253,9 +250,7 @@ def test_submitit_setup_from_a_config_file_is_refused(cli, runs_dir: Path, share
                                                       tmp_path: Path) -> None:
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
     marker = tmp_path / "SETUP_RAN"
-    (shared / "cluster.yaml").write_text(
-        "defaults:\n  - config\n  - override hydra/launcher: slurm\n  - _self_\n"
-        f"hydra:\n  launcher:\n    setup: ['touch {marker}']\n")
+    _slurm(shared, "cluster", f"    setup: ['touch {marker}']\n")
     before = snapshot(runs_dir.parent)
     result = cli("sweep", "-cd", str(shared), "-cn", "cluster", "seed=0,1")
     _refused(result, runs_dir, before, "'hydra.launcher.setup'", "only the command line",

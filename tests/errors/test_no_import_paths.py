@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import attnbench_cmd
-from tests.errors.test_bad_input_corpus import run_count
+from tests.errors.test_bad_input_corpus import refused_line as _refused
 
 CANARY = "tests.errors.canary_module"
 BOOM = f"{CANARY}.Boom"
@@ -73,17 +73,6 @@ def no_canary() -> None:
     sys.modules.pop(CANARY, None)
     yield
     assert CANARY not in sys.modules, "a config made attnbench import the canary module"
-
-
-def _refused(result, runs_dir: Path, *fragments: str) -> str:  # noqa: ANN001 - a click Result
-    lines = [ln for ln in result.output.splitlines() if ln.strip()]
-    assert result.exit_code == 2, result.output
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
-    assert "Traceback" not in result.output
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    assert run_count(runs_dir) == 0
-    return lines[0]
 
 
 HOOK = "a config cannot name code to import"
