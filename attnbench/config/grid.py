@@ -9,7 +9,7 @@ from __future__ import annotations
 import decimal
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from attnbench.config.groups import group_options
@@ -76,9 +76,16 @@ def check_grid(args: Sequence[str]) -> int:
 def expand_overrides(args: Sequence[str]) -> list[list[str]]:
     """The jobs a sweep will run, as override lists (for validation only; Hydra runs them): the
     first `MAX_CHECKED_JOBS`, after `check_grid`."""
+    check_grid(args)
+    return [list(job) for job in itertools.islice(itertools.product(*values_per_key(args)),
+                                                  MAX_CHECKED_JOBS)]
+
+
+def values_per_key(args: Sequence[str]) -> list[list[str]]:
+    """Each override of `args` as the list of `key=value` lines its sweep takes (one line for a
+    plain override; interval sweeps, which the sweeper samples, are left out)."""
     from hydra.core.override_parser.types import Glob
 
-    check_grid(args)
     per_key: list[list[str]] = []
     for o in parse(args):
         key = o.get_key_element()
@@ -91,5 +98,18 @@ def expand_overrides(args: Sequence[str]) -> list[list[str]]:
             per_key.append([f"{key}={v}" for v in o.value().filter(group_options(group))])
         elif o.is_discrete_sweep():
             per_key.append([f"{key}={v}" for v in o.sweep_string_iterator()])
-        # interval sweeps (Optuna) cannot be enumerated: the sweeper samples them.
-    return [list(job) for job in itertools.islice(itertools.product(*per_key), MAX_CHECKED_JOBS)]
+    return per_key
+
+
+def coverage_jobs(args: Sequence[str], varies: Callable[[str], bool]) -> list[list[str]]:
+    """Beyond the first `MAX_CHECKED_JOBS`: one job per value of each swept key for which
+    `varies(key)` (the other keys at their first value), so that every option of a swept config
+    group and every value of a swept hydra.* key is composed and checked at least once."""
+    per_key = values_per_key(args)
+    first = [values[0] for values in per_key]
+    jobs = []
+    for i, values in enumerate(per_key):
+        key = values[0].partition("=")[0].lstrip("+~")
+        if len(values) > 1 and varies(key):
+            jobs += [[*first[:i], value, *first[i + 1:]] for value in values[1:]]
+    return jobs

@@ -120,7 +120,8 @@ def precheck_overrides(args: Sequence[str], multirun: bool, *, master: bool = Tr
         problems += unsampled_intervals(cli)
     if problems:
         raise ConfigError(problems[0], problems)
-    jobs = expand_overrides([*preset_grid(cli, hargs), *cli] if multirun else cli)
+    grid = [*preset_grid(cli, hargs), *cli] if multirun else cli
+    jobs = expand_overrides(grid)
     if hargs.shows:
         one_job_to_show(args, jobs)
     problems = option_problems(hargs, jobs)
@@ -128,7 +129,7 @@ def precheck_overrides(args: Sequence[str], multirun: bool, *, master: bool = Tr
         raise ConfigError(problems[0], problems)
     if master or hargs.shows:
         problems = master_problems(hargs, multirun=multirun, shows=hargs.shows,
-                                   resolve_values="--resolve" in args)
+                                   resolve_values="--resolve" in args, grid=grid, checked=jobs)
     if problems:
         raise ConfigError(problems[0], problems)
     return jobs

@@ -18,7 +18,7 @@ from attnbench.config.compose import (
     primary_search_path,
     sweep_args,
 )
-from attnbench.config.grid import expand_overrides
+from attnbench.config.grid import MAX_CHECKED_JOBS, check_grid, coverage_jobs, expand_overrides
 from attnbench.config.guard import check_config, whence_finder
 from attnbench.config.hooks import HOOK_KEYS, searchpath_problems
 from attnbench.config.validate import folder_problem, shown, space_problem
@@ -136,11 +136,14 @@ def group_listing(hargs: HydraArgs) -> dict[str, list[str]]:
 
 
 def master_problems(hargs: HydraArgs, *, multirun: bool, shows: bool,
-                    resolve_values: bool = False) -> list[str]:
+                    resolve_values: bool = False, grid: Sequence[str] = (),
+                    checked: Sequence[Sequence[str]] = ()) -> list[str]:
     """`config.guard` on what Hydra's app itself builds from the command line: a sweep's master
-    config (its callbacks, launcher, sweeper, logging) and the configs its optimising sweeper's
-    choices can bring in; for --cfg/--info the one config shown (a config that does not compose
-    is one line here: Hydra would print a traceback)."""
+    config (its callbacks, launcher, sweeper, logging), the configs its optimising sweeper's
+    choices can bring in, and, for a grid (`grid`: its overrides) larger than the jobs the
+    pre-flight validates (`checked`), one job per option of each swept config group and per
+    value of each swept hydra.* key; for --cfg/--info the one config shown (a config that does
+    not compose is one line here: Hydra would print a traceback)."""
     cli = list(hargs.overrides)
     name = hargs.config_name
     with hydra_compose(**sources(hargs)) as compose:
@@ -162,7 +165,9 @@ def master_problems(hargs: HydraArgs, *, multirun: bool, shows: bool,
                                 job_values=False)[0]
         if problems:
             return problems
-        for job in _sweeper_choices(master.hydra.sweeper, cli):
+        seen = {tuple(job) for job in checked}
+        extra = [job for job in _coverage(grid, hargs) if tuple(job) not in seen]
+        for job in [*_sweeper_choices(master.hydra.sweeper, cli), *extra]:
             try:
                 cfg = compose(name, overrides=list(job), return_hydra_config=True)
             except Exception:  # noqa: BLE001 - the job fails on its own when the sweeper runs it
@@ -171,6 +176,29 @@ def master_problems(hargs: HydraArgs, *, multirun: bool, shows: bool,
             found = check_config(cfg, typed=cli, multirun=True, whence=whence)[0]
             problems.extend(p for p in found if p not in problems)
         return problems
+
+
+def _coverage(grid: Sequence[str], hargs: HydraArgs) -> list[list[str]]:
+    """`coverage_jobs` of the grid: swept hydra.* keys and config groups (any config source's).
+    Call inside `hydra_compose`."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    if not grid or check_grid(grid) <= MAX_CHECKED_JOBS:
+        return []
+    loader = GlobalHydra.instance().hydra.config_loader  # type: ignore[union-attr]
+    searchpath = [o for o in hargs.overrides
+                  if o.lstrip("+~").partition("=")[0].strip() == "hydra.searchpath"]
+
+    def varies(key: str) -> bool:
+        if key.startswith("hydra") or "/" in key:
+            return True
+        try:
+            return bool(loader.get_group_options(key, config_name=hargs.config_name,
+                                                 overrides=searchpath))
+        except Exception:  # noqa: BLE001 - not a group Hydra can list
+            return False
+
+    return coverage_jobs(grid, varies)
 
 
 def _sweeper_choices(sweeper: Any, cli: list[str]) -> list[tuple[str, ...]]:

@@ -210,6 +210,23 @@ def test_logging_hidden_in_an_interpolation(cli, runs_dir: Path, shared: Path,
     assert victim.read_text() == "keep me\n"
 
 
+def test_a_file_handler_in_a_sweep_cell_beyond_the_validated_ones(
+        cli, runs_dir: Path, shared: Path, victim: Path) -> None:
+    """The pre-flight validates the first 256 jobs; every option of a swept group is still
+    composed and checked once, so the 301st cell cannot bring a handler in."""
+    (shared / "look").mkdir()
+    (shared / "look" / "plain.yaml").write_text("# @package _global_\nseed: 0\n")
+    (shared / "look" / "loud.yaml").write_text(
+        "# @package _global_\nhydra:\n  job_logging:\n    handlers:\n      file:\n"
+        f"        filename: {victim}\n")
+    before = snapshot(runs_dir.parent)
+    result = cli("sweep", f"hydra.searchpath=[file://{shared}]", "+look=plain,loud",
+                 "seed=range(0,300)")
+    _refused(result, runs_dir, before, "'hydra.job_logging.handlers.file.filename'",
+             "loud.yaml, a hydra.searchpath folder")
+    assert victim.read_text() == "keep me\n"
+
+
 # -- 4. secrets from the environment ---------------------------------------------------------------
 SECRET = "hunter2-attnbench-test"
 
