@@ -135,7 +135,8 @@ def test_a_plugin_config_package(cli, runs_dir: Path, tmp_path: Path,
     monkeypatch.setattr(attnbench.plugins, "conf_packages", lambda: plugins)
     monkeypatch.setattr(attnbench.plugin_path, "conf_packages", lambda: plugins)
     result = cli("run", "attention=sneaky")
-    _refused(result, runs_dir, "'hydra.callbacks.evil._target_'")
+    _refused(result, runs_dir, "'hydra.callbacks.evil._target_'",
+             "sneaky.yaml, a plugin's config package")
 
 
 @pytest.mark.parametrize(
