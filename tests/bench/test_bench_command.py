@@ -178,16 +178,36 @@ def test_every_variant_is_benchable_in_bf16_on_cpu() -> None:
     assert set(result.crossovers) == set(plan.variants) - {"scaled"}
 
 
+def test_crossover_rule_on_hand_made_times() -> None:
+    """The shortest T from which a variant is faster at every longer T; a lucky short length
+    followed by slower ones does not count; not faster at the longest T = None."""
+    from attnbench.bench.measure import crossover
+
+    base = {16: 1.0, 32: 2.0, 64: 4.0, 128: 8.0}
+    assert crossover({16: 0.5, 32: 1.0, 64: 2.0, 128: 4.0}, base) == 16
+    assert crossover({16: 2.0, 32: 3.0, 64: 3.0, 128: 5.0}, base) == 64
+    assert crossover({16: 0.5, 32: 3.0, 64: 3.0, 128: 5.0}, base) == 64
+    assert crossover({16: 0.5, 32: 1.0, 64: 2.0, 128: 9.0}, base) is None
+
+
 def test_crossover_against_scaled_is_tabled_and_logged(tmp_path: Path) -> None:
-    """`none` (a zero context) is faster than `scaled` at every length: its crossover is the
-    shortest length, in the exponent table and as the metric none/crossover_T."""
+    """A real tiny run, whose measured times are then replaced by fixed ones (timings on a shared
+    machine are noise to a unit test): `none` faster than `scaled` at every length has its
+    crossover at the shortest length, in the exponent table and as the metric none/crossover_T."""
+    from dataclasses import replace
+
     from rich.console import Console
 
+    from attnbench.bench.measure import crossovers
     from attnbench.bench.output import exponent_table, log_to_mlflow, write_files
 
     runs = tmp_path / "runs"
     plan = compose_plan(["attention=scaled,none", *TINY, "bench.memory=false", f"runs_dir={runs}"])
     result = run_cases(plan)
+    fixed = {("scaled", "variant"): 2.0, ("none", "variant"): 1.0}
+    result.rows = [replace(r, median_ms=fixed[r.variant, r.kind] * r.n / 16)
+                   if (r.variant, r.kind) in fixed else r for r in result.rows]
+    result.crossovers = crossovers(result.rows)
     assert result.crossovers == {"none": 16}
     console = Console(width=200, record=True)
     console.print(exponent_table(result))
