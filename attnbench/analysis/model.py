@@ -54,6 +54,7 @@ class Group:
     # best | baseline | tied | worse | better (vs a baseline) | ? (cannot tell) | unranked
     status: str = "worse"
     reason: str = ""  # why the status is "?": pooled, n<2, best n<2, baseline n<2
+    extra: dict[str, str] = field(default_factory=dict)  # more columns: label -> cell (tuning)
 
     @property
     def label(self) -> str:
