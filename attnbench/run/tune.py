@@ -64,11 +64,12 @@ class TunePlan:
     def preflight(self) -> Preflight:
         """Validate every job of both stages first (stage 2 at the first value: a value's
         validity is checked by stage 1's jobs, a seed's by these)."""
-        checked = check_overrides([*self.stage1(), *self.flags], multirun=True)
+        checked = check_overrides([*self.stage1(), *self.hydra_overrides, *self.flags],
+                                  multirun=True)
         if self.final_seeds:
             first = [_choice(k, v[:1]) for k, v in self.texts.items()]
             more = check_overrides([*self.overrides, _choice("seed", self.final_seeds), *first,
-                                    *self.flags], multirun=True)
+                                    *self.hydra_overrides, *self.flags], multirun=True)
             checked.jobs += more.jobs
             checked.notes += [n for n in more.notes if n not in checked.notes]
         return checked
@@ -198,18 +199,27 @@ def _flags(hargs: Any) -> list[str]:
 
 
 def _grid(overrides: Sequence[str], master: Any) -> dict[str, list[str]]:
-    """The keys the sweep's grid varies (command line and preset) -> their values as text."""
+    """The keys of the sweep's grid (command line over preset) -> their values as text; a
+    sweep Hydra expands only while composing (`glob(*)`) -> its text and `...` (two values)."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
 
     params = dict(master.hydra.sweeper.get("params") or {})
     lines = [f"{k}={v}" for k, v in params.items()]
     out: dict[str, list[str]] = {}
-    for o in OverridesParser.create().parse_overrides([*lines, *overrides]):
+    try:
+        parsed = OverridesParser.create().parse_overrides([*lines, *overrides])
+    except HydraException:
+        return out  # a syntax error: the pre-flight names it
+    for o in parsed:
         key = o.get_key_element().lstrip("+~")
-        if o.is_sweep_override() and o.is_discrete_sweep():
-            out[key] = list(o.sweep_string_iterator())
-        else:
+        if not o.is_sweep_override():
             out[key] = [o.get_value_element_as_str()]
+            continue
+        try:
+            out[key] = list(o.sweep_string_iterator())
+        except HydraException:
+            out[key] = [o.input_line.partition("=")[2], "..."]
     return out
 
 

@@ -83,26 +83,32 @@ def test_tuned_sweep_trains_equal_trials_then_the_validation_choice(cli, runs_di
     assert "tuned: per group, trainer.lr in 0.001, 0.01 chosen on best_val/acc" in table.read_text()
 
 
+class CtrlCAtCall:
+    """Stands in for a function: its `n`-th call raises KeyboardInterrupt (Ctrl-C there)."""
+
+    def __init__(self, real: Any, n: int) -> None:
+        self.real, self.n, self.calls = real, n, 0
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        self.calls += 1
+        if self.calls == self.n:
+            raise KeyboardInterrupt
+        return self.real(*args, **kwargs)
+
+
 @pytest.mark.slow  # trains a tuned sweep, kills it in stage 2, resumes it
 def test_resume_across_stages_trains_only_what_is_missing(
     cli, runs_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import attnbench.training.loop as loop
 
-    real_fit = loop.fit
-    calls = {"n": 0}
-
-    def fit_then_ctrl_c(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
-        calls["n"] += 1
-        if calls["n"] == 5:  # the first stage-2 job: stage 1's 4 trials finished
-            raise KeyboardInterrupt
-        return real_fit(*args, **kwargs)
-
-    monkeypatch.setattr(loop, "fit", fit_then_ctrl_c)
+    real = loop.fit
+    # Ctrl-C in the first stage-2 job, once stage 1's 4 trials finished
+    monkeypatch.setattr(loop, "fit", CtrlCAtCall(real, 5))
     assert cli("sweep", *GRID, *TUNE).exit_code != 0
     before = {r.run_id: r for r in job_runs(runs_dir)}
     assert sorted(r.status for r in before.values()) == ["FINISHED"] * 4 + ["KILLED"]
-    monkeypatch.setattr(loop, "fit", real_fit)
+    monkeypatch.setattr(loop, "fit", real)
 
     result = cli("sweep", *GRID, *TUNE, "--resume")
     assert result.exit_code == 0, result.output
