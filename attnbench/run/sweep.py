@@ -80,10 +80,10 @@ class SweepCallback(Callback):
         from attnbench.store.handle import Tracker
         from attnbench.store.liveness import process_tags
 
-        overrides = list(config.hydra.overrides.task)
         if self.join:
             self._join(config)
             return
+        overrides = list(config.hydra.overrides.task)
         if config.experiment_name:
             exp_name = str(config.experiment_name)
         elif "task" in swept_keys(overrides) | grid_keys(config):
