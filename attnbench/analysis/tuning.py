@@ -37,6 +37,8 @@ from attnbench.store.schema import (
     TUNE_TAG,
     RunIdentity,
     metric_direction,
+    metric_range,
+    rerun_kind,
     split_metric,
 )
 
@@ -158,6 +160,8 @@ def choose(runs: Sequence[RunInfo], protocol: Protocol) -> list[Choice]:
     the tuning seeds (a trial that did not finish scores worst). Reads `best_val/*` only."""
     cells: dict[tuple, dict[tuple[int, int], RunInfo]] = {}
     for run in sorted(runs, key=lambda r: r.start_time):
+        if rerun_kind(run.tags):  # an evaluate/reproduce run is no trial
+            continue
         seed = run.tags.get(SEED_TAG, "")
         index = combo_index(run, protocol)
         if index is None or not seed.isdigit() or int(seed) not in protocol.tune_seeds:
@@ -196,7 +200,7 @@ def final_runs(runs: Sequence[RunInfo], protocol: Protocol, choices: Sequence[Ch
         seed = run.tags.get(SEED_TAG, "")
         group = group_key(run, list(protocol.params))
         if (seed.isdigit() and int(seed) in protocol.seeds and group in chosen
-                and combo_index(run, protocol) == chosen[group]):
+                and not rerun_kind(run.tags) and combo_index(run, protocol) == chosen[group]):
             out.append(run)
     return out
 
@@ -279,7 +283,7 @@ def _annotate_search(comp: Comparison, reported: str) -> None:
     column = f"{reported} (mean ± 95% CI)"
     for g in comp.groups:
         values = [float(r.metrics[reported]) for r in g.runs if reported in r.metrics]
-        g.extra[column] = _mean_ci(values)
+        g.extra[column] = _mean_ci(values, reported)
     if not comp.groups or not comp.ranked:
         return
     best = comp.groups[0]
@@ -290,11 +294,11 @@ def _annotate_search(comp: Comparison, reported: str) -> None:
     )
 
 
-def _mean_ci(values: Sequence[float]) -> str:
-    if not values:
-        return "—"
-    s = stats.summarize(list(values))
-    return f"{s.mean:.4f} ± {s.half_width:.4f}" if s.half_width is not None else f"{s.mean:.4f}"
+def _mean_ci(values: Sequence[float], metric: str) -> str:
+    """Mean ± the 95 % interval, kept inside the metric's range (as the table's own column)."""
+    from attnbench.analysis.render import ci_text
+
+    return ci_text(stats.summarize(list(values), metric_range(metric))) if values else "—"
 
 
 def protocol_tag(params: Mapping[str, Sequence[Any]], tune_seeds: Sequence[int],

@@ -156,6 +156,9 @@ def run_experiment(
         chash = record.config_hash(plain, code, data.fingerprint)
         opening.then(lambda run_id: logs.data(tracker, run_id, cfg, data, chash))
         logs.report_notes(data)
+        if built.match is not None:
+            logs.match_note(built.match)
+            opening.then(lambda run_id: logs.match(tracker, run_id, built.match))
 
         def mark_epoch(epoch: int, best_state: dict[str, Any]) -> None:
             last.path.with_suffix(".epoch").write_text(str(epoch))  # last.pt: written by fit
