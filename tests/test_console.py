@@ -143,4 +143,4 @@ def test_run_in_a_terminal_draws_the_finished_bar_once_then_the_summary(
     assert [line for line in shown if line.startswith(NAME + " ")] == full, shown
     summary = shown.index(full[0]) + 1
     assert shown[summary].startswith(f"finished: {NAME} (run "), shown
-    assert shown[summary + 1].lstrip().startswith("val/acc "), shown
+    assert shown[summary + 1].lstrip().startswith("best_val/acc "), shown

@@ -27,6 +27,12 @@ def grid(preset: str) -> dict[str, list[str]]:
     return {k: str(v).split(",") for k, v in params.items()}
 
 
+def tune_combinations(preset: str) -> int:
+    """A tuned preset (`tune:`) trains every combination of its tuned values per cell."""
+    doc = yaml.safe_load((CONF / "experiment" / f"{preset}.yaml").read_text())
+    return math.prod(len(v) for v in ((doc.get("tune") or {}).get("params") or {}).values())
+
+
 def test_classic_presets_exist() -> None:
     for name in (
         "bahdanau_length",
@@ -82,6 +88,7 @@ def test_preset_runs_its_grid(preset: str, cli, runs_dir: Path, tmp_path: Path) 
     result = cli("sweep", f"experiment={preset}", extra=extra)
     assert result.exit_code == 0, result.output
     cells = math.prod(len(v) for k, v in grid(preset).items() if k != "seed")
+    cells *= tune_combinations(preset)  # seed=0 is the tuning seed: only the tuning stage runs
     runs = [r for r in all_runs(runs_dir) if r.tags.get("attnbench.kind") != "sweep"]
     assert len(runs) == cells
     assert all(r.status == "FINISHED" for r in runs)

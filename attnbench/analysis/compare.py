@@ -15,6 +15,7 @@ from attnbench.analysis.render import (
     write_report,
 )
 from attnbench.analysis.select import Selection, select_runs
+from attnbench.analysis.tuning import read as read_selection
 from attnbench.errors import ConfigError
 from attnbench.store.handle import Tracker
 from attnbench.store.queries import open_store
@@ -60,14 +61,17 @@ def compare(
     # an error stays the only line)
     moved = relocate_copied_store(tracker) if tracker.local else []
     tracker.mark_stale_runs()  # runs left RUNNING by a killed process: FAILED, not compared
-    selection = select_runs(tracker, experiment, sweep)
+    # a tuned sweep: its final runs; a search sweep: ranked on validation (analysis.tuning)
+    reading = read_selection(select_runs(tracker, experiment, sweep), metric)
+    selection = reading.selection
     if selection.note:
         err_console.print(f"note: {selection.note}", highlight=False, markup=False)
     if across is not None:
         return compare_across(tracker, selection, across, by, metric, fmt, output, plots,
                               runs_dir, moved)
-    comp = compare_runs(selection, by, metric, correction, baseline, margin)
+    comp = compare_runs(selection, reading.by(by), reading.metric, correction, baseline, margin)
     comp.show_reruns = reruns
+    reading.annotate(comp)
     if comp.pooled:
         if strict:
             raise ConfigError(f"--strict: {comp.pooled_message}")

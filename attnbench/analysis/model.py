@@ -68,6 +68,7 @@ class Group:
     reason: str = ""  # why "?": pooled, n<2, best n<2, baseline n<2; inconclusive: n=K
     steps: float | None = None  # mean optimiser steps trained (analysis.budget)
     stopped_by: str = budget.ALL_EPOCHS  # what ended training: epochs, max_steps, max_time
+    extra: dict[str, str] = field(default_factory=dict)  # more columns: label -> cell (tuning)
 
     @property
     def label(self) -> str:

@@ -14,7 +14,7 @@ from attnbench.analysis import reruns, stats
 from attnbench.analysis.model import POOLED, Comparison, Group
 from attnbench.errors import ConfigError
 from attnbench.store.handle import Tracker
-from attnbench.store.schema import COST_COLUMNS, REPORT_DIR
+from attnbench.store.schema import BEST_VAL, COST_COLUMNS, REPORT_DIR
 
 FORMATS = ("table", "markdown", "csv", "json")
 PLOTS = ("metric_ci.png", "learning_curves.png", "cost_pareto.png")
@@ -30,6 +30,7 @@ def records(comp: Comparison) -> list[dict[str, Any]]:
         out.append(
             {
                 **g.key,
+                **g.extra,
                 "n": s.n,
                 "mean": s.mean,
                 "ci_low": s.ci_low,
@@ -135,8 +136,10 @@ def table_rows(comp: Comparison) -> tuple[list[str], list[list[str]]]:
         "test",
         f"vs {versus}",
     ]
+    extra = list(dict.fromkeys(k for g in comp.groups for k in g.extra))
     columns = [
         *comp.by,
+        *extra,
         "n",
         f"{comp.metric} (mean ± 95% CI)",
         "std",
@@ -162,6 +165,7 @@ def table_rows(comp: Comparison) -> tuple[list[str], list[list[str]]]:
         rows.append(
             [
                 *g.key.values(),
+                *(g.extra.get(k, "") for k in extra),
                 str(s.n),
                 ci,
                 _num(s.std),
@@ -280,7 +284,7 @@ def curve_metrics(comp: Comparison) -> list[str]:
     history of the compared metric (once per epoch), or the metric itself when it is not a
     test/val metric (e.g. attn/entropy)."""
     split, _, name = comp.metric.partition("/")
-    other = f"val/{name}" if split in ("test", "val") else comp.metric
+    other = f"val/{name}" if split in ("test", "val", BEST_VAL) else comp.metric
     return list(dict.fromkeys(("train/loss", other)))
 
 

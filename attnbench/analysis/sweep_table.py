@@ -9,6 +9,7 @@ from typing import Any
 from attnbench.store.handle import RunInfo, Tracker
 from attnbench.store.queries import resumed_runs
 from attnbench.store.schema import (
+    BEST_VAL,
     COST_PARAMS,
     COST_TRAIN_S,
     ERROR_TAG,
@@ -55,7 +56,9 @@ def run_row(run: RunInfo) -> dict[str, Any]:
         "status": run.status,
         "metric": metric,
         "test": run.metrics.get(split_metric("test", metric)),
-        "val": run.metrics.get(split_metric("val", metric)),
+        # the best-validation checkpoint's (val/* is the last validation): older runs lack it
+        "val": run.metrics.get(split_metric(BEST_VAL, metric),
+                               run.metrics.get(split_metric("val", metric))),
         "params": run.metrics.get(COST_PARAMS),
         "train_s": run.metrics.get(COST_TRAIN_S),
         "error": run.tags.get(ERROR_TAG, ""),
@@ -89,7 +92,7 @@ def print_sweep_table(summary: SweepSummary) -> None:
         "task",
         "seed",
         f"test/{m}",
-        f"val/{m}",
+        f"{BEST_VAL}/{m}",
         "params",
         "train s",
         "status",

@@ -44,19 +44,36 @@ def run(ctx: typer.Context, overrides: list[str] | None = OVERRIDES, resume: boo
     exit_with(lambda: launch(args, multirun=False, debug=debug), debug)
 
 
+TUNE = typer.Option(
+    None, "--tune", metavar="KEY=V1,V2,...",
+    help="Tune KEY per group on validation first (repeatable), e.g. --tune trainer.lr=1e-3,3e-3: "
+    "every value on the tuning seed(s), then each group's best on every seed.",
+    show_default=False,
+)
+TUNE_SEEDS = typer.Option(
+    None, "--tune-seeds", metavar="S1,S2,...",
+    help="Seeds the tuning stage trains (default: the sweep's first seed).", show_default=False,
+)
+
+
 def sweep(
     ctx: typer.Context,
     overrides: list[str] | None = OVERRIDES,
     resume: bool = RESUME,
+    tune: list[str] | None = TUNE,
+    tune_seeds: str | None = TUNE_SEEDS,
     debug: bool = DEBUG,
 ) -> None:
     """Run a grid of experiments (Hydra multirun).
 
     Example: attention=none,dot,scaled,additive,multihead seed=0,1,2
 
+    Tuned: add --tune trainer.lr=1e-3,3e-3,1e-2 (each variant at its best lr on validation).
+
     Launchers: hydra/launcher=joblib hydra.launcher.n_jobs=2 (local), submitit_slurm, ray.
     """
     from attnbench.run.launch import launch
 
     args = [*(overrides or []), *ctx.args, *(["resume=true"] if resume else [])]
-    exit_with(lambda: launch(args, multirun=True, debug=debug), debug)
+    exit_with(lambda: launch(args, multirun=True, debug=debug, tune=tune or (),
+                             tune_seeds=tune_seeds), debug)

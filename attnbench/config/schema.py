@@ -84,6 +84,7 @@ class RunConfig:
 TOP_LEVEL_KEYS = {
     "seed", "experiment_name", "runs_dir", "resume", "match_params",
     "attention", "backbone", "task", "trainer", "tracking", "experiment", "hydra",
+    "tune",  # a sweep's protocol (run.tune), read by `launch`: no job trains with it
 }
 
 

@@ -27,7 +27,7 @@ from attnbench.config.validate import validate
 from attnbench.errors import AttnbenchError, ConfigError, IncompatibleError
 from attnbench.run.experiment import SweepContext, run_experiment
 from attnbench.run.sweep import read_context, write_result
-from attnbench.store.schema import RunIdentity, RunResult
+from attnbench.store.schema import STAGE_TAG, RunIdentity, RunResult
 
 DEBUG_ENV = "ATTNBENCH_DEBUG"
 
@@ -115,6 +115,7 @@ def run_job(cfg: DictConfig, outcome: Outcome) -> RunResult:
     sweep: SweepContext | None = read_context(sweep_dir) if multirun else None
     n_jobs = jobs_sharing_this_machine(hc.launcher) if multirun else 1
     ident = _identity(plain, sweep)
+    stage = {STAGE_TAG: sweep.stage} if sweep is not None and sweep.stage else None
     try:
         result = run_experiment(
             with_job_device(validate(plain), hc, n_jobs),
@@ -122,6 +123,7 @@ def run_job(cfg: DictConfig, outcome: Outcome) -> RunResult:
             sweep=sweep,
             show_progress=n_jobs == 1,
             parallel_jobs=n_jobs,
+            tags=stage,
         )
     except KeyboardInterrupt:
         raise
@@ -141,8 +143,9 @@ def run_job(cfg: DictConfig, outcome: Outcome) -> RunResult:
             outcome.error = wrapped
         elif sweep is not None and isinstance(err, ConfigError) and run_id is None:
             result.run_id = _record_invalid_job(plain, ident, sweep, wrapped.one_line())
+    result.overrides = list(hc.overrides.task)
     outcome.results.append(result)
-    if multirun:  # the end-of-sweep table reads these, whichever process ran the job
+    if multirun:  # the end-of-sweep table (and a tuned sweep) reads these, whichever process ran it
         write_result(job_dir, result)
     return result
 

@@ -35,6 +35,7 @@ class SweepContext:
     experiment_name: str
     # Keys the sweep varies besides attention/backbone/task/seed: tagged, and shown in run names.
     swept: list[str] = field(default_factory=list)
+    stage: str | None = None  # a tuned sweep's stage (run.tune): tagged on the job's run
 
 
 def identity(cfg: RunConfig, swept: Sequence[str] = ()) -> RunIdentity:
@@ -170,6 +171,9 @@ def run_experiment(
         )
         run_id = opening.result()
         final = {record.split_metric("test", k): v for k, v in result.test.items()}
+        # "the" val figure: the best-validation checkpoint's, the one test used (val/* is the
+        # history of every validation, whose latest may be a later, worse epoch)
+        final |= {record.split_metric(record.BEST_VAL, k): v for k, v in result.val.items()}
         final |= {record.split_metric("cost", k): v for k, v in result.cost.items()}
         final |= logs.diagnostics(built.model, data, built.trainer, tracker, run_id)
         logs.classification(built.model, data, built.trainer, tracker, run_id)
@@ -183,9 +187,8 @@ def run_experiment(
                                   **({record.STOPPED_BY_TAG: result.stopped_by}
                                      if result.stopped_by else {})})
         tracker.end_run(run_id, "FINISHED")
-        metrics = final | {record.split_metric("val", k): v for k, v in result.val.items()}
-        primary = record.split_metric("val", data.primary_metric)
-        return RunResult(name, "FINISHED", run_id, metrics, primary=primary,
+        primary = record.split_metric(record.BEST_VAL, data.primary_metric)
+        return RunResult(name, "FINISHED", run_id, final, primary=primary,
                          identity=ident.tags(), experiment=exp_name)
     except KeyboardInterrupt:
         run_id = _opened(opening)

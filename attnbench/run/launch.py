@@ -28,20 +28,32 @@ HYDRA_INFO_FLAGS = ("--cfg", "-c", "--info", "-i", "--hydra-help", "--help", "-h
                     "--shell-completion", "-sc")
 
 
-def launch(args: Sequence[str], multirun: bool, debug: bool = False) -> int:
+def launch(args: Sequence[str], multirun: bool, debug: bool = False, tune: Sequence[str] = (),
+           tune_seeds: str | None = None) -> int:
     """Run Hydra with `args`; returns the exit code. Raises ConfigError for invalid overrides,
-    Interrupted on Ctrl-C (after closing the running job and the sweep as KILLED)."""
+    Interrupted on Ctrl-C (after closing the running job and the sweep as KILLED).
+
+    A sweep with `tune` flags (`KEY=V1,V2,...`) or a preset's `tune:` node runs the tuned
+    protocol (`run.tune`): a tuning stage, then the chosen values on every seed."""
+    from attnbench.run import tune as tuned
+
     args = list(args)
     outcome = Outcome()
     checked = Preflight()
     started_ms = int(time.time() * 1000)
     with sigint_guard():
         try:
+            plan = None
             if any(a.split("=")[0] in HYDRA_INFO_FLAGS for a in args):
                 precheck_overrides(args, multirun)  # what Hydra would choke on, the shown config
             else:
-                checked = check_overrides(args, multirun=multirun)
-            _run_hydra_reported(args, multirun, debug, outcome, checked)
+                plan = tuned.plan(args, tune, tune_seeds) if multirun else None
+                checked = plan.preflight() if plan else check_overrides(args, multirun=multirun)
+            if plan is not None:
+                tuned.run(plan, lambda stage: _run_hydra_reported(stage, True, debug, outcome,
+                                                                  checked), _store(checked))
+            else:
+                _run_hydra_reported(args, multirun, debug, outcome, checked)
         except KeyboardInterrupt:
             parent = _interrupt_sweep(checked)
             where = f"; sweep {parent[:8]} marked KILLED" if parent else ""

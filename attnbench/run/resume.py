@@ -14,6 +14,7 @@ from pathlib import Path
 from attnbench.store.handle import Tracker
 from attnbench.store.queries import finished_run
 from attnbench.store.schema import (
+    BEST_VAL,
     CHECKPOINT_DIR,
     CONFIG_HASH_TAG,
     PARENT_RUN_TAG,
@@ -58,7 +59,7 @@ def skip_if_finished(
     """A SKIPPED result pointing at the FINISHED run to reuse instead of training, or None.
 
     The reused run is tagged with the resuming sweep's parent. Its metrics are the stored final
-    ones, with the primary validation metric at its best epoch (what a finished job reports, and
+    ones, with the best-validation checkpoint's `best_val/*` (what a finished job reports, and
     what an optimising sweeper such as Optuna reads).
     """
     from attnbench.console import console
@@ -77,10 +78,12 @@ def skip_if_finished(
         markup=False,
     )
     metrics = dict(run.metrics)
-    primary = split_metric("val", run.tags.get(PRIMARY_METRIC_TAG, "acc"))
-    history = [v for _, v in tracker.metric_history(run.run_id, primary)]
-    if history:
-        metrics[primary] = max(history)
+    metric = run.tags.get(PRIMARY_METRIC_TAG, "acc")
+    primary = split_metric(BEST_VAL, metric)
+    if primary not in metrics:  # a run from before best_val/*: its best validation history
+        history = [v for _, v in tracker.metric_history(run.run_id, split_metric("val", metric))]
+        if history:
+            metrics[primary] = max(history)
     return RunResult(name, "SKIPPED", run.run_id, metrics, primary=primary,
                      identity=identity.tags(), experiment=tracker.experiments().get(experiment_id))
 

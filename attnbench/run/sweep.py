@@ -65,16 +65,24 @@ def swept_keys(overrides: list[str]) -> set[str]:
 class SweepCallback(Callback):
     """Opens and closes the sweep's parent run (Hydra instantiates it from conf/config.yaml).
 
+    A tuned sweep (run.tune) runs Hydra once per stage and sets the callback's parameters:
+    `stage` (tune | final) tags the jobs' runs, `parent` makes a later stage's jobs children of
+    the sweep the first stage opened, `keep_open` leaves the parent open for the next stage.
     Launchers pickle their callbacks to the workers: keep only plain values on `self`.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, stage: str | None = None, parent: str | None = None,
+                 keep_open: bool = False) -> None:
         self.parent_run_id: str | None = None
+        self.stage, self.join, self.keep_open = stage, parent, bool(keep_open)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         from attnbench.store.handle import Tracker
         from attnbench.store.liveness import process_tags
 
+        if self.join:
+            self._join(config)
+            return
         overrides = list(config.hydra.overrides.task)
         if config.experiment_name:
             exp_name = str(config.experiment_name)
@@ -96,36 +104,61 @@ class SweepCallback(Callback):
                 record.OVERRIDES_TAG: " ".join(overrides),
                 record.SWEEP_DIR_TAG: str(sweep_dir.resolve()),
                 record.SWEEP_KEYS_TAG: json.dumps(varied),
+                record.SWEEPER_TAG: str(config.hydra.sweeper.get("_target_", "")),
                 **process_tags(),  # the launching process: it closes the sweep on Ctrl-C
             },
         )
         tracker.log_text(self.parent_run_id, OmegaConf.to_yaml(OmegaConf.create(overrides)),
                          record.OVERRIDES_ARTIFACT)
+        self._write_context(sweep_dir, exp_name,
+                            sorted((swept_keys(overrides) | grid_keys(config)) - NAMED))
+
+    def _join(self, config: DictConfig) -> None:
+        """A later stage of a tuned sweep: its jobs are children of the sweep `self.join`, in its
+        experiment, named and tagged by the keys that sweep varies."""
+        from attnbench.store.handle import Tracker
+
+        tracker = Tracker(config.tracking.uri, config.runs_dir)
+        parent = tracker.get_run(self.join)
+        varied = json.loads(parent.tags.get(record.SWEEP_KEYS_TAG) or "[]")
+        exp_name = tracker.experiments().get(parent.experiment_id, parent.experiment_id)
+        self.parent_run_id = parent.run_id
+        self._write_context(Path(config.hydra.sweep.dir), exp_name,
+                            sorted(set(varied) - NAMED))
+
+    def _write_context(self, sweep_dir: Path, exp_name: str, swept: list[str]) -> None:
         sweep_dir.mkdir(parents=True, exist_ok=True)
         (sweep_dir / CONTEXT_FILE).write_text(
             json.dumps({"parent_run_id": self.parent_run_id, "experiment_name": exp_name,
-                        "swept": sorted((swept_keys(overrides) | grid_keys(config)) - NAMED)})
+                        "swept": swept, "stage": self.stage})
         )
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        from attnbench.analysis.sweep_table import (
-            SweepSummary,
-            print_sweep_table,
-            result_row,
-            sweep_rows,
-        )
         from attnbench.store.handle import Tracker
 
-        if self.parent_run_id is None:
+        if self.parent_run_id is None or self.keep_open:
             return
         tracker = Tracker(config.tracking.uri, config.runs_dir)
-        rows = sweep_rows(tracker, self.parent_run_id)
-        logged = {r["run_id"] for r in rows}
-        rows += [result_row(result) for result in read_results(config.hydra.sweep.dir)
-                 if result.run_id not in logged]  # jobs that made no child run
-        summary = SweepSummary(self.parent_run_id, "", rows)
-        tracker.end_run(self.parent_run_id, "FAILED" if summary.failed else "FINISHED")
-        print_sweep_table(summary)
+        finish_sweep(tracker, self.parent_run_id, [config.hydra.sweep.dir])
+
+
+def finish_sweep(tracker: Any, parent_run_id: str, sweep_dirs: list[str | Path]) -> None:
+    """Close the sweep's parent run (FAILED if a job failed) and print the end-of-sweep table:
+    its child runs, the runs it reused, and the jobs of `sweep_dirs` that made no run."""
+    from attnbench.analysis.sweep_table import (
+        SweepSummary,
+        print_sweep_table,
+        result_row,
+        sweep_rows,
+    )
+
+    rows = sweep_rows(tracker, parent_run_id)
+    logged = {r["run_id"] for r in rows}
+    rows += [result_row(result) for folder in sweep_dirs for result in read_results(folder)
+             if result.run_id not in logged]  # jobs that made no child run
+    summary = SweepSummary(parent_run_id, "", rows)
+    tracker.end_run(parent_run_id, "FAILED" if summary.failed else "FINISHED")
+    print_sweep_table(summary)
 
 
 def report_stale(run_ids: list[str]) -> None:

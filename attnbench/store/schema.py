@@ -75,6 +75,13 @@ REPRODUCES_TAG = "reproduces"
 LOADAVG_TAG = "attnbench.loadavg"  # bench runs: the machine's load when measured
 TORCH_VERSION_TAG = "torch.version"  # the torch that trained / was timed
 CPU_COUNT_PARAM = "cpu_count"  # bench runs: the machine's cores (a param)
+SWEEPER_TAG = "attnbench.sweeper"  # on a sweep's parent: the Hydra sweeper class that made its jobs
+# Tuned sweeps (`sweep --tune`, run.tune): the stage that trained a run, and on the parent the
+# protocol as JSON {"params": {key: [values]}, "tune_seeds": [...], "seeds": [...]}.
+STAGE_TAG = "attnbench.stage"
+TUNE_STAGE = "tune"  # stage 1: every tuning value on the tuning seeds
+FINAL_STAGE = "final"  # stage 2: each group's chosen value on the sweep's other seeds
+TUNE_TAG = "attnbench.tune"
 
 # -- metrics: `split/metric` with a step -------------------------------------------------------
 TRAIN_LOSS = "train/loss"
@@ -85,6 +92,10 @@ COST_TRAIN_S = "cost/train_s"
 COST_EPOCH_S = "cost/epoch_s"
 COST_SAMPLES_PER_S = "cost/samples_per_s"
 COST_PEAK_MEM_MB = "cost/peak_mem_mb"
+# "The" validation figure: the best-validation checkpoint's val metrics (the weights the test
+# metrics come from), logged once at the last step as `best_val/<metric>` (and best_val/loss);
+# `val/<metric>` is the history, one point per validation.
+BEST_VAL = "best_val"
 COST_STEPS = "cost/steps"  # optimiser steps the run trained (its budget, whatever stopped it)
 # The cost columns of tables: (metric, column label).
 COST_COLUMNS = (
@@ -123,7 +134,7 @@ METRIC_DIRECTIONS = {
 }
 NO_DIRECTION_PREFIXES = ("overlap/",)  # counts and diagnostics
 LOWER_SUFFIXES = ("loss",)  # train/loss, val/loss, ...
-HIGHER_SPLITS = ("train", "val", "test")  # task metrics: acc, f1, exact_match, bleu, ...
+HIGHER_SPLITS = ("train", "val", BEST_VAL, "test")  # task metrics: acc, f1, exact_match, bleu, ...
 
 
 def metric_direction(name: str) -> str:
@@ -261,9 +272,10 @@ class RunResult:
     run_id: str | None = None
     metrics: dict[str, float] = field(default_factory=dict)
     error: str | None = None
-    primary: str | None = None  # e.g. "val/acc": what an optimising sweeper (Optuna) maximises
+    primary: str | None = None  # e.g. "best_val/acc": what an optimising sweeper (Optuna) maximises
     identity: dict[str, str] = field(default_factory=dict)  # RunIdentity.tags()
     experiment: str | None = None  # the MLflow experiment the run is in
+    overrides: list[str] = field(default_factory=list)  # the job's Hydra overrides (a sweep's)
 
 
 def config_hash(config: Mapping[str, Any], version: str, data_fingerprint: str) -> str:

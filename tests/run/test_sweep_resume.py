@@ -76,8 +76,9 @@ def test_resume_on_run_skips_a_finished_config(cli, runs_dir: Path) -> None:
     skipped = skip_if_finished(Tracker(None, runs_dir), run.experiment_id,
                                run.tags[CONFIG_HASH_TAG], RunIdentity.from_tags(run.tags), None)
     assert skipped is not None
-    assert (skipped.status, skipped.run_id, skipped.primary) == ("SKIPPED", run.run_id, "val/acc")
-    assert objective(skipped) == skipped.metrics["val/acc"]  # an Optuna sweep reads the old score
+    assert (skipped.status, skipped.run_id) == ("SKIPPED", run.run_id)
+    assert skipped.primary == "best_val/acc"  # the best-validation checkpoint's, as stored
+    assert objective(skipped) == skipped.metrics["best_val/acc"] == run.metrics["best_val/acc"]
     result = cli("run", "attention=scaled", "trainer.lr=0.001", "resume=true")  # another config
     assert result.exit_code == 0, result.output
     assert len(job_runs(runs_dir)) == 2
