@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from attnbench.errors import TrackingError
-from attnbench.store import sqlite_file
+from attnbench.store import confine, sqlite_file
 from attnbench.store.handle import Tracker
 
 
@@ -129,7 +129,7 @@ def test_relocate_points_a_copied_store_at_its_own_artifacts(tmp_path: Path,
     copy = tmp_path / "copy"
     copy.mkdir()
     shutil.copy(original / "mlflow.db", copy / "mlflow.db")
-    moved = sqlite_file.relocate_artifacts(copy / "mlflow.db", copy)
+    moved = confine.relocate(copy / "mlflow.db", copy)
     assert moved == [(str((original / "artifacts").resolve()), str((copy / "artifacts").resolve()))]
     copied = Tracker(None, copy)
     location = copied.client.get_experiment(exp).artifact_location
@@ -137,6 +137,6 @@ def test_relocate_points_a_copied_store_at_its_own_artifacts(tmp_path: Path,
         (copy / "artifacts").resolve().as_uri())
     assert copied.client.get_run(run).info.artifact_uri.startswith(
         (copy / "artifacts").resolve().as_uri())
-    assert sqlite_file.relocate_artifacts(copy / "mlflow.db", copy) == []  # idempotent
+    assert confine.relocate(copy / "mlflow.db", copy) == []  # idempotent
     assert Tracker(None, original).client.get_experiment(exp).artifact_location.startswith(
         (original / "artifacts").resolve().as_uri())  # the original is untouched
