@@ -13,7 +13,9 @@ RUNS_DIR = typer.Option(Path("runs"), "--runs-dir", help="The local store's fold
 
 
 def reproduce(
-    run_id: str = typer.Argument(..., metavar="RUN_ID", help="The MLflow run id to reproduce."),
+    run_id: str = typer.Argument(
+        ..., metavar="RUN_ID", help="The run's id, or a unique prefix of 6+ characters of it."
+    ),
     tol: float = typer.Option(
         0.0, "--tol", min=0.0, help="Largest absolute difference still counted as a match."
     ),

@@ -5,7 +5,8 @@ behind `attnbench run` and every sweep job; tests call it directly. The MLflow r
 thread as the job starts (with the job's start time, so durations in the UI are the job's) while
 data loads and the model is built; a failure after that marks it FAILED (or KILLED on Ctrl-C)
 with the reason as a tag. With `resume`, the cell is claimed first (`Tracker.claim`): a FINISHED
-run with the same content hash is reused, one still training elsewhere is left to it.
+run with the same content hash is reused, one still training elsewhere is left to it, and an
+interrupted one is reopened and trained on from the state it left (`run.resume`).
 """
 
 from __future__ import annotations
@@ -119,6 +120,12 @@ def run_experiment(
             raise
         return run_id
 
+    def reopen_run(cont: Any) -> str:  # a `resume.Continuation`: the same run goes on
+        steps = [*cont.run.tags.get(record.RESUMED_AT_TAG, "").split(), str(cont.step)]
+        tracker.continue_run(cont.run.run_id, {**run_tags, record.RESUMED_AT_TAG: " ".join(steps)})
+        tracker.heartbeat(cont.run.run_id)
+        return cont.run.run_id
+
     built = None
     resume_from = None
     if cfg.resume:  # the content hash needs the data: load it, then claim the cell
@@ -132,11 +139,13 @@ def run_experiment(
             if skipped is not None:
                 scratch.remove(token)
                 return skipped
-            # an interrupted run of this cell left its training state: continue from it
-            resume_from, continues = continuation(tracker, exp_id, chash, folder)
-            extra = {record.CONFIG_HASH_TAG: chash,
-                     **({record.CONTINUES_TAG: continues} if continues else {})}
-            run_id = open_run(extra)  # the claim: a RUNNING run
+            # an interrupted run of this cell left its training state: continue that run
+            cont = continuation(tracker, exp_id, chash, folder, cfg=cfg, model=built.model,
+                                parent_run_id=parent)
+            if cont is None:
+                run_id = open_run({record.CONFIG_HASH_TAG: chash})  # the claim: a RUNNING run
+            else:
+                run_id, resume_from, last.continued = reopen_run(cont), cont.state, True
         opening = tracker.open_run(lambda: run_id, background=False)
     else:
         # MLflow's import and the run's creation (2-4 s of CPU) wait for the first training
@@ -179,6 +188,9 @@ def run_experiment(
         tracker.set_tags(run_id, {record.BEST_EPOCH_TAG: result.best_epoch,
                                   **({record.STOPPED_BY_TAG: result.stopped_by}
                                      if result.stopped_by else {})})
+        if last.continued:  # the state it went on from is spent
+            with contextlib.suppress(Exception):
+                tracker.delete_artifact(run_id, record.LAST_CHECKPOINT)
         tracker.end_run(run_id, "FINISHED")
         metrics = final | {record.split_metric("val", k): v for k, v in result.val.items()}
         primary = record.split_metric("val", data.primary_metric)
@@ -217,10 +229,13 @@ def _opened(opening: Any) -> str | None:
 @dataclass
 class LastCheckpoint:
     path: Path  # the resumable training state fit writes (trainer.checkpoint_every)
+    continued: bool = False  # the run went on from its checkpoints/last.pt (`--resume`)
 
 
 def _close(tracker: Any, run_id: str, status: str, reason: str, last: LastCheckpoint) -> None:
-    """End a run that did not finish: the reason as a tag, the last epoch's weights kept."""
+    """End a run that did not finish: the reason as a tag, the last epoch's weights kept. A
+    continued run that fails before writing a state of its own drops the one it went on from:
+    the next `--resume` retrains the cell instead of failing on it again."""
     try:
         tracker.set_tags(run_id, {record.ERROR_TAG: reason.splitlines()[0] if reason else status})
         if last.path.is_file():
@@ -229,5 +244,8 @@ def _close(tracker: Any, run_id: str, status: str, reason: str, last: LastCheckp
                 epoch = last.path.with_suffix(".epoch")
                 if epoch.is_file():
                     tracker.set_tags(run_id, {record.LAST_EPOCH_TAG: epoch.read_text()})
+        elif last.continued and status == "FAILED":
+            with contextlib.suppress(Exception):
+                tracker.delete_artifact(run_id, record.LAST_CHECKPOINT)
     finally:
         tracker.end_run(run_id, status)

@@ -70,6 +70,7 @@ class SweepCallback(Callback):
 
     def __init__(self) -> None:
         self.parent_run_id: str | None = None
+        self.continued = False  # `--resume` reopened the same grid's earlier parent run
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         from attnbench.store.handle import Tracker
@@ -88,7 +89,9 @@ class SweepCallback(Callback):
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         sweep_dir = Path(config.hydra.sweep.dir)
         varied = sorted(key.replace("/", ".") for key in swept_keys(overrides) | grid_keys(config))
-        self.parent_run_id = tracker.start_run(
+        continued = _continued_parent(tracker, exp_id, overrides, sweep_dir, config)
+        self.continued = continued is not None
+        self.parent_run_id = continued or tracker.start_run(
             exp_id,
             f"sweep-{stamp}",
             {
@@ -99,8 +102,9 @@ class SweepCallback(Callback):
                 **process_tags(),  # the launching process: it closes the sweep on Ctrl-C
             },
         )
-        tracker.log_text(self.parent_run_id, OmegaConf.to_yaml(OmegaConf.create(overrides)),
-                         record.OVERRIDES_ARTIFACT)
+        if not self.continued:
+            tracker.log_text(self.parent_run_id, OmegaConf.to_yaml(OmegaConf.create(overrides)),
+                             record.OVERRIDES_ARTIFACT)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         (sweep_dir / CONTEXT_FILE).write_text(
             json.dumps({"parent_run_id": self.parent_run_id, "experiment_name": exp_name,
@@ -120,12 +124,29 @@ class SweepCallback(Callback):
             return
         tracker = Tracker(config.tracking.uri, config.runs_dir)
         rows = sweep_rows(tracker, self.parent_run_id)
+        if self.continued:  # each cell once, as this session left it (`run.resume`)
+            from attnbench.run.resume import session_rows
+
+            rows = session_rows(rows, read_results(config.hydra.sweep.dir))
         logged = {r["run_id"] for r in rows}
         rows += [result_row(result) for result in read_results(config.hydra.sweep.dir)
                  if result.run_id not in logged]  # jobs that made no child run
         summary = SweepSummary(self.parent_run_id, "", rows)
         tracker.end_run(self.parent_run_id, "FAILED" if summary.failed else "FINISHED")
         print_sweep_table(summary)
+
+
+def _continued_parent(
+    tracker: Any, exp_id: str, overrides: list[str], sweep_dir: Path, config: DictConfig
+) -> str | None:
+    """`sweep --resume`: the same grid's earlier parent run, reopened (`run.resume`), or None."""
+    if not config.get("resume"):
+        return None
+    from attnbench.run.resume import sweep_to_continue
+    from attnbench.store.liveness import process_tags
+
+    session = {record.SWEEP_DIR_TAG: str(sweep_dir.resolve()), **process_tags()}
+    return sweep_to_continue(tracker, exp_id, overrides, session)
 
 
 def report_stale(run_ids: list[str]) -> None:
