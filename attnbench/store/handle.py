@@ -95,6 +95,8 @@ class Tracker:
                 elif db is not None:
                     sqlite_file.check(db, sqlite_file.schema_head())
                 self._confine(db)
+                if self.local:  # MLflow caches a run's artifact folder by run id, in-process:
+                    self.forget_artifact_locations()  # a copy's run ids are the original's
                 client = MlflowClient(tracking_uri=self.uri)
                 client.search_experiments(max_results=1)  # creates + migrates a server's store
         except TrackingError:
@@ -119,8 +121,9 @@ class Tracker:
         if self.local and db is not None and db.is_file() and not sqlite_file.is_fresh(db):
             from attnbench.store.confine import confine
 
-            self.relocated += confine(db, self.runs_dir)
-            if self.relocated:
+            moved = confine(db, self.runs_dir)
+            self.relocated += moved
+            if moved:
                 self.forget_artifact_locations()
 
     def preflight(self) -> None:
