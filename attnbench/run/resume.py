@@ -26,6 +26,8 @@ from attnbench.store.schema import (
     EPOCH_METRIC,
     KIND_TAG,
     LAST_CHECKPOINT,
+    NOT_TRAINED,
+    NOT_TRAINED_PARAMS,
     OVERRIDES_TAG,
     PARENT_RUN_TAG,
     PRIMARY_METRIC_TAG,
@@ -178,8 +180,9 @@ def sweep_to_continue(
     tracker: Tracker, experiment_id: str, overrides: list[str], tags: dict[str, str]
 ) -> str | None:
     """`sweep ... --resume`: the newest sweep of the experiment launched with the same overrides
-    (`resume=` aside), reopened with `tags` (`Tracker.continue_run`), so the resumed sweep is
-    the same parent run and `compare` sees its whole grid. None when there is none, or when it
+    (those that say where it logs, and `resume`, aside), reopened with `tags`
+    (`Tracker.continue_run`), so the resumed sweep is the same parent run and `compare` sees its
+    whole grid. None when there is none, or when it
     is RUNNING (another resumed sweep continues it: this one opens its own parent, and both count
     every cell, `mark_reused`)."""
     import hashlib
@@ -197,7 +200,14 @@ def sweep_to_continue(
 
 
 def _grid(overrides: list[str]) -> str:
-    return " ".join(o for o in overrides if o and not o.startswith("resume="))
+    """The overrides that say what a sweep trains (not where it logs, nor `resume`)."""
+
+    def trains(override: str) -> bool:
+        key = override.lstrip("+~").partition("=")[0]
+        return not (key.split(".")[0].split("/")[0] in NOT_TRAINED
+                    or key.startswith(NOT_TRAINED_PARAMS))
+
+    return " ".join(o for o in overrides if o and trains(o))
 
 
 def session_rows(
