@@ -59,6 +59,7 @@ def test_killed_run_continues_as_one_run_with_one_curve(
     tracker = tracker_for(runs_dir)
     assert {a.path for a in tracker.client.list_artifacts(resumed.run_id, "checkpoints")} == {
         "checkpoints/best.pt"}  # the spent last.pt is gone
+    assert len(tracker.client.get_run(resumed.run_id).inputs.dataset_inputs) == 1
 
     alone_dir = tmp_path_factory.mktemp("alone") / "runs"
     assert cli("run", *ARGS, extra=[f"runs_dir={alone_dir}"]).exit_code == 0
