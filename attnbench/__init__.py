@@ -11,7 +11,7 @@ def _openmp_wait() -> str:
     `attnbench.openmp_wait`.
 
     A 2-thread training step of the default model on a 2-core machine, in ms (`python -m
-    attnbench.benchmarks.overhead --only threads [--busy N]` measures it):
+    benchmarks.overhead --only threads [--busy N]` measures it):
 
         wait policy                    idle   --busy 1   --busy 2
         OpenMP default (spin ~300k)    17          59         90

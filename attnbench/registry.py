@@ -3,7 +3,9 @@
 Each component file registers its class with ``@ATTENTION.register("name")`` (or BACKBONES,
 TASKS). Lookup imports every module of the component package once, so the folder is the list.
 Plugins from other packages register through the entry-point group ``attnbench.<kind>``.
-Only registered classes can be built from a config: YAML cannot name arbitrary imports.
+Only registered classes can be built from a config: YAML cannot name arbitrary imports. Each
+kind has a base class (``attnbench.attention.base:Attention``, ...) holding the facts every
+component declares; a plugin class that does not derive from it is refused at lookup.
 """
 
 from __future__ import annotations
@@ -23,9 +25,10 @@ T = TypeVar("T")
 
 
 class Registry(Generic[T]):
-    def __init__(self, kind: str, package: str) -> None:
+    def __init__(self, kind: str, package: str, base: str) -> None:
         self.kind = kind
         self.package = package
+        self.base = base  # "module:Class" every component of this kind derives from
         self._items: dict[str, type[T]] = {}
         self._origin: dict[str, str] = {}
         self._loaded = False
@@ -71,7 +74,16 @@ class Registry(Generic[T]):
             raise ConfigError(
                 f"Unknown {self.kind} {name!r}. Valid options: {', '.join(self.names())}"
             )
-        return self._items[name]
+        cls = self._items[name]
+        module, _, base_name = self.base.partition(":")
+        base = getattr(importlib.import_module(module), base_name)
+        if not issubclass(cls, base):
+            raise ConfigError(
+                f"{self.kind} {name!r} ({self.origin(name)}: {cls.__module__}.{cls.__qualname__}) "
+                f"does not derive from {module}.{base_name}, which holds the facts every "
+                f"{self.kind} declares (see docs/architecture.md)"
+            )
+        return cls
 
 
 def params_of(cls: type, context: tuple[str, ...] = ()) -> dict[str, inspect.Parameter]:

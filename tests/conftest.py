@@ -29,6 +29,7 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
 # worksteal hands out the collection order; a long test collected last ran alone at the end).
 START_FIRST = (
     "tests/test_readme.py::test_quickstart_commands_run",
+    "tests/test_add_component.py",
     "tests/faults/test_interrupts.py::test_ctrl_c_marks_the_run_killed_keeps_metrics_and_last_",
     "tests/test_presets.py::test_preset_runs_its_grid",
     "tests/faults/test_interrupts.py::test_resume_reruns_the_cell_of_a_stale_run",
@@ -112,6 +113,24 @@ def all_runs(runs_dir: Path) -> list:
     tracker = tracker_for(runs_dir)
     exps = tracker.client.search_experiments()
     return tracker.search([e.experiment_id for e in exps])
+
+
+def write_reviews(path: Path, n: int = 200, seed: int = 0) -> Path:
+    """A small `text,label` CSV a text task can learn: the label is the opinion word that
+    occurs more often among filler words."""
+    import random
+
+    rng = random.Random(seed)
+    lines = ["text,label"]
+    for i in range(n):
+        label = ("pos", "neg")[i % 2]
+        word, other = ("good", "bad") if label == "pos" else ("bad", "good")
+        words = [f"w{rng.randrange(30)}" for _ in range(rng.randint(6, 20))]
+        words += [word] * 2 + [other] * rng.randint(0, 1)
+        rng.shuffle(words)
+        lines.append(f"{' '.join(words)},{label}")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
 
 
 def attnbench_cmd() -> list[str]:

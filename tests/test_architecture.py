@@ -94,3 +94,32 @@ def test_modules_stay_readable(path: Path) -> None:
         f"{path.name} has {lines} lines (> {MAX_LINES}): split it by job, or say in its "
         f"docstring why it is {COHESIVE} thing"
     )
+
+
+TOOLS = PACKAGE.parent / "benchmarks"
+
+
+def _imported_roots(path: Path) -> set[str]:
+    """Top-level names of every module `path` imports (at any depth of the file)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(a.name.split(".")[0] for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module.split(".")[0])
+    return found
+
+
+def test_measurement_tools_live_outside_the_product() -> None:
+    """Benchmark, stress and figure scripts sit in benchmarks/ beside the package: the wheel
+    ships only attnbench/ (pyproject), and neither the package nor the tests import them."""
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+
+    assert (TOOLS / "__init__.py").is_file()
+    assert not (PACKAGE / "benchmarks").exists()
+    project = tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text(encoding="utf-8"))
+    assert project["tool"]["hatch"]["build"]["targets"]["wheel"]["packages"] == ["attnbench"]
+    tests = PACKAGE.parent / "tests"
+    importers = [p for p in [*PACKAGE.rglob("*.py"), *tests.rglob("*.py")]
+                 if "benchmarks" in _imported_roots(p)]
+    assert importers == []

@@ -163,20 +163,6 @@ def test_version_names_attnbench_and_its_engines(cli) -> None:
     assert result.stdout.startswith(f"attnbench {__version__} (torch ")
 
 
-def test_completion_offers_commands_and_overrides() -> None:
-    """Typer's completion (`attnbench --install-completion`) completes commands and, for
-    run/sweep, override keys and group choices read from conf/."""
-    env = {**os.environ, "_ATTNBENCH_COMPLETE": "complete_bash", "COMP_CWORD": "2"}
-
-    def complete(line: str) -> list[str]:
-        done = subprocess.run(attnbench_cmd(), env={**env, "COMP_WORDS": line},
-                              capture_output=True, text=True, check=True)
-        return done.stdout.split()
-
-    assert complete("attnbench run attention=lo") == ["attention=local", "attention=lowrank"]
-    assert complete("attnbench sweep trainer.ep") == ["trainer.epochs="]
-
-
 def test_unsupported_sweep_syntax_is_one_line_before_any_run(cli, runs_dir: Path) -> None:
     result = cli("sweep", "trainer.lr=interval(0.001,0.01)")
     assert result.exit_code == 2

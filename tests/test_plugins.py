@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -95,3 +96,69 @@ def test_rbf_matches_reference_and_fast_path(rbf_cls: type) -> None:
     assert none is None and not torch.isnan(fast).any()
     torch.testing.assert_close(fast, context, atol=1e-5, rtol=1e-5)
     assert rbf_cls(8, 8, 6).temperature == 8**0.5  # temperature 0 = √d_key
+
+
+# -- the plugin's variant in the bench: FLOPs counted like a built-in's ------------------------
+@pytest.fixture
+def rbf_registered(rbf_cls: type) -> Iterator[type]:
+    """RBFAttention in the registry for one test, as its entry point would put it there."""
+    from attnbench.attention import ATTENTION
+
+    ATTENTION.names()  # the built-ins first
+    ATTENTION.register("rbf")(rbf_cls)
+    try:
+        yield rbf_cls
+    finally:
+        ATTENTION._items.pop("rbf", None)
+        ATTENTION._origin.pop("rbf", None)
+
+
+def test_bench_counts_the_plugin_variants_flops(rbf_registered: type) -> None:
+    """torch's FLOP counter sees the plugin's SDPA call on [2q, 1] and [k, −‖k‖²] (width D + 1)
+    with values of width D: unequal widths, so PyTorch runs SDPA's math path, whose products
+    (Q Kᵀ, P V, and their four gradient products) the counter counts like any matmul."""
+    from attnbench.bench.kernels import build_runner, cases_for
+    from attnbench.bench.measure import count_flops
+    from attnbench.bench.plan import BenchSettings, Case
+
+    b, t, d = 2, 24, 16
+    settings = BenchSettings(batch=b, dim=d, seq_lens=[t])
+    node = {"name": "rbf", "temperature": 0.0, "dropout": 0.0}
+    assert cases_for("rbf", t, settings) == [Case("rbf", "variant", t)]  # it declares no refs
+    counted = count_flops(build_runner(Case("rbf", "variant", t), node, settings))
+    assert counted == 3 * 2 * b * t * t * ((d + 1) + d)  # 2 FLOPs per multiply-add
+
+
+def test_a_plugin_class_without_the_base_class_is_refused() -> None:
+    """The registry checks the base class that holds the facts: one line, not an
+    AttributeError deep in the pre-flight or the bench."""
+    from torch import nn
+
+    from attnbench.attention import ATTENTION
+    from attnbench.errors import ConfigError
+
+    class Bare(nn.Module):
+        pass
+
+    ATTENTION.names()
+    ATTENTION.register("bare_plugin")(Bare)
+    try:
+        with pytest.raises(ConfigError, match="does not derive from attnbench.attention.base"):
+            ATTENTION.get("bare_plugin")
+    finally:
+        ATTENTION._items.pop("bare_plugin", None)
+        ATTENTION._origin.pop("bare_plugin", None)
+
+
+@pytest.mark.slow  # a bench in a subprocess
+def test_bench_shows_gflops_for_the_plugin_variant(plugin_env: dict[str, str], runs_dir: Path,
+                                                   tmp_path: Path) -> None:
+    cmd = [*attnbench_cmd(), "bench", "attention=rbf,scaled", "bench.seq_lens=[32]",
+           "bench.repeats=3", "bench.memory=false", "bench.naive=false", "bench.peak_size=128",
+           f"runs_dir={runs_dir}"]
+    proc = subprocess.run(cmd, cwd=tmp_path, env=plugin_env, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    table = next(runs_dir.glob("bench/*/table.txt")).read_text()
+    row = next(line for line in table.splitlines() if "│ rbf " in line)
+    assert "—" not in row.split("│")[-3:-1][0], row  # a GFLOP/s figure, not a dash

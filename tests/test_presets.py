@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from attnbench.benchmarks.figures import write_reviews
-from tests.conftest import CONF, all_runs
+from tests.conftest import CONF, all_runs, write_reviews
 
 PRESETS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
 # Presets with their own sweeper plugin are exercised by tests/launchers.
@@ -54,6 +53,18 @@ def test_efficiency_frontier_covers_every_variant() -> None:
     variants = {p.stem for p in (CONF / "attention").glob("*.yaml")}
     assert set(grid("efficiency_frontier")["attention"]) == variants
     assert len(grid("efficiency_frontier")["task.max_len"]) >= 2
+
+
+def test_suite_runs_every_variant_on_four_tasks_and_one_backbone() -> None:
+    """`compare --across task` reads it: ten variants, the three LRA-like tasks and one more,
+    three seeds, one backbone that runs every task, one experiment."""
+    params = grid("suite")
+    variants = {p.stem for p in (CONF / "attention").glob("*.yaml")}
+    assert set(params["attention"]) == variants and len(variants) == 10
+    assert {"assoc_recall", "listops", "reverse"} < set(params["task"])
+    assert len(params["task"]) == 4 and len(params["seed"]) == 3
+    preset = yaml.safe_load((CONF / "experiment" / "suite.yaml").read_text())
+    assert "backbone" not in params and preset["experiment_name"] == "suite"
 
 
 # The default run keeps the cheapest grid; every preset's grid runs in the slow stage.

@@ -6,9 +6,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from attnbench.analysis.model import check_correction, compare_runs
-from attnbench.analysis.render import RENDER, output_format, report_dir, rich_table, write_report
-from attnbench.analysis.select import select_runs
+from attnbench.analysis.model import check_correction, check_margin, compare_runs
+from attnbench.analysis.render import (
+    RENDER,
+    output_format,
+    report_dir,
+    rich_table,
+    write_report,
+)
+from attnbench.analysis.select import Selection, select_runs
 from attnbench.errors import ConfigError
 from attnbench.store.handle import Tracker
 from attnbench.store.queries import open_store
@@ -28,18 +34,25 @@ def compare(
     correction: str = "none",
     baseline: str | None = None,
     strict: bool = False,
+    margin: float | None = None,
+    reruns: bool = False,
+    across: str | None = None,
 ) -> int:
     """`attnbench compare`: print the comparison, write tables and plots; returns the exit code.
 
     `by=None` groups by what the sweep varied (`model.default_by`); groups that pool runs of
     different configs get a warning line on stderr before the table, or with `strict` a
-    one-line error and nothing written."""
+    one-line error and nothing written; so do groups that differ in steps or parameters by more
+    than 10 % (a warning only). `across="task"`: the cross-task summary (`analysis.across`)."""
     import sys
 
     from attnbench.console import console, err_console
 
     fmt = output_format(fmt, output)
     check_correction(correction)
+    check_margin(margin)
+    if across is not None:
+        check_across(across, correction, baseline, margin)
     if output is not None:  # before anything is written or logged
         check_output(output)
     tracker = open_store(runs_dir, tracking_uri)
@@ -50,11 +63,17 @@ def compare(
     selection = select_runs(tracker, experiment, sweep)
     if selection.note:
         err_console.print(f"note: {selection.note}", highlight=False, markup=False)
-    comp = compare_runs(selection, by, metric, correction, baseline)
+    if across is not None:
+        return compare_across(tracker, selection, across, by, metric, fmt, output, plots,
+                              runs_dir, moved)
+    comp = compare_runs(selection, by, metric, correction, baseline, margin)
+    comp.show_reruns = reruns
     if comp.pooled:
         if strict:
             raise ConfigError(f"--strict: {comp.pooled_message}")
         err_console.print(f"warning: {comp.pooled_message}", highlight=False, markup=False)
+    if comp.budget_warning:
+        err_console.print(f"warning: {comp.budget_warning}", highlight=False, markup=False)
     out_dir = report_dir(runs_dir, comp)
     written = write_report(tracker, comp, out_dir, plots)
     if output is not None:
@@ -64,10 +83,68 @@ def compare(
         console.print(rich_table(comp))
     else:
         sys.stdout.write(RENDER[fmt](comp))
+    if reruns and (fmt == "table" or output is not None):
+        from attnbench.analysis import reruns as listed
+
+        console.print(listed.rich_table(comp))
     names = ", ".join(p.name for p in written)
     where = f"; logged to sweep run {comp.parent.run_id} under report/" if comp.parent else ""
     for note in moved:
         err_console.print(f"note: {note}", highlight=False, markup=False)
+    err_console.print(f"report: {out_dir} ({names}){where}", highlight=False, markup=False)
+    if output is not None:
+        err_console.print(f"wrote {output}", highlight=False, markup=False)
+    return 0
+
+
+def check_across(across: str, correction: str, baseline: str | None, margin: float | None) -> None:
+    """--across takes a grouping key and none of the options of a test against one reference."""
+    if not across.strip():
+        raise ConfigError("--across needs a key, e.g. --across task")
+    for given, name in ((baseline, "--baseline"), (margin, "--margin"),
+                        (None if correction == "none" else correction, "--correction")):
+        if given is not None:
+            raise ConfigError(
+                f"{name} does not apply to --across: the cross-task summary ranks every variant "
+                "(Friedman, Nemenyi); drop it, or compare one task without --across"
+            )
+
+
+def compare_across(
+    tracker: Tracker,
+    selection: Selection,
+    key: str,
+    by: Sequence[str] | None,
+    metric: str | None,
+    fmt: str,
+    output: Path | None,
+    plots: bool,
+    runs_dir: str | Path,
+    moved: list[str],
+) -> int:
+    """`compare --across KEY`: the cross-task summary, printed and written like a comparison."""
+    import sys
+
+    from attnbench.analysis import across_render
+    from attnbench.analysis.across import across_runs
+    from attnbench.console import console, err_console
+    from attnbench.naming import inside
+
+    summary = across_runs(selection, key.strip(), by, metric)
+    out_dir = inside(runs_dir, "reports", f"{summary.name}-across-{summary.key}")
+    written = across_render.write_report(tracker, summary, out_dir, plots)
+    if output is not None:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(across_render.RENDER[fmt](summary), encoding="utf-8")
+    if fmt == "table" or output is not None:
+        console.print(across_render.rich_table(summary))
+    else:
+        sys.stdout.write(across_render.RENDER[fmt](summary))
+    for note in moved:
+        err_console.print(f"note: {note}", highlight=False, markup=False)
+    where = (f"; logged to sweep run {summary.parent.run_id} under report/across-{summary.key}/"
+             if summary.parent else "")
+    names = ", ".join(p.name for p in written)
     err_console.print(f"report: {out_dir} ({names}){where}", highlight=False, markup=False)
     if output is not None:
         err_console.print(f"wrote {output}", highlight=False, markup=False)

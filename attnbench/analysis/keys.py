@@ -1,5 +1,6 @@
 """Which config keys runs share and which they differ in: a grouping key's value, the twin a run
-pairs with in another group, the keys a group pools, and the default grouping of a selection."""
+pairs with in another group, the keys a group pools, the default grouping of a selection, and
+the `--baseline key=value` pairs of those keys."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 from collections.abc import Sequence
 
 from attnbench.analysis.select import Selection
+from attnbench.errors import ConfigError
 from attnbench.store.handle import RunInfo
 from attnbench.store.schema import (
     ATTENTION_TAG,
@@ -115,3 +117,27 @@ def default_by(selection: Selection, runs: Sequence[RunInfo]) -> list[str]:
     return [ATTENTION_TAG] + [
         k for k in (BACKBONE_TAG, TASK_TAG) if len({lookup(r, k) for r in runs}) > 1
     ]
+
+
+def parse_baseline(text: str, by: Sequence[str]) -> dict[str, str]:
+    """`attention=none,backbone=rnn` -> {key: value}; a bare value when grouping by one key."""
+    pairs = [p.strip() for p in text.split(",") if p.strip()]
+    if len(pairs) == 1 and "=" not in pairs[0] and len(by) == 1:
+        return {by[0]: pairs[0]}
+    out = {}
+    for pair in pairs:
+        key, eq, value = (s.strip() for s in pair.partition("="))
+        if not eq or not key or not value:
+            raise ConfigError(
+                f"--baseline '{text}': expected key=value pairs separated by commas, e.g. "
+                f"--baseline {by[0]}=none"
+            )
+        if key not in by:
+            raise ConfigError(
+                f"--baseline key '{key}' is not a grouping key: the groups are by "
+                f"{', '.join(by)} (add it to --by)"
+            )
+        out[key] = value
+    if not out:
+        raise ConfigError(f"--baseline is empty: e.g. --baseline {by[0]}=none")
+    return out

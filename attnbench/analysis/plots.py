@@ -347,3 +347,27 @@ def confusion_matrix_plot(matrix: Any, labels: Sequence[str], path: Path, title:
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04).set_label("share of the true class")
     ax.set_title(title or f"confusion matrix ({int(counts.sum())} examples)", fontsize=10)
     return _save(fig, path)
+
+
+# -- across tasks ---------------------------------------------------------------------------------
+def cd_diagram(
+    ranks: dict[str, float],
+    p_values: dict[str, dict[str, float]],
+    cd: float | None,
+    path: Path,
+    title: str,
+    note: str,
+) -> Path:
+    """Demšar's critical-difference diagram (scikit-posthocs draws it): the variants on the
+    average-rank axis (1 = best), bars joining those the Nemenyi test does not separate, and the
+    CD span."""
+    import pandas as pd
+    import scikit_posthocs as sp
+
+    names = list(ranks)
+    sig = pd.DataFrame([[p_values[a][b] for b in names] for a in names], index=names, columns=names)
+    fig, ax = plt.subplots(figsize=(8.0, 0.32 * len(names) + 2.0))
+    sp.critical_difference_diagram(pd.Series(ranks), sig, ax=ax, cd=cd)
+    ax.set_title(title, fontsize=10, loc="left")
+    fig.text(0.01, -0.02, note, fontsize=7, ha="left", va="top", wrap=True)
+    return _save(fig, path)

@@ -6,10 +6,11 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 from pathlib import Path
 from typing import Any
 
-from attnbench.analysis import stats
+from attnbench.analysis import reruns, stats
 from attnbench.analysis.model import POOLED, Comparison, Group
 from attnbench.errors import ConfigError
 from attnbench.store.handle import Tracker
@@ -34,10 +35,12 @@ def records(comp: Comparison) -> list[dict[str, Any]]:
                 "ci_low": s.ci_low,
                 "ci_high": s.ci_high,
                 "ci_half_width": s.half_width,
+                "ci_clipped": s.clipped,
                 "std": s.std,
                 "min": s.min,
                 "max": s.max,
                 delta: None if ref is None else s.mean - ref.summary.mean,
+                **effect_record(g),
                 "p_value": g.test.p_value if g.test else None,
                 "p_adjusted": g.test.p_adjusted if g.test else None,
                 "test": g.test.test if g.test else "",
@@ -49,10 +52,25 @@ def records(comp: Comparison) -> list[dict[str, Any]]:
                     label.replace(" ", "_").replace("/", "_per_"): g.cost[name]
                     for name, label in COST_COLUMNS
                 },
+                "steps": g.steps,
+                "stopped_by": g.stopped_by,
                 "run_ids": " ".join(r.run_id for r in g.runs),
             }
         )
     return out
+
+
+def effect_record(g: Group) -> dict[str, Any]:
+    """The effect against the reference: difference, its 95 % CI, how, over how many, d_z."""
+    e = g.effect
+    return {
+        "effect_diff": e.diff if e else None,
+        "effect_ci_low": e.ci_low if e else None,
+        "effect_ci_high": e.ci_high if e else None,
+        "effect_method": e.method if e else "",
+        "effect_n": e.n if e else None,
+        "cohens_dz": e.d_z if e else None,
+    }
 
 
 def reference_group(comp: Comparison) -> Group | None:
@@ -62,9 +80,10 @@ def reference_group(comp: Comparison) -> Group | None:
 
 
 def status_text(g: Group) -> str:
-    """The `vs best` cell: best, tied, worse, better, baseline, ? (why), with `pooled` marked."""
-    if g.status == "?":
-        return f"? ({g.reason})"
+    """The `vs best` cell: best, tied, inconclusive (n=K), worse, better, baseline, ? (why),
+    with `pooled` marked."""
+    if g.status in ("?", "inconclusive"):
+        return f"{g.status} ({g.reason})"
     return f"{g.status} ({POOLED})" if g.pooled else g.status
 
 
@@ -76,6 +95,27 @@ def _p(value: float | None) -> str:
     if value is None:
         return "—"
     return "<0.001" if value < 0.001 else f"{value:.3f}"
+
+
+def ci_text(s: stats.Summary, digits: int = 4) -> str:
+    """`mean ± half-width`; `mean [low, high]` when the interval was clipped to the range."""
+    if s.ci_low is None or s.ci_high is None:
+        return f"{s.mean:.{digits}f}"
+    if s.clipped:
+        return f"{s.mean:.{digits}f} [{s.ci_low:.{digits}f}, {s.ci_high:.{digits}f}]"
+    return f"{s.mean:.{digits}f} ± {s.ci_high - s.mean:.{digits}f}"
+
+
+def delta_text(g: Group, ref: Group) -> str:
+    """The Δ cell: the effect ± the half-width of its 95 % CI (`[low, high]` when the CI was
+    clipped to ± the range), or the difference of the means when there is no effect."""
+    e = g.effect
+    if e is None or e.ci_low is None or e.ci_high is None:
+        return f"{g.summary.mean - ref.summary.mean:+.4f}"
+    half = e.ci_high - e.diff
+    if math.isclose(e.diff - e.ci_low, half, rel_tol=1e-9, abs_tol=1e-12):
+        return f"{e.diff:+.4f} ± {half:.4f}"
+    return f"{e.diff:+.4f} [{e.ci_low:+.4f}, {e.ci_high:+.4f}]"
 
 
 def _shown_p(test: stats.PairedTest, correction: str) -> float | None:
@@ -90,7 +130,7 @@ def table_rows(comp: Comparison) -> tuple[list[str], list[list[str]]]:
     ref = reference_group(comp)
     versus = "best" if comp.baseline is None else "baseline"
     tests = [
-        f"Δ {versus}",
+        f"Δ {versus} (95% CI)",
         "p (Holm)" if comp.correction == "holm" else "p",
         "test",
         f"vs {versus}",
@@ -104,14 +144,15 @@ def table_rows(comp: Comparison) -> tuple[list[str], list[list[str]]]:
         "max",
         *(tests if comp.ranked else ["pooled"] if comp.pooled else []),
         *(label for _, label in COST_COLUMNS),
+        "steps (stopped by)",
     ]
     rows = []
     for g in comp.groups:
         s = g.summary
-        ci = f"{s.mean:.4f} ± {s.half_width:.4f}" if s.half_width is not None else f"{s.mean:.4f}"
+        ci = ci_text(s)
         if ref is not None:
             marks = [
-                "" if g is ref else f"{s.mean - ref.summary.mean:+.4f}",
+                "" if g is ref else delta_text(g, ref),
                 _p(_shown_p(g.test, comp.correction)) if g.test else "",
                 g.test.test if g.test and g.test.test != "none" else "",
                 status_text(g),
@@ -131,18 +172,23 @@ def table_rows(comp: Comparison) -> tuple[list[str], list[list[str]]]:
                     fmt(round(g.cost[name], 1)) if g.cost[name] is not None else "—"
                     for name, _ in COST_COLUMNS
                 ),
+                f"{fmt(float(round(g.steps))) if g.steps is not None else '—'} ({g.stopped_by})",
             ]
         )
     return columns, rows
 
 
 LEFT = ("test", "vs best", "vs baseline", "pooled")
+TERMINAL_LEAVES_OUT = ("min", "max")
 
 
 def rich_table(comp: Comparison) -> Any:
     from rich.table import Table
 
     columns, rows = table_rows(comp)
+    # The terminal leaves out min and max (in the Markdown, CSV and JSON) to keep 160 columns.
+    keep = [i for i, col in enumerate(columns) if col not in TERMINAL_LEAVES_OUT]
+    columns, rows = [columns[i] for i in keep], [[row[i] for i in keep] for row in rows]
     table = Table(
         title=f"{comp.label}: {comp.metric} by {', '.join(comp.by)}",
         title_justify="left",
@@ -151,7 +197,11 @@ def rich_table(comp: Comparison) -> Any:
     )
     for i, col in enumerate(columns):
         table.add_column(
-            col, justify="left" if i < len(comp.by) or col in LEFT else "right"
+            col,
+            justify="left" if i < len(comp.by) or col in LEFT else "right",
+            no_wrap=i > len(comp.by) and col.partition(" ")[0] in (comp.metric, "Δ"),
+            min_width=len("inconclusive") if col.startswith("vs ") else len("(max_steps)")
+            if col.startswith("steps") else None,
         )
     for g, row in zip(comp.groups, rows, strict=True):
         style = {"best": "bold green", "baseline": "bold", "tied": "green"}.get(g.status)
@@ -177,11 +227,17 @@ def to_markdown(comp: Comparison) -> str:
         f"_{comp.caption}_",
         "",
     ]
+    if comp.show_reruns:
+        lines += reruns.markdown(comp)
     return "\n".join(lines)
 
 
 def to_csv(comp: Comparison) -> str:
-    recs = records(comp)
+    return csv_text(records(comp))
+
+
+def csv_text(recs: list[dict[str, Any]]) -> str:
+    """Flat records as CSV, one row each (list values joined by spaces)."""
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(recs[0]), lineterminator="\n")
     writer.writeheader()
@@ -205,8 +261,13 @@ def to_json(comp: Comparison) -> str:
         "excluded_runs": comp.excluded,
         "duplicate_runs": comp.duplicates,
         "pooled_keys": comp.pooled,
+        "range": list(comp.bounds) if comp.bounds else None,
+        "margin": comp.margin,
+        "budget_warning": comp.budget_warning,
         "groups": records(comp),
     }
+    if comp.show_reruns:
+        doc["reruns"] = reruns.records(comp)
     return json.dumps(doc, indent=2) + "\n"
 
 
@@ -227,17 +288,23 @@ def write_report(
     tracker: Tracker, comp: Comparison, out_dir: Path, plots: bool = True
 ) -> list[Path]:
     """Tables (Markdown, CSV, JSON) and plots under `out_dir`; logged on the sweep's parent run."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    written = []
-    for fmt_name, render in RENDER.items():
-        path = out_dir / f"table.{SUFFIX[fmt_name]}"
-        path.write_text(render(comp), encoding="utf-8")
-        written.append(path)
+    written = write_tables(RENDER, comp, out_dir)
     if plots:
         written += write_plots(tracker, comp, out_dir)
     if comp.parent is not None:
         for path in written:
             tracker.log_artifact(comp.parent.run_id, path, REPORT_DIR)
+    return written
+
+
+def write_tables(renders: dict[str, Any], what: Any, out_dir: Path) -> list[Path]:
+    """`table.md`, `table.csv`, `table.json` of `what` (a comparison or a summary) in `out_dir`."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for fmt_name, render in renders.items():
+        path = out_dir / f"table.{SUFFIX[fmt_name]}"
+        path.write_text(render(what), encoding="utf-8")
+        written.append(path)
     return written
 
 
@@ -260,7 +327,8 @@ def write_plots(tracker: Tracker, comp: Comparison, out_dir: Path) -> list[Path]
         key: {g.label: [tracker.metric_history(r.run_id, key) for r in g.runs] for g in comp.groups}
         for key in curve_metrics(comp)
     }
-    note = (f"status vs {comp.reference}: " if comp.ranked else "") + comp.rule
+    note = "; ".join(filter(None, [
+        (f"status vs {comp.reference}: " if comp.ranked else "") + comp.rule, comp.range_note]))
     return [
         plots.metric_ci(points, comp.metric, out_dir / PLOTS[0], title, note),
         plots.learning_curves(panels, out_dir / PLOTS[1], f"{comp.label}: learning curves"),

@@ -6,14 +6,24 @@ Rules (stated in every comparison's caption, see ``RULE``):
 
 - Aggregation over the runs of a group: n, mean, sample standard deviation (ddof = 1), the 95 %
   Student-t confidence interval ``mean ± t(0.975, n-1) · std / √n`` (none when n < 2), min, max.
+- Bounded metrics (accuracy, exact match, F1, ... in [0, 1]; BLEU in [0, 100]: the range is
+  ``store.schema.metric_range``): the t-interval is clipped to the range, and a clipped interval
+  is flagged (shown as ``[low, high]`` instead of ``± half-width``). Clipping was chosen over a
+  transformed (logit) or bootstrap interval because it keeps the t-interval's coverage of the
+  mean exactly (the true mean lies in the range, so the clipped interval holds it whenever the
+  unclipped one does), works with values of exactly 0 or 1 (where the logit is infinite), and
+  with 3 seeds a bootstrap interval is far too narrow. Its cost: at the edge the interval says
+  only "up to the bound", which is all 3 seeds can say there.
 - Each group is compared with the best group on the runs they share a pairing key with (the
   seed, plus any run identity not grouped on): differences ``best - other`` per pair.
 - Test: the paired t-test; the Wilcoxon signed-rank test instead when there are at least 6 pairs
   and Shapiro-Wilk rejects normality of the differences (p < 0.05). Below 6 pairs Wilcoxon cannot
   reach p < 0.05 at all (its smallest two-sided p is 2 / 2ⁿ), so it would mark everything tied,
   and normality cannot usefully be checked; the t-test is the only informative choice there.
-- Tied with the best: p ≥ 0.05. With fewer than 2 pairs no test is possible: tied when the two
-  groups' confidence intervals overlap, unknown (None) when either group has a single run.
+- Not separated from the best: p ≥ 0.05 (``PairedTest.tied``; whether that is a tie or a lack of
+  power is `analysis.effects`' equivalence rule). With fewer than 2 pairs no test is possible:
+  not separated when the two groups' confidence intervals overlap, unknown (None) when either
+  group has a single run.
 - Multiple comparisons (k groups make k - 1 tests against the best): none by default, so with
   many groups some "worse" marks are chance; ``correction="holm"`` (compare --correction holm)
   applies Holm's step-down adjustment, which keeps the family-wise error rate at 5 %, and
@@ -34,10 +44,10 @@ WILCOXON_MIN_PAIRS = 6
 
 CORRECTIONS = ("none", "holm")
 RULE = (
-    "mean ± half-width of the 95 % t-interval over seeds; tied = not significantly different "
-    "from the best (p ≥ 0.05): paired t-test over seeds, Wilcoxon signed-rank when ≥ 6 pairs and "
-    "Shapiro-Wilk rejects normal differences; CI overlap when < 2 pairs; no multiple-comparison "
-    "correction"
+    "mean ± half-width of the 95 % t-interval over seeds; worse (or better) = significantly "
+    "different from the best (p < 0.05): paired t-test over seeds, Wilcoxon signed-rank when ≥ 6 "
+    "pairs and Shapiro-Wilk rejects normal differences; CI overlap when < 2 pairs; no "
+    "multiple-comparison correction"
 )
 
 
@@ -68,19 +78,32 @@ def holm(p_values: Sequence[float | None]) -> list[float | None]:
     return out
 
 
+Bounds = tuple[float, float] | None  # a metric's range (store.schema.metric_range); None: unbounded
+
+
 @dataclass(frozen=True)
 class Summary:
     n: int
     mean: float
     std: float | None  # sample std (ddof = 1); None when n < 2
-    ci_low: float | None  # 95 % t-interval; None when n < 2
+    ci_low: float | None  # 95 % t-interval, clipped to the metric's range; None when n < 2
     ci_high: float | None
     min: float
     max: float
+    clipped: bool = False  # the t-interval reached past the range and was cut at its bound
 
     @property
     def half_width(self) -> float | None:
-        return None if self.ci_high is None else self.ci_high - self.mean
+        """mean ± this is the interval; None when there is none or it was clipped (asymmetric)."""
+        return None if self.ci_high is None or self.clipped else self.ci_high - self.mean
+
+
+def clip(low: float, high: float, bounds: Bounds) -> tuple[float, float, bool]:
+    """(low, high) cut to `bounds`, and whether anything was cut."""
+    if bounds is None:
+        return low, high, False
+    lo, hi = max(low, bounds[0]), min(high, bounds[1])
+    return lo, hi, (lo, hi) != (low, high)
 
 
 @dataclass(frozen=True)
@@ -99,8 +122,8 @@ def t_quantile(q: float, df: int) -> float:
     return float(stats.t.ppf(q, df))
 
 
-def summarize(values: Sequence[float]) -> Summary:
-    """n, mean, std, 95 % t-interval, min, max of the values of one group."""
+def summarize(values: Sequence[float], bounds: Bounds = None) -> Summary:
+    """n, mean, std, 95 % t-interval (clipped to `bounds`), min, max of one group's values."""
     xs = [float(v) for v in values]
     if not xs:
         raise ValueError("summarize() needs at least one value")
@@ -110,7 +133,8 @@ def summarize(values: Sequence[float]) -> Summary:
         return Summary(n, mean, None, None, None, min(xs), max(xs))
     std = math.sqrt(math.fsum((x - mean) ** 2 for x in xs) / (n - 1))
     half = t_quantile(0.5 + CONFIDENCE / 2, n - 1) * std / math.sqrt(n)
-    return Summary(n, mean, std, mean - half, mean + half, min(xs), max(xs))
+    low, high, clipped = clip(mean - half, mean + half, bounds)
+    return Summary(n, mean, std, low, high, min(xs), max(xs), clipped)
 
 
 def choose_test(diffs: Sequence[float]) -> str:

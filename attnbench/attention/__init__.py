@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from attnbench.registry import Registry
 
-ATTENTION: Registry = Registry("attention", "attnbench.attention")
+ATTENTION: Registry = Registry(
+    "attention", "attnbench.attention", "attnbench.attention.base:Attention"
+)
 
 __all__ = ["ATTENTION"]

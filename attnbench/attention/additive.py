@@ -13,7 +13,8 @@ each chunk instead of storing it (checkpointing, done by hand to run in place). 
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from types import MappingProxyType
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
@@ -21,8 +22,10 @@ from torch.autograd.function import once_differentiable
 
 from attnbench.attention import ATTENTION
 from attnbench.attention.base import (
+    Attention,
+    Call,
+    Reference,
     check_dropout,
-    check_widths,
     expand_mask,
     full_precision,
     softmax_mix,
@@ -40,6 +43,17 @@ def additive_scores_naive(wq: Tensor, uk: Tensor, v: Tensor) -> Tensor:
     """
     hidden = torch.tanh(wq[:, :, None, :] + uk[:, None, :, :])  # (B, Tq, Tk, Hd)
     return hidden @ v  # (B, Tq, Tk)
+
+
+def _additive_naive(attn: Any, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+    """softmax(vᵀ tanh(W q + U k)) v with the (B, Tq, Tk, Hd) broadcast: the bench's ``naive``."""
+    scores = additive_scores_naive(attn.W(q), attn.U(k), attn.v.weight[0])  # (B, Tq, Tk)
+    return torch.softmax(scores, dim=-1) @ v
+
+
+def chunk_rows(b: int, tk: int, hd: int, chunk_bytes: int) -> int:
+    """C: query rows per chunk of the float32 (B, C, Tk, Hd) hidden tensor (at least one)."""
+    return max(1, chunk_bytes // (b * tk * hd * 4))
 
 
 def _sigmoid_into(flat: Tensor, wq2_c: Tensor, uk2: Tensor) -> Tensor:
@@ -118,17 +132,16 @@ def additive_scores(wq: Tensor, uk: Tensor, v: Tensor, chunk_bytes: int) -> Tens
         wq, uk, v = upcast(wq), upcast(uk), upcast(v)
         b, tq, hd = wq.shape
         tk = uk.shape[1]
-        row_bytes = b * tk * hd * wq.element_size()  # one query row of the hidden tensor
-        rows = max(1, chunk_bytes // row_bytes)  # C
+        rows = chunk_rows(b, tk, hd, chunk_bytes)  # C
         if rows >= tq:
             return additive_scores_naive(wq, uk, v)
         return _ChunkedAdditiveScores.apply(wq, uk, v, rows)
 
 
 @ATTENTION.register("additive")
-class AdditiveAttention(nn.Module):
-    baseline: ClassVar[bool] = False
-    projects: ClassVar[bool] = False
+class AdditiveAttention(Attention):
+    bounded_in_bf16: ClassVar[bool] = True  # |score| <= Σ|v|: tanh is bounded, in float32
+    references = MappingProxyType({"naive": Reference(_additive_naive)})
     reference: ClassVar[str] = (
         "Bahdanau, Cho & Bengio 2015, 'Neural Machine Translation by Jointly Learning to Align "
         "and Translate', eq. 6 / appendix A.1.2: e_ij = v_aᵀ tanh(W_a s_{i-1} + U_a h_j)"
@@ -144,8 +157,7 @@ class AdditiveAttention(nn.Module):
         dropout: float = 0.0,
         chunk_bytes: int = DEFAULT_CHUNK_BYTES,
     ) -> None:
-        super().__init__()
-        check_widths(d_query, d_key, d_value)
+        super().__init__(d_query, d_key, d_value)
         if hidden < 0:
             raise ValueError(f"hidden must be >= 0 (0 means d_query={d_query}), got {hidden}")
         check_dropout(dropout)
@@ -157,7 +169,6 @@ class AdditiveAttention(nn.Module):
         self.hidden = hidden or d_query
         self.dropout = dropout
         self.chunk_bytes = chunk_bytes
-        self.out_dim = d_value
         self.W = nn.Linear(d_query, self.hidden, bias=False)
         # The paper's score has no bias; we keep one offset b inside the tanh (tanh(Wq + Uk + b))
         # so the units need not be centred at 0. It sits on U because keys are projected once per
@@ -165,6 +176,18 @@ class AdditiveAttention(nn.Module):
         # redundant.
         self.U = nn.Linear(d_key, self.hidden, bias=True)
         self.v = nn.Linear(self.hidden, 1, bias=False)  # a bias here would cancel in the softmax
+
+    def memory_bytes(self, call: Call, path: Literal["fast", "naive"] = "fast") -> int:
+        """The (B, Tq, Tk) scores, weights and their gradients, plus the hidden units: the
+        (B, Tq, Tk, Hd) tanh kept for backward, its gradient and tanh's (naive, and the fast path
+        when it fits one chunk: in float32), else one (B, C, Tk, Hd) float32 chunk buffer."""
+        hd, e = self.hidden, call.element_bytes
+        if path == "naive":
+            return 3 * call.pairs * hd * e + 4 * call.pairs * e
+        rows = chunk_rows(call.batch, call.tk, hd, self.chunk_bytes)
+        if rows >= call.tq:  # one chunk: the plain broadcast runs
+            return 3 * call.pairs * hd * 4 + 4 * call.pairs * 4
+        return 4 * call.pairs * 4 + rows * call.batch * call.tk * hd * 4
 
     def forward(
         self,

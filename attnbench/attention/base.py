@@ -2,7 +2,8 @@
 
 Notation: B batch, Tq query length, Tk key length, Dq/Dk/Dv widths, H heads.
 
-A variant is an ``nn.Module`` built as ``Cls(d_query, d_key, d_value, **yaml_params)`` and called as
+A variant is a subclass of ``Attention`` (this module) built as
+``Cls(d_query, d_key, d_value, **yaml_params)`` and called as
 
     context, weights = attn(query, key, value, mask=None, need_weights=False)
 
@@ -14,13 +15,33 @@ A variant is an ``nn.Module`` built as ``Cls(d_query, d_key, d_value, **yaml_par
 - Masked keys get exactly zero weight; a row with no key to attend to gives a zero context and
   zero weights, never NaN.
 
-Class attributes:
+Facts a variant declares (class attributes and methods of ``Attention``, each with a default, so a
+new variant states only what differs; the pre-flight, the bench and the tests read them here and
+keep no list of names):
 - ``name``: the registry name (set by ``@ATTENTION.register``).
-- ``baseline``: True only for ``none``; each backbone then uses its own no-attention baseline.
-- ``projects``: True when the variant learns its own input/output projections (``multihead``);
-  backbones that work on projected queries/keys/values (the Transformer) add them around
-  variants that do not.
-- ``reference``: the paper equation the variant implements.
+- ``reference``: the paper equation the variant implements (required: no default).
+- ``baseline`` (False): True only for ``none``; each backbone then uses its own no-attention path.
+- ``projects`` (False): True when the variant learns its own input/output projections
+  (``multihead``); backbones that work on projected queries/keys/values (the Transformer) add
+  them around variants that do not.
+- ``fused`` (False): the fast path is one fused SDPA call and the weights path one softmax.
+- ``materialises`` (True): the training forward builds (B, Tq, Tk)-sized scores of its own (False:
+  fused SDPA, or an O(T) form such as ``linear``'s sums).
+- ``equal_widths`` (False): its score compares q with k directly, so d_query must equal d_key
+  (``require_equal_widths`` refuses other widths and names the variants that take them).
+- ``bounded_in_bf16`` (False): under bfloat16 autocast the fast path stays within 2e-2 of
+  float32 even at large inputs (bounded scores, or sums kept in float32); dot-product scores of
+  unbounded inputs do not.
+- ``references`` (none): other ways to compute the same output that ``attnbench bench`` times
+  beside the variant, by kind: ``naive`` (every intermediate materialised), ``bare`` (the bare
+  SDPA call of the fast path), ``plain`` (the variant as plain torch calls), ``torch``
+  (PyTorch's own module for it); see ``Reference``.
+- ``memory_bytes(call, path)``: the bytes one forward+backward holds beyond its inputs, output
+  and their gradients (default: from ``fused``/``materialises``);
+- ``flops(call)``: the FLOPs of one forward+backward as torch's FLOP counter counts them (a
+  written formula, cross-checked by a test against the counter; default None: the bench counts);
+- ``length_limit()``: (setting, value) of the longest key sequence the module takes (default
+  None: any length), checked by the pre-flight against the task.
 
 Precision (``torch.autocast``, or 16-bit tensors as ``bench.dtype=bf16`` passes them): products
 run in the dtype autocast gives them (the fused SDPA kernels take bfloat16/float16 and keep their
@@ -42,33 +63,107 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Callable
-from typing import ClassVar, Protocol, runtime_checkable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 # Wiring arguments the backbone passes; everything else comes from conf/attention/<name>.yaml.
 CONTEXT_ARGS: tuple[str, ...] = ("d_query", "d_key", "d_value")
 
 
-@runtime_checkable
-class Attention(Protocol):
-    name: ClassVar[str]
-    baseline: ClassVar[bool]
-    projects: ClassVar[bool]
-    reference: ClassVar[str]
-    out_dim: int
+@dataclass(frozen=True)
+class Call:
+    """The sizes of one attention call, for the cost facts: B batch, Tq queries, Tk keys, bytes
+    per element (4 float32, 2 bfloat16/float16), and whether a bool mask is passed (backbones
+    always pass one; the bench does not)."""
 
-    def __call__(
+    batch: int
+    tq: int
+    tk: int
+    element_bytes: int = 4
+    masked: bool = True
+
+    @property
+    def pairs(self) -> int:
+        """B·Tq·Tk: the elements of one (B, Tq, Tk) tensor."""
+        return self.batch * self.tq * self.tk
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A way to compute what a variant computes, timed beside it by ``attnbench bench``:
+    ``fn(attn, *inputs)``. ``inputs`` turns the case's random (B, T, D) queries, keys and values
+    into the tensors the timed call takes (its gradient leaves); None means it takes them as
+    they are and returns the variant's (B, T, out_dim) output. ``peer`` builds a module (e.g.
+    PyTorch's own implementation) from the variant's weights: ``fn`` then gets it instead of the
+    variant, and its parameters are the gradient leaves."""
+
+    fn: Callable[..., Tensor]
+    inputs: Callable[[Any, Tensor, Tensor, Tensor], tuple[Tensor, ...]] | None = None
+    peer: Callable[[Any], nn.Module] | None = None
+
+
+class Attention(nn.Module):
+    """Base class of every variant: the widths, and the facts (module docstring) with their
+    defaults. A subclass sets ``reference``, overrides what differs and implements ``forward``."""
+
+    name: ClassVar[str] = ""
+    reference: ClassVar[str] = ""
+    baseline: ClassVar[bool] = False
+    projects: ClassVar[bool] = False
+    fused: ClassVar[bool] = False
+    materialises: ClassVar[bool] = True
+    bounded_in_bf16: ClassVar[bool] = False
+    equal_widths: ClassVar[bool] = False
+    references: ClassVar[Mapping[str, Reference]] = MappingProxyType({})
+    heads: int = 1  # H: score matrices per call (multihead and local set theirs)
+
+    def __init__(self, d_query: int, d_key: int, d_value: int) -> None:
+        super().__init__()
+        check_widths(d_query, d_key, d_value)
+        self.d_query, self.d_key, self.d_value = d_query, d_key, d_value
+        self.out_dim = d_value
+
+    def forward(
         self,
         query: Tensor,
         key: Tensor,
         value: Tensor,
         mask: Tensor | None = None,
         need_weights: bool = False,
-    ) -> tuple[Tensor, Tensor | None]: ...
+    ) -> tuple[Tensor, Tensor | None]:
+        raise NotImplementedError(f"{type(self).__name__} must implement forward")
+
+    def memory_bytes(self, call: Call, path: Literal["fast", "naive"] = "fast") -> int:
+        """The most bytes one forward+backward of ``path`` holds at once beyond its inputs, its
+        output and their gradients (scores, weights, saved activations, scratch), in
+        ``call.element_bytes`` (16-bit operands keep float32 sums where the variant does).
+
+        Default: a variant that materialises holds H (B, Tq, Tk) scores, weights and their
+        gradients, as does every ``naive`` reference; a fused one the (B, H, Tq) log-sum-exp and,
+        when masked, the (B, Tq, Tk) float mask SDPA makes of the bool one.
+        """
+        e = call.element_bytes
+        if path == "naive" or self.materialises:
+            return 4 * call.pairs * self.heads * e
+        return (call.pairs if call.masked else 0) * e + 2 * call.batch * self.heads * call.tq * e
+
+    def flops(self, call: Call) -> float | None:
+        """FLOPs of one forward+backward of the fast path (inputs and weights get gradients),
+        counted as ``torch.utils.flop_counter`` counts them: 2 per multiply-add of matmuls and
+        SDPA, whose backward recomputes the scores (2.5x its forward); element-wise work is not
+        counted. None (default): no written formula; the bench counts every variant anyway."""
+        return None
+
+    def length_limit(self) -> tuple[str, int] | None:
+        """(key in the attention group, value) of the longest key sequence this module takes;
+        None: any length."""
+        return None
 
 
 def check_widths(d_query: int, d_key: int, d_value: int) -> None:
@@ -79,16 +174,25 @@ def check_widths(d_query: int, d_key: int, d_value: int) -> None:
 
 
 def require_equal_widths(
-    name: str, d_query: int, d_key: int, why: str, alternatives: tuple[str, ...]
+    name: str, d_query: int, d_key: int, why: str, alternatives: tuple[str, ...] | None = None
 ) -> None:
-    """Refuse d_query != d_key for a variant whose score compares q and k directly.
+    """Refuse d_query != d_key for a variant whose score compares q and k directly (its fact
+    ``equal_widths``).
 
     ``why`` says what the score does with q and k (``"scores qᵀk"``); ``alternatives`` names the
-    variants that take different widths. The message reads "<name> attention <why>, so d_query
-    must equal d_key; got d_query=.., d_key=.. (use 'a' or 'b' for different widths)".
+    variants that take different widths (default: every registered variant whose
+    ``equal_widths`` is False, the baseline aside). The message reads "<name> attention <why>,
+    so d_query must equal d_key; got d_query=.., d_key=.. (use 'a', 'b' or 'c' for different
+    widths)".
     """
     if d_query != d_key:
-        use = " or ".join(f"'{alt}'" for alt in alternatives)
+        if alternatives is None:
+            from attnbench.attention import ATTENTION
+
+            variants = [ATTENTION.get(n) for n in ATTENTION.names()]
+            alternatives = tuple(v.name for v in variants if not (v.equal_widths or v.baseline))
+        quoted = [f"'{alt}'" for alt in alternatives]
+        use = " or ".join([", ".join(quoted[:-1]), quoted[-1]] if len(quoted) > 1 else quoted)
         raise ValueError(
             f"{name} attention {why}, so d_query must equal d_key; got "
             f"d_query={d_query}, d_key={d_key} (use {use} for different widths)"

@@ -16,23 +16,33 @@ q/‖q‖·β and k/‖k‖ then go through ``dot`` attention: fused SDPA with s
 from __future__ import annotations
 
 import math
-from typing import ClassVar
+from types import MappingProxyType
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from attnbench.attention import ATTENTION
-from attnbench.attention.base import check_widths, require_equal_widths, upcast
-from attnbench.attention.dot import DotProductAttention
+from attnbench.attention.base import Attention, Call, Reference, require_equal_widths, upcast
+from attnbench.attention.dot import DotProductAttention, dot_naive, sdpa_flops
 
 EPS = 1e-8  # norms below this count as EPS: a zero vector has cosine 0 with everything
 
 
+def _cosine_naive(attn: Any, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+    beta = torch.exp(-attn.log_temperature)  # 1/τ
+    qn = F.normalize(q, dim=-1, eps=EPS) * beta  # (B, Tq, D)
+    return dot_naive(attn.dot, qn, F.normalize(k, dim=-1, eps=EPS), v)
+
+
 @ATTENTION.register("cosine")
-class CosineAttention(nn.Module):
-    baseline: ClassVar[bool] = False
-    projects: ClassVar[bool] = False
+class CosineAttention(Attention):
+    fused: ClassVar[bool] = True
+    materialises: ClassVar[bool] = False
+    equal_widths: ClassVar[bool] = True
+    bounded_in_bf16: ClassVar[bool] = True  # |score| <= 1/τ whatever the inputs' scale
+    references = MappingProxyType({"naive": Reference(_cosine_naive)})
     reference: ClassVar[str] = (
         "Graves, Wayne & Danihelka 2014, 'Neural Turing Machines', §3.3.1 eq. 5-6: "
         "w_i = softmax_i(β K[k, M_i]), K[u, v] = u·v / (‖u‖ ‖v‖); here β = 1/τ"
@@ -48,9 +58,8 @@ class CosineAttention(nn.Module):
         learn_temperature: bool = True,
         dropout: float = 0.0,
     ) -> None:
-        super().__init__()
-        check_widths(d_query, d_key, d_value)
-        require_equal_widths("cosine", d_query, d_key, "compares q with k", ("general", "additive"))
+        super().__init__(d_query, d_key, d_value)
+        require_equal_widths("cosine", d_query, d_key, "compares q with k")
         if not temperature > 0:
             raise ValueError(f"temperature must be > 0 (score = cos / τ), got {temperature}")
         log_tau = torch.tensor(math.log(temperature))
@@ -60,7 +69,9 @@ class CosineAttention(nn.Module):
             self.register_buffer("log_temperature", log_tau)
         self.learn_temperature = learn_temperature
         self.dot = DotProductAttention(d_query, d_key, d_value, dropout=dropout)
-        self.out_dim = d_value
+
+    def flops(self, call: Call) -> float:
+        return sdpa_flops(call.batch, call.tq, call.tk, self.d_key, self.d_value)
 
     @property
     def temperature(self) -> float:

@@ -11,15 +11,19 @@ on CPU that needs Dv == Dk, otherwise its math fallback runs). Weights path: exp
 
 from __future__ import annotations
 
-from typing import ClassVar
+from types import MappingProxyType
+from typing import Any, ClassVar
 
+import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from attnbench.attention import ATTENTION
 from attnbench.attention.base import (
+    Attention,
+    Call,
+    Reference,
     check_dropout,
-    check_widths,
     dot_scores,
     expand_mask,
     require_equal_widths,
@@ -28,28 +32,50 @@ from attnbench.attention.base import (
 )
 
 
+def dot_naive(attn: Any, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+    """softmax(q kᵀ · scale) v with the (B, Tq, Tk) weights materialised: the bench's ``naive``."""
+    weights = torch.softmax(q @ k.transpose(1, 2) * attn.scale, dim=-1)  # (B, Tq, Tk)
+    return weights @ v  # (B, Tq, Dv)
+
+
+def _dot_bare(attn: Any, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+    """The fast path's SDPA call alone (no mask, no dropout): the bench's ``bare``."""
+    # (B, 1, T, D): PyTorch's fused CPU kernel takes 4-D inputs only
+    return F.scaled_dot_product_attention(q[:, None], k[:, None], v[:, None], scale=attn.scale)[
+        :, 0
+    ]
+
+
+def sdpa_flops(b: int, tq: int, tk: int, dk: int, dv: int) -> float:
+    """FLOPs of one SDPA forward+backward as torch's FLOP counter counts them: forward q kᵀ and
+    p v, backward the recomputed scores and four products (2 FLOPs per multiply-add)."""
+    return 2.0 * b * tq * tk * (4 * dk + 3 * dv)
+
+
 @ATTENTION.register("dot")
-class DotProductAttention(nn.Module):
-    baseline: ClassVar[bool] = False
-    projects: ClassVar[bool] = False
+class DotProductAttention(Attention):
+    fused: ClassVar[bool] = True
+    materialises: ClassVar[bool] = False
+    equal_widths: ClassVar[bool] = True
+    references = MappingProxyType({"naive": Reference(dot_naive), "bare": Reference(_dot_bare)})
     reference: ClassVar[str] = (
         "Luong, Pham & Manning 2015, 'Effective Approaches to Attention-based NMT', "
         "eq. 8 'dot': score(h_t, h_s) = h_tᵀ h_s"
     )
 
     def __init__(self, d_query: int, d_key: int, d_value: int, *, dropout: float = 0.0) -> None:
-        super().__init__()
-        check_widths(d_query, d_key, d_value)
-        require_equal_widths(self.name, d_query, d_key, "scores qᵀk", ("additive", "multihead"))
+        super().__init__(d_query, d_key, d_value)
+        require_equal_widths(self.name, d_query, d_key, "scores qᵀk")
         check_dropout(dropout)
         self.dropout = dropout
-        self.d_key = d_key
-        self.out_dim = d_value
 
     @property
     def scale(self) -> float:
         """Multiplier applied to qᵀk before the softmax (1 for the plain dot score)."""
         return 1.0
+
+    def flops(self, call: Call) -> float:
+        return sdpa_flops(call.batch, call.tq, call.tk, self.d_key, self.d_value)
 
     def forward(
         self,

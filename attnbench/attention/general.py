@@ -11,31 +11,41 @@ with scale 1 on the fast path (no (B, Tq, Tk) weights materialised), explicit sc
 
 from __future__ import annotations
 
-from typing import ClassVar
+from types import MappingProxyType
+from typing import Any, ClassVar
 
 from torch import Tensor, nn
 
 from attnbench.attention import ATTENTION
-from attnbench.attention.base import check_widths
-from attnbench.attention.dot import DotProductAttention
+from attnbench.attention.base import Attention, Call, Reference
+from attnbench.attention.dot import DotProductAttention, dot_naive, sdpa_flops
+
+
+def _general_naive(attn: Any, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+    return dot_naive(attn.dot, q, attn.W(k), v)  # qᵀ(W k), scale 1, weights materialised
 
 
 @ATTENTION.register("general")
-class GeneralAttention(nn.Module):
-    baseline: ClassVar[bool] = False
+class GeneralAttention(Attention):
     # W scores, it does not map inputs to a new space: the Transformer still adds q/k/v/o.
     projects: ClassVar[bool] = False
+    fused: ClassVar[bool] = True
+    materialises: ClassVar[bool] = False
+    references = MappingProxyType({"naive": Reference(_general_naive)})
     reference: ClassVar[str] = (
         "Luong, Pham & Manning 2015, 'Effective Approaches to Attention-based NMT', "
         "eq. 8 'general': score(h_t, h_s) = h_tᵀ W_a h_s"
     )
 
     def __init__(self, d_query: int, d_key: int, d_value: int, *, dropout: float = 0.0) -> None:
-        super().__init__()
-        check_widths(d_query, d_key, d_value)
+        super().__init__(d_query, d_key, d_value)
         self.W = nn.Linear(d_key, d_query, bias=False)  # W_a: (Dq, Dk); a bias cancels per row
         self.dot = DotProductAttention(d_query, d_query, d_value, dropout=dropout)
-        self.out_dim = d_value
+
+    def flops(self, call: Call) -> float:
+        # W k: (B·Tk, Dk) @ (Dk, Dq) forward, and its input and weight gradients
+        project = 3 * 2.0 * call.batch * call.tk * self.d_key * self.d_query
+        return project + sdpa_flops(call.batch, call.tq, call.tk, self.d_query, self.d_value)
 
     def forward(
         self,

@@ -28,11 +28,12 @@ weights in float32.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from types import MappingProxyType
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from attnbench.attention import ATTENTION
 from attnbench.attention._layout import (
@@ -42,8 +43,10 @@ from attnbench.attention._layout import (
     safe_denominator,
 )
 from attnbench.attention.base import (
+    Attention,
+    Call,
+    Reference,
     attend_in_float32,
-    check_widths,
     expand_mask,
     require_equal_widths,
 )
@@ -54,10 +57,18 @@ def feature_map(x: Tensor) -> Tensor:
     return F.elu(x) + 1.0
 
 
+def _linear_naive(attn: Any, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+    """The row-normalised (B, Tq, Tk) matrix φ(Q)φ(K)ᵀ, materialised: the bench's ``naive``."""
+    sim = feature_map(q) @ feature_map(k).transpose(1, 2)  # (B, Tq, Tk), positive
+    return sim / sim.sum(dim=-1, keepdim=True) @ v  # (B, Tq, Dv)
+
+
 @ATTENTION.register("linear")
-class LinearAttention(nn.Module):
-    baseline: ClassVar[bool] = False
-    projects: ClassVar[bool] = False
+class LinearAttention(Attention):
+    materialises: ClassVar[bool] = False
+    equal_widths: ClassVar[bool] = True
+    bounded_in_bf16: ClassVar[bool] = True  # its sums and normaliser run in float32
+    references = MappingProxyType({"naive": Reference(_linear_naive)})
     reference: ClassVar[str] = (
         "Katharopoulos et al. 2020, 'Transformers are RNNs: Fast Autoregressive Transformers "
         "with Linear Attention', §3.2 eq. 5 and 7: V'_i = φ(Q_i)ᵀ Σ_j φ(K_j) V_jᵀ / "
@@ -66,12 +77,22 @@ class LinearAttention(nn.Module):
     )
 
     def __init__(self, d_query: int, d_key: int, d_value: int, *, chunk: int = 64) -> None:
-        super().__init__()
-        check_widths(d_query, d_key, d_value)
-        require_equal_widths("linear", d_query, d_key, "takes φ(q)ᵀφ(k)", ("general", "additive"))
+        super().__init__(d_query, d_key, d_value)
+        require_equal_widths("linear", d_query, d_key, "takes φ(q)ᵀφ(k)")
         check_chunk(chunk)
         self.chunk = chunk
-        self.out_dim = d_value
+
+    def flops(self, call: Call) -> float:
+        """Unmasked or key-padded (shared sums): φ(K)ᵀ[V, 1] over Tk rows, then φ(Q) times that
+        (D, Dv + 1) state over Tq rows, each with its two gradients."""
+        return 6.0 * call.batch * (call.tq + call.tk) * self.d_key * (self.d_value + 1)
+
+    def memory_bytes(self, call: Call, path: Literal["fast", "naive"] = "fast") -> int:
+        """φ(Q), φ(K), [V, 1], numerator, denominator and their gradients: O(T), no (Tq, Tk)."""
+        if path == "naive":
+            return super().memory_bytes(call, path)
+        t = max(call.tq, call.tk)
+        return 8 * call.batch * t * (self.d_key + 1) * call.element_bytes
 
     def forward(
         self,

@@ -29,15 +29,17 @@ T × T band mask is as cheap and ``multihead``'s path runs with it. Weights path
 
 from __future__ import annotations
 
-from typing import ClassVar
+from types import MappingProxyType
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from attnbench.attention import ATTENTION
-from attnbench.attention.base import expand_mask, sdpa_mask
-from attnbench.attention.multihead import MultiHeadAttention
+from attnbench.attention.base import Call, Reference, expand_mask, sdpa_mask
+from attnbench.attention.dot import sdpa_flops
+from attnbench.attention.multihead import MultiHeadAttention, merge_heads, split_heads
 
 MIN_BLOCK = 16  # default block rows: tiny windows would otherwise make tiny matrices
 
@@ -48,8 +50,18 @@ def band_mask(t: int, window: int, device: torch.device) -> Tensor:
     return (pos[:, None] - pos[None, :]).abs() <= window
 
 
+def _local_naive(attn: Any, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+    """Every head's full (T, T) band-masked softmax: the bench's ``naive``."""
+    qh, kh, vh = split_heads(attn, q, k, v)
+    scores = qh @ kh.transpose(-2, -1) / qh.shape[-1] ** 0.5  # (B, H, T, T)
+    if q is k:  # the window applies to self-attention only, as in the variant
+        scores = scores.masked_fill(~band_mask(q.shape[1], attn.window, q.device), float("-inf"))
+    return merge_heads(attn, torch.softmax(scores, dim=-1) @ vh)
+
+
 @ATTENTION.register("local")
 class LocalAttention(MultiHeadAttention):
+    references = MappingProxyType({"naive": Reference(_local_naive)})
     reference: ClassVar[str] = (
         "Beltagy, Peters & Cohan 2020, 'Longformer: The Long-Document Transformer', §3.1 "
         "sliding window: each token attends to the tokens within w of it; scores per head as "
@@ -74,6 +86,35 @@ class LocalAttention(MultiHeadAttention):
             raise ValueError(f"block must be >= 0 (0 = max(window, {MIN_BLOCK})), got {block}")
         self.window = window
         self.block = block or max(window, MIN_BLOCK)
+
+    def _blocks(self, t: int) -> tuple[int, int] | None:
+        """(N blocks, S keys per block) of the blocked fast path at self-attention length T;
+        None when one block's neighbourhood covers the sequence (multihead's path runs)."""
+        c = self.block
+        s = (2 * -(-self.window // c) + 1) * c
+        return None if t <= s else (-(-t // c), s)
+
+    def flops(self, call: Call) -> float:
+        """Self-attention (Tq = Tk): the blocked path's SDPA over N·C query rows against S keys
+        each; otherwise multihead's (every key is in the window)."""
+        blocks = self._blocks(call.tk) if call.tq == call.tk else None
+        if blocks is None:
+            return super().flops(call)
+        n, s = blocks
+        rows = n * self.block  # N·C queries, the last block padded
+        d = self.d_model
+        return self._projection_flops(call) + sdpa_flops(call.batch, rows, s, d, d)
+
+    def memory_bytes(self, call: Call, path: Literal["fast", "naive"] = "fast") -> int:
+        """Self-attention's blocked path: S / C copies of K and V (and gradients), the (C, S)
+        masks and per-block scores; otherwise multihead's, with the (T, T) band mask."""
+        e, b, t = call.element_bytes, call.batch, call.tk
+        blocks = self._blocks(t) if call.tq == t and path == "fast" else None
+        if blocks is None:
+            return super().memory_bytes(call, path) + call.tq * call.tk * b
+        _, s = blocks
+        copies = 4 * (s // self.block) * b * t * self.d_model * e
+        return copies + 3 * b * t * s + 4 * b * self.heads * t * s * e
 
     def forward(
         self,

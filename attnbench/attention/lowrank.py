@@ -43,7 +43,8 @@ weights missed 1 by up to 7e-3. The context is returned in the dtype a matmul wo
 from __future__ import annotations
 
 import math
-from typing import ClassVar
+from types import MappingProxyType
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -58,19 +59,33 @@ from attnbench.attention._layout import (
     safe_denominator,
 )
 from attnbench.attention.base import (
+    Attention,
+    Call,
+    Reference,
     attend_in_float32,
     check_dropout,
-    check_widths,
     expand_mask,
     require_equal_widths,
     upcast,
 )
 
 
+def _lowrank_naive(attn: Any, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+    """E and F materialised as row-softmaxes over the positions: the bench's ``naive``."""
+    t = k.shape[1]
+    e = torch.softmax(attn.key_logits[:, :t], dim=-1)  # E: (R, T), rows over positions
+    f = torch.softmax(attn.value_logits[:, :t], dim=-1)  # F: (R, T)
+    ek, fv = e @ k, f @ v  # (B, R, D) each: the projected keys and values
+    weights = torch.softmax(q @ ek.transpose(1, 2) * attn.scale, dim=-1)  # (B, T, R)
+    return weights @ fv  # (B, T, D)
+
+
 @ATTENTION.register("lowrank")
-class LowRankAttention(nn.Module):
-    baseline: ClassVar[bool] = False
-    projects: ClassVar[bool] = False
+class LowRankAttention(Attention):
+    materialises: ClassVar[bool] = False
+    equal_widths: ClassVar[bool] = True
+    bounded_in_bf16: ClassVar[bool] = True  # its normalised sums and softmax run in float32
+    references = MappingProxyType({"naive": Reference(_lowrank_naive)})
     reference: ClassVar[str] = (
         "Wang et al. 2020, 'Linformer: Self-Attention with Linear Complexity', §4 eq. 7: "
         "head = softmax(Q W^Q (E K W^K)ᵀ / √d_k) · F V W^V, E, F ∈ R^{k×n} projecting along the "
@@ -88,9 +103,8 @@ class LowRankAttention(nn.Module):
         chunk: int = 64,
         dropout: float = 0.0,
     ) -> None:
-        super().__init__()
-        check_widths(d_query, d_key, d_value)
-        require_equal_widths("lowrank", d_query, d_key, "scores qᵀ(E K)", ("general", "additive"))
+        super().__init__(d_query, d_key, d_value)
+        require_equal_widths("lowrank", d_query, d_key, "scores qᵀ(E K)")
         if rank < 1:
             raise ValueError(f"rank must be >= 1 (projected rows), got {rank}")
         if max_len < 1:
@@ -102,12 +116,20 @@ class LowRankAttention(nn.Module):
         self.chunk = chunk
         self.dropout = dropout
         self.scale = 1.0 / math.sqrt(d_key)
-        self.out_dim = d_value
         # Logits of E (keys) and F (values), one column per position. N(0, 1): rows start as
         # different soft mixtures of positions (equal logits would make every row the mean and
         # the rows could never become different).
         self.key_logits = nn.Parameter(torch.randn(rank, max_len))  # (R, L)
         self.value_logits = nn.Parameter(torch.randn(rank, max_len))  # (R, L)
+
+    def length_limit(self) -> tuple[str, int]:
+        return "max_len", self.max_len  # E and F have one column per key position
+
+    def memory_bytes(self, call: Call, path: Literal["fast", "naive"] = "fast") -> int:
+        """(B, Tq, R) normalisers, scores, mixes and their gradients, and the (R, L) logits of E
+        and F with theirs; the naive form materialises O(T·R) too, never (Tq, Tk)."""
+        e, r = call.element_bytes, self.rank
+        return 16 * call.batch * call.tq * r * e + 8 * r * self.max_len * e
 
     def _position_weights(self, tk: int) -> tuple[Tensor, Tensor]:
         """Unnormalised exp(ℓ) of E and F for the first Tk positions, each (Tk, R), max 1."""

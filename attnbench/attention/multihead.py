@@ -14,7 +14,8 @@ which returns NaN there.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from types import MappingProxyType
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -22,19 +23,89 @@ from torch import Tensor, nn
 
 from attnbench.attention import ATTENTION
 from attnbench.attention.base import (
+    Attention,
+    Call,
+    Reference,
     check_dropout,
-    check_widths,
     dot_scores,
     expand_mask,
     sdpa_mask,
     softmax_mix,
 )
+from attnbench.attention.dot import sdpa_flops
+
+
+# -- the bench's references: the same maths built from a module's own weights -----------------
+def split_heads(attn: Any, q: Tensor, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """q, k, v (B, T, D) through the module's projections, split into (B, H, T, Dh) heads."""
+    b, _, d = q.shape
+    h = attn.heads
+    split = [
+        F.linear(x, p.weight, p.bias).view(b, -1, h, d // h).transpose(1, 2)  # (B, H, T, Dh)
+        for x, p in ((q, attn.q_proj), (k, attn.k_proj), (v, attn.v_proj))
+    ]
+    return split[0], split[1], split[2]
+
+
+def merge_heads(attn: Any, ctx: Tensor) -> Tensor:
+    """(B, H, T, Dh) per-head contexts -> the module's output projection: (B, T, D)."""
+    b, _, t, _ = ctx.shape
+    ctx = ctx.transpose(1, 2).reshape(b, t, attn.d_model)  # (B, T, D)
+    return F.linear(ctx, attn.out_proj.weight, attn.out_proj.bias)
+
+
+def _projected_heads(attn: Any, q: Tensor, k: Tensor, v: Tensor) -> tuple[Tensor, ...]:
+    """The (B, H, T, Dh) tensors multihead hands its SDPA call, as fresh leaves (same strides)."""
+    with torch.no_grad():
+        return tuple(x.requires_grad_() for x in split_heads(attn, q, k, v))
+
+
+def _sdpa(attn: Any, qh: Tensor, kh: Tensor, vh: Tensor) -> Tensor:
+    return F.scaled_dot_product_attention(qh, kh, vh)  # (B, H, T, Dh)
+
+
+def _multihead_naive(attn: Any, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+    qh, kh, vh = split_heads(attn, q, k, v)
+    weights = torch.softmax(qh @ kh.transpose(-2, -1) / qh.shape[-1] ** 0.5, dim=-1)  # (B,H,T,T)
+    return merge_heads(attn, weights @ vh)
+
+
+def _multihead_plain(attn: Any, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+    qh, kh, vh = split_heads(attn, q, k, v)
+    return merge_heads(attn, F.scaled_dot_product_attention(qh, kh, vh))
+
+
+def _torch_mha(attn: Any) -> nn.Module:
+    """``nn.MultiheadAttention`` with multihead's width, heads and weights (batch_first; the
+    packed (3D, D) in-projection, as PyTorch builds it when query, key and value widths match)."""
+    d = attn.d_model
+    mha = nn.MultiheadAttention(d, attn.heads, dropout=attn.dropout, batch_first=True)
+    with torch.no_grad():
+        projs = (attn.q_proj, attn.k_proj, attn.v_proj)
+        mha.in_proj_weight.copy_(torch.cat([p.weight for p in projs]))  # (3D, D)
+        mha.in_proj_bias.copy_(torch.cat([p.bias for p in projs]))  # (3D,)
+        mha.out_proj.weight.copy_(attn.out_proj.weight)
+        mha.out_proj.bias.copy_(attn.out_proj.bias)
+    return mha.eval()
+
+
+def _torch_mha_call(mha: Any, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+    return mha(q, k, v, need_weights=False)[0]  # (B, T, D)
 
 
 @ATTENTION.register("multihead")
-class MultiHeadAttention(nn.Module):
-    baseline: ClassVar[bool] = False
+class MultiHeadAttention(Attention):
     projects: ClassVar[bool] = True
+    fused: ClassVar[bool] = True
+    materialises: ClassVar[bool] = False
+    # bare: one SDPA call on its projected heads (the floor); plain: the whole variant as plain
+    # torch calls; torch: PyTorch's own module, same weights; naive: every intermediate.
+    references = MappingProxyType({
+        "naive": Reference(_multihead_naive),
+        "plain": Reference(_multihead_plain),
+        "bare": Reference(_sdpa, _projected_heads),
+        "torch": Reference(_torch_mha_call, peer=_torch_mha),
+    })
     reference: ClassVar[str] = (
         "Vaswani et al. 2017, 'Attention Is All You Need', §3.2.2: "
         "MultiHead(Q, K, V) = Concat(head_1, ..., head_h) W^O, "
@@ -44,8 +115,7 @@ class MultiHeadAttention(nn.Module):
     def __init__(
         self, d_query: int, d_key: int, d_value: int, *, heads: int = 4, dropout: float = 0.0
     ) -> None:
-        super().__init__()
-        check_widths(d_query, d_key, d_value)
+        super().__init__(d_query, d_key, d_value)
         if heads < 1:
             raise ValueError(f"heads must be >= 1, got {heads}")
         if d_query % heads:
@@ -63,6 +133,24 @@ class MultiHeadAttention(nn.Module):
         self.k_proj = nn.Linear(d_key, d_query)
         self.v_proj = nn.Linear(d_value, d_query)
         self.out_proj = nn.Linear(d_query, d_query)
+
+    def _projection_flops(self, call: Call) -> float:
+        """q and out projections over Tq rows, k and v over Tk, each (D_in, D) forward and its
+        input and weight gradients: 3 × 2 FLOPs per multiply-add."""
+        d = self.d_model
+        rows = (call.tq * (self.d_query + d) + call.tk * (self.d_key + self.d_value)) * d
+        return 6.0 * call.batch * rows
+
+    def flops(self, call: Call) -> float:
+        return self._projection_flops(call) + sdpa_flops(
+            call.batch, call.tq, call.tk, self.d_model, self.d_model
+        )
+
+    def memory_bytes(self, call: Call, path: Literal["fast", "naive"] = "fast") -> int:
+        """The scores (``Attention.memory_bytes``), plus the projected (B, T, D) queries, keys,
+        values and context and their gradients."""
+        projected = 4 * call.batch * (call.tq + call.tk) * self.d_model * call.element_bytes
+        return super().memory_bytes(call, path) + projected
 
     @torch.no_grad()
     def load_from_torch_mha(self, mha: nn.MultiheadAttention) -> None:

@@ -11,26 +11,29 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from torch import Tensor, nn
+from torch import Tensor
 
 from attnbench.attention import ATTENTION
-from attnbench.attention.base import check_widths, expand_mask
+from attnbench.attention.base import Attention, Call, expand_mask
 
 
 @ATTENTION.register("none")
-class NoAttention(nn.Module):
+class NoAttention(Attention):
     baseline: ClassVar[bool] = True
     # Nothing to project: a backbone must not wrap this variant in projections of its own.
     projects: ClassVar[bool] = True
+    materialises: ClassVar[bool] = False
+    bounded_in_bf16: ClassVar[bool] = True  # zeros in any precision
     reference: ClassVar[str] = (
         "No attention: Sutskever et al. 2014 (fixed-size encoder state), Cho et al. 2014"
     )
 
     def __init__(self, d_query: int, d_key: int, d_value: int) -> None:
-        super().__init__()
-        check_widths(d_query, d_key, d_value)
-        self.d_value = d_value
-        self.out_dim = d_value
+        super().__init__(d_query, d_key, d_value)
+
+    def memory_bytes(self, call: Call, path: str = "fast") -> int:
+        """Nothing beyond the zero context."""
+        return 0
 
     def forward(
         self,

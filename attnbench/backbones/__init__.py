@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from attnbench.registry import Registry
 
-BACKBONES: Registry = Registry("backbone", "attnbench.backbones")
+BACKBONES: Registry = Registry(
+    "backbone", "attnbench.backbones", "attnbench.backbones.base:Backbone"
+)
 
 __all__ = ["BACKBONES"]

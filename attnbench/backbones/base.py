@@ -3,15 +3,27 @@
 Notation: B batch, T input length, C token channels, U target length, D width, K classes,
 V target vocabulary.
 
-A backbone is an ``nn.Module`` registered with ``@BACKBONES.register("name")`` and built as
-``Cls(spec, make_attention, **yaml_params)``:
+A backbone is a subclass of ``Backbone`` (below) registered with ``@BACKBONES.register("name")``
+and built as ``Cls(spec, make_attention, **yaml_params)``:
 
 - ``spec``: ``attnbench.tasks.base.TaskSpec`` (vocabulary sizes, lengths, task kind);
 - ``make_attention(d_query, d_key, d_value) -> Attention``: builds one attention module of the
   chosen variant (call it once per place attention is used: per layer, self and cross);
 - yaml params: plain typed keyword arguments (``d_model: int = 64``, ...) validated before training.
 
-It declares ``kinds`` (the task kinds it supports); an incompatible task is refused before training.
+Facts a backbone declares (attributes and methods of ``Backbone``, with defaults; the resource
+pre-flight reads them on a model built on the meta device, so no memory is allocated):
+- ``kinds`` (required): the task kinds it supports; an incompatible task is refused before
+  training.
+- ``width``: the width of the states attention sees (its query width).
+- ``attention_calls()``: what it asks of attention in one training forward pass over a
+  full-length example: one ``AttentionCall(module, Tq, Tk)`` per call, the module knowing the
+  widths it was built with (default: none declared; the pre-flight then counts no attention
+  memory). A conformance test checks the declared calls against the calls a forward pass makes.
+- ``activations_per_example()``: float values one training example keeps for backward outside
+  attention (default 0: a lower bound).
+- ``length_limit(params)`` (a class method, read before anything is built): (setting, value) of
+  the longest sequence it takes (default None: any length).
 
 Calls:
 - ``forward(inputs, targets=None, need_weights=False) -> BackboneOutput``
@@ -29,9 +41,9 @@ the True = real token mask.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from torch import Tensor, nn
 
@@ -51,9 +63,39 @@ class BackboneOutput:
     tokens: Tensor | None = None
 
 
+@dataclass(frozen=True)
+class AttentionCall:
+    """One attention call of a training forward pass: the module called (it knows its widths and
+    costs), Tq queries and Tk keys per example."""
+
+    module: Attention
+    tq: int
+    tk: int
+
+
 class Backbone(nn.Module):
+    """Base class of every backbone: the facts (module docstring) with their defaults."""
+
     name: ClassVar[str]
     kinds: ClassVar[frozenset[Kind]]
+    # The constructor argument that sets the model's width, which `match_params` adjusts to bring
+    # a variant's parameter count to the reference's (config.build); None = not adjustable.
+    width_key: ClassVar[str | None] = None
+    width: int = 0
+
+    def attention_calls(self) -> list[AttentionCall]:
+        """The attention calls of one training forward pass over a full-length example."""
+        return []
+
+    def activations_per_example(self) -> int:
+        """Float values one training example keeps for backward outside attention."""
+        return 0
+
+    @classmethod
+    def length_limit(cls, params: Mapping[str, Any]) -> tuple[str, int] | None:
+        """(key in the backbone's group, value) of the longest sequence a backbone built with
+        ``params`` (its YAML settings, defaults filled in) takes; None: any length."""
+        return None
 
 
 def padding_mask(inputs: Tensor) -> Tensor:

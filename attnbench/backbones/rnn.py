@@ -39,6 +39,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from attnbench.backbones import BACKBONES
 from attnbench.backbones.base import (
+    AttentionCall,
     AttentionFactory,
     Backbone,
     BackboneOutput,
@@ -106,6 +107,7 @@ class RNNClassifier(Backbone):
     """Embedding -> bidirectional LSTM/GRU -> attention pooling -> linear classifier."""
 
     kinds = frozenset({"classify"})
+    width_key = "hidden"
 
     def __init__(
         self,
@@ -135,8 +137,10 @@ class RNNClassifier(Backbone):
             num_classes=spec.num_classes,
             vocab_size=spec.vocab_size,
         )
+        self.spec = spec
         self.per_position = spec.target_per_position
         d = 2 * hidden  # width of the bidirectional states: query, key and value width
+        self.width = d
 
         self.embed = TokenEmbedding(spec.vocab_size, embed_dim)
         rnn_cls = nn.LSTM if cell == "lstm" else nn.GRU
@@ -161,6 +165,21 @@ class RNNClassifier(Backbone):
                 nn.init.normal_(self.query, std=1.0 / math.sqrt(d))
             features = d + self.attn.out_dim if self.per_position else self.attn.out_dim
         self.classifier = nn.Linear(features, spec.num_classes)
+
+    def attention_calls(self) -> list[AttentionCall]:
+        """Per position every state queries all T states; per sequence one learned query does."""
+        t = self.spec.max_len
+        if self.baseline:
+            return []
+        return [AttentionCall(self.attn, t if self.per_position else 1, t)]
+
+    def activations_per_example(self) -> int:
+        """Per position: the embedding and its dropout (2 E), per layer and direction the gates
+        and states the recurrence keeps (6 H for an LSTM, 4 H for a GRU); the logits (3 each)."""
+        t, rnn = self.spec.max_len, self.rnn
+        gates = 6 if rnn.mode == "LSTM" else 4
+        per_token = 2 * rnn.input_size + 2 * gates * rnn.hidden_size * rnn.num_layers
+        return t * per_token + 3 * (t if self.per_position else 1) * self.spec.num_classes
 
     def forward(
         self, inputs: Tensor, targets: Tensor | None = None, need_weights: bool = False

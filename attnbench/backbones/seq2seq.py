@@ -36,6 +36,7 @@ from torch import Tensor, nn
 
 from attnbench.backbones import BACKBONES
 from attnbench.backbones.base import (
+    AttentionCall,
     AttentionFactory,
     Backbone,
     BackboneOutput,
@@ -51,6 +52,7 @@ class Seq2Seq(Backbone):
     """(Bi)GRU encoder, GRU decoder whose state attends over the encoder outputs."""
 
     kinds = frozenset({"transduce"})
+    width_key = "hidden"
 
     def __init__(
         self,
@@ -78,6 +80,7 @@ class Seq2Seq(Backbone):
             vocab_size=spec.vocab_size,
             target_vocab_size=spec.target_vocab_size,
         )
+        self.spec = spec
         self.max_target_len = spec.max_target_len
         self.layers = layers
         s = hidden * (2 if bidirectional else 1)  # encoder state width = decoder width
@@ -107,6 +110,22 @@ class Seq2Seq(Backbone):
         self.combine = nn.Linear(ctx_dim + s, s)  # W_c
         self.out = nn.Linear(s, spec.target_vocab_size)  # W_o
         self.drop = nn.Dropout(dropout)
+
+    def attention_calls(self) -> list[AttentionCall]:
+        """The decoder's U states attend over the T encoder states, in one batched call."""
+        return [] if self.baseline else [AttentionCall(self.attn, self.max_target_len,
+                                                       self.spec.max_len)]
+
+    def activations_per_example(self) -> int:
+        """Encoder positions: the embedding and its dropout (2 E), per layer and direction the
+        GRU's gates and states (4 H); decoder positions: embedding, input [y ; c] (2 E + S), per
+        layer its GRU (4 S), the combined state (3 S); the logits (3 per target word)."""
+        t, u, s = self.spec.max_len, self.max_target_len, self.width
+        enc, dec = self.encoder, self.decoder
+        dirs = 2 if enc.bidirectional else 1
+        source = t * (2 * enc.input_size + 4 * dirs * enc.hidden_size * enc.num_layers)
+        target = u * (2 * dec.input_size + 4 * s * dec.num_layers + 3 * s)
+        return source + target + 3 * u * self.spec.target_vocab_size
 
     # -- pieces shared by teacher forcing and greedy decoding ---------------------------------
 

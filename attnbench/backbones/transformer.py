@@ -17,11 +17,15 @@ every variant mixes projected tokens; ``multihead`` brings its own (``attn.proje
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
 from attnbench.backbones import BACKBONES
 from attnbench.backbones.base import (
+    AttentionCall,
     AttentionFactory,
     Backbone,
     BackboneOutput,
@@ -105,6 +109,7 @@ class Block(nn.Module):
 @BACKBONES.register("transformer")
 class Transformer(Backbone):
     kinds = frozenset({"classify", "transduce"})
+    width_key = "d_model"
 
     def __init__(
         self,
@@ -138,6 +143,8 @@ class Transformer(Backbone):
         if spec.kind == "transduce" and decoder_layers < 1:
             raise ValueError(f"'backbone.decoder_layers' = {decoder_layers}: must be >= 1")
         self.spec = spec
+        self.width = d_model
+        self.ffn_mult = ffn_mult
         self.embed = TokenEmbedding(spec.vocab_size, d_model)
         self.pos = nn.Embedding(max_len, d_model)
         self.encoder = nn.ModuleList(
@@ -145,6 +152,7 @@ class Transformer(Backbone):
         )
         self.ln_enc = nn.LayerNorm(d_model)
         if spec.kind == "classify":
+            self.decoder = nn.ModuleList()  # no decoder blocks
             self.head = nn.Linear(d_model, spec.num_classes)
         else:
             self.tgt_embed = nn.Embedding(spec.target_vocab_size, d_model, padding_idx=PAD)
@@ -154,6 +162,33 @@ class Transformer(Backbone):
             )
             self.ln_dec = nn.LayerNorm(d_model)
             self.head = nn.Linear(d_model, spec.target_vocab_size)
+
+    @classmethod
+    def length_limit(cls, params: Mapping[str, Any]) -> tuple[str, int]:
+        return "max_len", int(params["max_len"])  # one learned embedding per position
+
+    def attention_calls(self) -> list[AttentionCall]:
+        """Self-attention over T per encoder block; per decoder block, causal self-attention over
+        U and cross-attention from U to T (blocks whose mixer is the `none` baseline call none)."""
+        t, u = self.spec.max_len, self.spec.max_target_len
+        calls = [AttentionCall(b.mix.attn, t, t) for b in self.encoder if not b.mix.baseline]
+        for block in self.decoder:
+            if not block.mix.baseline:
+                calls.append(AttentionCall(block.mix.attn, u, u))
+            if block.cross is not None and not block.cross.baseline:
+                calls.append(AttentionCall(block.cross.attn, u, t))
+        return calls
+
+    def activations_per_example(self) -> int:
+        """Per block and position: the norms, residuals and q/k/v/o projections (~8 D), the MLP's
+        hidden units and their GELU (2 ffn_mult D), a decoder block's cross-attention (4 D);
+        then the logits, their log-softmax and gradient (3 per output)."""
+        d, t, u = self.width, self.spec.max_len, self.spec.max_target_len
+        block = (8 + 2 * self.ffn_mult) * d
+        out = 3 * (t if self.spec.target_per_position else 1) * self.spec.num_classes
+        if self.spec.kind == "transduce":
+            out = 3 * u * self.spec.target_vocab_size + u * len(self.decoder) * (block + 4 * d)
+        return t * len(self.encoder) * block + (t + u) * d + out
 
     def _positions(self, t: int, device: torch.device) -> Tensor:
         return self.pos(torch.arange(t, device=device))  # (T, D)

@@ -13,12 +13,14 @@ off) on ``bench.device`` in ``bench.dtype`` (inputs and weights cast to it, not 
 - peak memory: on CPU, the peak resident memory above the baseline, measured in a fresh process
   per case (forked from a clean fork server, so no measurement inherits another's heap); on
   CUDA, the caching allocator's peak above what was allocated before the call;
-- GFLOP/s and % of the device's peak, where the FLOP count is defined (the matmul variants),
-  against a big matmul in the same dtype timed in the same run;
+- GFLOP/s and % of the device's peak against a big matmul in the same dtype timed in the same
+  run, for every case torch's FLOP counter counts FLOPs in (matmuls and SDPA, on the first
+  warm-up call; element-wise work such as additive's tanh is not counted, ``none`` has none);
 - the scaling exponent: the log–log slope of time vs T per variant, and the crossover: the
   shortest T from which a variant is faster than ``scaled`` at every longer T measured.
 
-Each variant may be joined by references at the same T, built from the variant's own weights:
+Each variant may be joined by the references it declares (``Attention.references``) at the same
+T, built from the variant's own weights:
 
 - ``naive``: the textbook formula with every intermediate materialised (softmax(QKᵀ)V; the
   (B, T, T, Hd) broadcast of additive attention; linear's normalised φ(Q)φ(K)ᵀ; local's full
@@ -34,9 +36,10 @@ and memory vs T, and one MLflow run holding the metrics (step = T), the table an
 
 The package, one job per module: `plan` (settings, cases, composition and validation; no torch),
 `device` (bench.device and bench.dtype checked against the machine, its clock and free memory),
-`kernels` (the variant and its references as runners), `measure` (cost models, timing, the whole
-measurement), `memory` (peak memory per case), `output` (tables, plot, files, MLflow). This
-module wires them; it imports none of them (nor torch) until called.
+`kernels` (the variant and its references as runners), `measure` (memory estimates from the
+variants' facts, FLOP counts, timing, the whole measurement), `memory` (peak memory per case),
+`output` (tables, plot, files, MLflow). This module wires them; it imports none of them (nor
+torch) until called.
 """
 
 from __future__ import annotations

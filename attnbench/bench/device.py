@@ -130,21 +130,11 @@ def timer(device: torch.device) -> Callable[[Callable[[], None]], float]:
 
 
 def host_available_bytes() -> int | None:
-    """Memory available to new allocations on the host (MemAvailable), or None when unknown."""
-    try:
-        import psutil  # type: ignore[import-not-found]
+    """Memory available to new allocations on the host (the pre-flight's figure: psutil's, within
+    the cgroup's limit), or None when unknown."""
+    from attnbench.config.resources import available_memory
 
-        return int(psutil.virtual_memory().available)
-    except ImportError:
-        pass
-    try:
-        with open("/proc/meminfo", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
+    return available_memory()[0]
 
 
 def available_bytes(device: torch.device) -> int | None:

@@ -1,9 +1,11 @@
-"""The measurement: cost models (FLOPs, memory estimates, the machine's matmul peak), interleaved
-timing in this process on the plan's device, memory per case (`bench.memory`), the scaling
-exponents and the crossover lengths."""
+"""The measurement: cost models (memory estimates from the variants' own facts, FLOPs counted by
+torch's FLOP counter, the machine's matmul peak), interleaved timing in this process on the
+plan's device, memory per case (`bench.memory`), the scaling exponents and the crossover
+lengths."""
 
 from __future__ import annotations
 
+import functools
 import gc
 import os
 import statistics
@@ -15,7 +17,7 @@ from typing import Any
 import torch
 
 from attnbench.bench.device import DTYPES, available_bytes, describe, out_of_memory, timer
-from attnbench.bench.kernels import Runner, build_runner, cases_for
+from attnbench.bench.kernels import Runner, build_module, build_runner, cases_for
 from attnbench.bench.memory import measure_memory, measure_memory_in_process
 from attnbench.bench.plan import KINDS, BenchPlan, BenchSettings, Case
 
@@ -25,69 +27,53 @@ CROSSOVER_BASE = "scaled"  # the crossover column: from which length a variant b
 
 
 # -- cost models ---------------------------------------------------------------------------------
-def _local_block(node: Mapping[str, Any]) -> tuple[int, int]:
-    """local's fast path: (S, C) = keys per block of queries, queries per block (local.py)."""
-    window = int(node.get("window") or 0)
-    c = int(node.get("block") or 0) or max(window, 16)
-    return (2 * -(-window // c) + 1) * c, c
-
-
-def flop_count(case: Case, node: Mapping[str, Any], settings: BenchSettings) -> float | None:
-    """Matmul FLOPs of one forward+backward (backward = 2× forward; fused recomputation not
-    counted); None where matmuls do not dominate (additive: tanh over (B, T, T, Hd); none;
-    lowrank: its (B, T, R) element-wise work is of the same order as its matmuls)."""
-    b, t, d = settings.batch, case.n, settings.dim
-    core = 4.0 * b * t * t * d  # QKᵀ and PV, 2 FLOPs per multiply-add
-    proj = 2.0 * b * t * d * d  # one (B, T, D) @ (D, D) projection
-    v, kind = case.variant, case.kind
-    if v in ("dot", "scaled", "cosine"):
-        return 3 * core
-    if v == "general":
-        return 3 * (core + proj)
-    if v == "multihead":
-        return 3 * core if kind == "bare" else 3 * (core + 4 * proj)  # bare: the SDPA call alone
-    if v == "local":  # the fast path computes S keys per query; naive computes all T
-        keys = min(t, _local_block(node)[0]) if kind != "naive" else t
-        return 3 * (4.0 * b * t * keys * d + 4 * proj)
-    if v == "linear":  # fast: φ(K)ᵀ[V, 1] then φ(Q)·that; naive: the (T, T) matrix
-        return 3 * core if kind == "naive" else 3 * 4.0 * b * t * d * (d + 1)
-    return None
-
-
 def estimate_bytes(case: Case, node: Mapping[str, Any], settings: BenchSettings) -> int:
-    """A generous estimate of the peak memory of one case (inputs included), in bench.dtype."""
-    b, t, d = settings.batch, case.n, settings.dim
-    e = settings.element_bytes
-    io = 10 * b * t * d * e  # q, k, v, output, their gradients, projections
-    pairs = b * t * t * e  # one (B, T, T) tensor
-    heads = int(node.get("heads") or 1)
-    v, kind = case.variant, case.kind
-    if v == "none":
-        return io
-    if v == "additive":
-        hd = int(node.get("hidden") or d)
-        if kind == "naive":  # the (B, T, T, Hd) broadcast, its tanh, and their gradients
-            return io + 3 * pairs * hd + 4 * pairs
-        chunk = min(int(node.get("chunk_bytes") or 2**22), pairs * hd)
-        return io + 4 * pairs + 2 * chunk
-    if kind == "naive" and v in ("dot", "scaled", "general", "cosine", "linear"):
-        return 2 * io + 4 * pairs  # scores, weights and their gradients
-    if kind == "naive" and v in ("multihead", "local"):
-        return 2 * io + 4 * pairs * heads + b * t * t  # per head; local's (T, T) band too
-    if v in ("dot", "scaled", "general", "cosine", "multihead"):
-        return 2 * io + 2 * b * heads * t * e  # fused: O(T) extra (log-sum-exp)
-    if v == "linear":  # φ(Q), φ(K), [V, 1], numerator, denominator and their gradients
-        return 2 * io + 8 * b * t * (d + 1) * e
-    if v == "lowrank":  # (B, T, R) normalisers, scores, mixes and gradients; the (R, L) logits
-        r, max_len = int(node.get("rank") or 32), int(node.get("max_len") or t)
-        return 2 * io + 16 * b * t * r * e + 8 * r * max_len * e
-    if v == "local":
-        s, c = _local_block(node)
-        if t <= s:  # multihead's path with a (T, T) band mask
-            return 2 * io + 4 * pairs * heads + b * t * t
-        # S / C = 2n + 1 copies of K and V (and gradients), the (C, S) masks, per-block scores
-        return 2 * io + 4 * (s // c) * b * t * d * e + 3 * b * t * s + 4 * b * heads * t * s * e
-    return io + 4 * pairs * heads  # an unknown variant: assume it materialises its weights
+    """A generous estimate of the peak memory of one case (inputs included), in bench.dtype:
+    the variant's own ``memory_bytes`` (its ``naive`` path for the naive reference, no mask),
+    read on the module built on the meta device, plus ten (B, T, D) tensors twice over (q, k, v,
+    output, their gradients, projections)."""
+    from attnbench.attention.base import Call
+
+    b, t, d, e = settings.batch, case.n, settings.dim, settings.element_bytes
+    module = build_module(node, settings, device="meta")
+    path = "naive" if case.kind == "naive" else "fast"
+    return 2 * 10 * b * t * d * e + module.memory_bytes(Call(b, t, t, e, masked=False), path)
+
+
+def _sdpa_forward(query: Any, key: Any, value: Any, *_: Any, **__: Any) -> int:
+    from torch.utils.flop_counter import sdpa_flop_count
+
+    return sdpa_flop_count(query, key, value)
+
+
+def _sdpa_backward(grad: Any, query: Any, key: Any, value: Any, *_: Any, **__: Any) -> int:
+    from torch.utils.flop_counter import sdpa_backward_flop_count
+
+    return sdpa_backward_flop_count(grad, query, key, value)
+
+
+def _cpu_sdpa_flops() -> dict[Any, Any]:
+    """FLOP formulas (on shapes) for PyTorch's fused CPU SDPA kernels, which
+    ``torch.utils.flop_counter`` does not list (it counts the CUDA ones): the same counts."""
+    aten = torch.ops.aten
+    return {
+        aten._scaled_dot_product_flash_attention_for_cpu: _sdpa_forward,
+        aten._scaled_dot_product_flash_attention_for_cpu_backward: _sdpa_backward,
+    }
+
+
+def _count_into(found: dict[Case, float], case: Case, run: Callable[[], object]) -> None:
+    found[case] = count_flops(run)
+
+
+def count_flops(run: Callable[[], object]) -> float:
+    """FLOPs of one call of `run` (a case's forward+backward) as ``torch.utils.flop_counter``
+    counts them: matmuls and SDPA, 2 per multiply-add; element-wise work is not counted."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False, custom_mapping=_cpu_sdpa_flops()) as counter:
+        run()
+    return float(counter.get_total_flops())
 
 
 def matmul_peak_gflops(
@@ -144,18 +130,23 @@ def time_cases(
     runners: dict[Case, Runner],
     settings: BenchSettings,
     seconds: Callable[[Callable[[], None]], float] | None = None,
-) -> tuple[dict[Case, list[float]], dict[Case, str]]:
-    """Interleaved timings (seconds, measured by `seconds`: `device.timer`) per case, and a note
-    for each case that failed."""
+) -> tuple[dict[Case, list[float]], dict[Case, str], dict[Case, float]]:
+    """Interleaved timings (seconds, measured by `seconds`: `device.timer`) per case, a note for
+    each case that failed, and each case's FLOPs (`count_flops`, on its first warm-up call: the
+    counter's overhead stays out of the timings)."""
     seconds = seconds or timer(torch.device("cpu"))
     times: dict[Case, list[float]] = {c: [] for c in runners}
     notes: dict[Case, str] = {}
+    flops: dict[Case, float] = {}
     want: dict[Case, int] = {}
     for case, run in runners.items():
         want[case] = settings.repeats
         try:
-            for _ in range(settings.warmup):
-                once = seconds(run)
+            counted = functools.partial(_count_into, flops, case, run)
+            if not settings.warmup:  # no warm-up to count on: one extra call
+                counted()
+            for i in range(settings.warmup):
+                once = seconds(run if i else counted)
                 if once * settings.repeats > settings.budget_s:  # keep long cases within budget
                     want[case] = max(
                         MIN_REPEATS, min(settings.repeats, int(settings.budget_s / once))
@@ -180,7 +171,7 @@ def time_cases(
     for case in live:
         if case not in notes and want[case] < settings.repeats:
             notes[case] = f"{want[case]} repeats (budget_s)"
-    return times, notes
+    return times, notes, flops
 
 
 # -- the whole benchmark -------------------------------------------------------------------------
@@ -268,7 +259,7 @@ def run_cases(plan: BenchPlan, log: Callable[[str], None] = lambda _msg: None) -
                 else:
                     runners[case] = build_runner(case, node, s, plan.device)
         log(f"T={n}: timing {len(runners)} case(s), {s.repeats} interleaved repeats…")
-        times, notes = time_cases(runners, s, seconds)
+        times, notes, flops = time_cases(runners, s, seconds)
         for case in runners:
             row = rows[case]
             if case in notes:
@@ -286,9 +277,8 @@ def run_cases(plan: BenchPlan, log: Callable[[str], None] = lambda _msg: None) -
             row.median_ms = statistics.median(ts) * 1e3
             row.iqr_ms = (q3 - q1) * 1e3
             row.repeats = len(ts)
-            fl = flop_count(case, plan.variants[case.variant], s)
-            if fl is not None:
-                row.gflops = fl / (row.median_ms / 1e3) / 1e9
+            if flops.get(case):  # 0: nothing a FLOP counter counts (`none`)
+                row.gflops = flops[case] / (row.median_ms / 1e3) / 1e9
         measured = [c for c in times if times[c]]
         if s.memory and dev.type == "cuda":  # the allocator's own peak, in this process
             log(f"T={n}: peak memory of {len(measured)} case(s) from the CUDA allocator…")

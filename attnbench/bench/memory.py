@@ -11,7 +11,6 @@ the baseline): activations kept for backward, gradients, scratch.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import functools
 import gc
 import json
@@ -23,38 +22,7 @@ import torch
 
 from attnbench.bench.kernels import Runner, build_runner
 from attnbench.bench.plan import BenchSettings, Case
-
-
-def _status_kib(field_name: str) -> int | None:
-    """A field of /proc/self/status in KiB (VmRSS, VmHWM), or None without /proc."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith(field_name + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return None
-
-
-def _reset_peak_rss() -> bool:
-    """Reset this process's peak RSS (VmHWM) to its current RSS (Linux >= 4.0)."""
-    try:
-        with open("/proc/self/clear_refs", "w", encoding="ascii") as fh:
-            fh.write("5")
-        return True
-    except OSError:
-        return False
-
-
-def _return_freed_memory() -> None:
-    """glibc keeps freed blocks below a moving threshold (up to 32 MiB) in its heap, so a later
-    allocation would reuse pages already counted in the baseline. Make every block >= 64 KiB its
-    own mapping, unmapped on free, so the resident size follows the live tensors."""
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(-3, 64 * 1024)  # M_MMAP_THRESHOLD
-        libc.mallopt(-1, 128 * 1024)  # M_TRIM_THRESHOLD
+from attnbench.training.resident import peak_rss_mb, reset_peak, return_freed_memory, rss_mb
 
 
 def _memory_child(spec: str, conn: Any) -> None:
@@ -62,27 +30,17 @@ def _memory_child(spec: str, conn: Any) -> None:
     resident memory of a second run above the resident memory just before it (MiB)."""
     try:
         data = json.loads(spec)
-        _return_freed_memory()
+        return_freed_memory()
         torch.set_num_threads(int(data["threads"]))
         settings = BenchSettings(**data["settings"])
         runner = build_runner(Case(**data["case"]), data["node"], settings)
-        if _status_kib("VmHWM") is None or not _reset_peak_rss():  # no /proc: coarse fallback
-            import resource
-
-            runner.clear()
-            before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-            runner()
-            after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-            conn.send({"peak_mb": max(0, after - before) / 1024.0})
-            return
         runner()  # one-time allocations (thread pools, kernel scratch) do not belong to the case
         runner.clear()
         gc.collect()
-        _reset_peak_rss()
-        baseline = _status_kib("VmRSS") or 0
+        # The peak from the resident set now (Linux), else the growth of the lifetime peak.
+        baseline = rss_mb() if reset_peak() else peak_rss_mb()
         runner()
-        peak = _status_kib("VmHWM") or 0
-        conn.send({"peak_mb": max(0, peak - baseline) / 1024.0})
+        conn.send({"peak_mb": max(0.0, peak_rss_mb() - baseline)})
     except BaseException as err:  # noqa: BLE001 - reported to the parent as a note
         with contextlib.suppress(Exception):
             conn.send({"error": f"{type(err).__name__}: {err}".splitlines()[0][:200]})

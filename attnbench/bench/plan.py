@@ -14,7 +14,7 @@ from typing import Any
 from attnbench.errors import ConfigError
 
 CONFIG_NAME = "bench"  # conf/bench.yaml
-# A case times its variant, or one reference (kernels.REFERENCES says which variants have which):
+# A case times its variant, or one reference the variant declares (Attention.references):
 # bare = one SDPA call, plain = the variant as plain torch calls, torch = PyTorch's own module for
 # it (nn.MultiheadAttention), naive = the textbook formula with every intermediate materialised.
 KINDS = ("variant", "bare", "plain", "torch", "naive")

@@ -7,15 +7,17 @@ from __future__ import annotations
 
 import typer
 
-from attnbench.cli import bench, compare, evaluate, listing, reproduce, train, ui
+from attnbench.cli import bench, compare, completion, evaluate, listing, reproduce, train, ui
 from attnbench.cli._errors import OneLineUsageErrors
+
+completion.answer_requests()
 
 app = typer.Typer(
     name="attnbench",
     cls=OneLineUsageErrors,
     help="Which attention mechanism works best, at what cost, on this task?",
     no_args_is_help=True,
-    add_completion=True,  # --install-completion: commands, options and overrides
+    add_completion=False,  # attnbench's own --install-completion (cli/completion.py)
     pretty_exceptions_enable=False,
     rich_markup_mode=None,  # plain help: rich help rendering alone costs ~0.1 s of start-up
 )
@@ -41,8 +43,12 @@ def _version(value: bool) -> None:
 def main(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
                                  help="Show the version of attnbench and its engines."),
+    install_completion: bool = completion.INSTALL,
+    show_completion: bool = completion.SHOW,
 ) -> None:
     """Which attention mechanism works best, at what cost, on this task?"""
+    if install_completion or show_completion:  # answered before parsing when given first
+        raise typer.BadParameter("give it first: attnbench --install-completion [bash|zsh|fish]")
 
 
 app.command("list")(listing.list_components)

@@ -70,7 +70,9 @@ def exit_with(fn: Callable[[], int], debug: bool = False) -> None:
 class OneLineUsageErrors(TyperGroup):
     """The `attnbench` group: a usage error (unknown option or command, missing argument, bad
     option value) is one `error:` line naming the problem and where the choices are, exit 2,
-    instead of click's usage block. Help (`--help`, or no arguments) prints as usual."""
+    instead of click's usage block. Help (`--help`, or no arguments) prints as usual.
+    `--install-completion [SHELL]` / `--show-completion [SHELL]` are answered before Typer
+    parses (cli/completion.py)."""
 
     def main(
         self, args: Sequence[str] | None = None, *a: Any, standalone_mode: bool = True, **kw: Any
@@ -78,6 +80,11 @@ class OneLineUsageErrors(TyperGroup):
         if not standalone_mode:
             return super().main(args, *a, standalone_mode=False, **kw)
         try:
+            from attnbench.cli.completion import handle
+
+            done = handle(sys.argv[1:] if args is None else list(args))
+            if done is not None:
+                sys.exit(done)
             code = super().main(args, *a, standalone_mode=False, **kw)
         except _usage.UsageError as err:
             if type(err).__name__ == "NoArgsIsHelpError":  # `attnbench` alone: the help

@@ -50,6 +50,24 @@ def compare(
         help="Refuse (exit 2) when a group pools runs that differ in a config key other than "
         "the seed.",
     ),
+    margin: float = typer.Option(
+        None,
+        "--margin",
+        help="Equivalence margin in the metric's units: a group is tied with the reference only "
+        "when the 95 % CI of their difference lies within ± margin, else inconclusive. Default: "
+        "2 % of the metric's range (0.02 for accuracy, 2 for BLEU).",
+    ),
+    reruns: bool = typer.Option(
+        False,
+        "--reruns",
+        help="Also list the evaluate / reproduce runs, which are never counted as seeds.",
+    ),
+    across: str = typer.Option(
+        None,
+        "--across",
+        help="Summarise across this key's values (e.g. task): a variant x task table, average "
+        "ranks, Friedman test, Nemenyi post-hoc, critical-difference diagram.",
+    ),
     runs_dir: Path = RUNS_DIR,
     tracking_uri: str = typer.Option(
         None, "--tracking-uri", help="An MLflow tracking URI instead of the local store."
@@ -59,6 +77,8 @@ def compare(
     """Compare attention variants (default: the latest sweep) with statistics over seeds.
 
     Example: attnbench compare -e reverse --by attention,backbone --metric test/exact_match
+
+    Across tasks: attnbench compare --across task
     """
     from attnbench.analysis.compare import compare as run_compare
 
@@ -76,6 +96,9 @@ def compare(
             correction=correction,
             baseline=baseline,
             strict=strict,
+            margin=margin,
+            reruns=reruns,
+            across=across,
         ),
         debug,
     )

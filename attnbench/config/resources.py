@@ -1,249 +1,335 @@
-"""Resource pre-flight: refuse, before any data is generated, a job whose sizes cannot fit.
+"""Resource pre-flight: refuse a job whose sizes cannot fit before its data is drawn, its model is
+built or anything is written, in one line naming the setting.
 
-Two checks on a validated config (plain dict), both from the settings alone (milliseconds, no
-tensor allocated):
+Every size comes from the components' own facts (attention/base.py, backbones/base.py,
+tasks/base.py), read on the job's model built on PyTorch's meta device (shapes without storage:
+milliseconds, no memory; for synthetic tasks from the settings alone, no tensor allocated):
 
-- **lengths the backbone can take**: a Transformer embeds at most ``backbone.max_len`` positions,
-  so a synthetic task whose sequences are longer (``task.length``, ``task.max_len``,
-  ``task.num_pairs`` + ``task.num_queries``) is refused before its data is drawn;
-- **memory**: an estimate of the job's peak, compared with the memory available to new
-  allocations (``MemAvailable`` in /proc/meminfo, lowered to the cgroup's limit when the process
-  runs under one). The estimate is deliberately a lower bound, so that only what surely cannot
-  fit is refused:
+- **lengths**: the backbone's ``length_limit`` (the Transformer embeds at most
+  ``backbone.max_len`` positions) against the task's longest sequence, and each attention
+  module's ``length_limit`` (lowrank: ``attention.max_len`` columns) against the keys its calls
+  get;
+- **memory**: an estimate of the job's peak against the memory available to new allocations
+  (psutil's available memory, lowered to the cgroup's limit when the process runs under one). The
+  estimate is deliberately a lower bound, so that only what surely cannot fit is refused:
 
-  * the task's tensors, int64: inputs ``(N, T, C)``, targets and alignments ``(N, U)`` per
-    position (or ``(N,)`` per sequence), for N = n_train + n_val + n_test, plus what generating
-    the largest split needs on top (associative recall draws an ``(N, num_keys)`` float64
-    permutation key per split);
-  * one training step: activations ``B × T × D`` per layer, plus, for variants that materialise
-    their scores while training (additive, general, cosine; the SDPA-based ones are fused),
-    ``B × H × Tq × Tk × 4`` bytes × 3 (scores, weights, saved for backward) per attention layer;
-  * one evaluation batch with the diagnostic weights every variant but ``none`` returns:
-    ``min(eval_batch_size, n_test) × Tq × Tk × 12`` bytes (float32, and the float64 copy the
-    entropy is summed in);
-  * the model: parameters, gradients and Adam's two moments, for the embedding and output rows
-    (vocabulary, positions) and about 12·D² per layer.
+  * the data: ``DataSize.tensor_bytes`` (int64 inputs, targets, alignments, plus what drawing
+    the largest split needs on top); data already loaded (file tasks) is not counted again;
+  * one training step: ``batch_size`` × the backbone's ``activations_per_example``, plus the
+    ``memory_bytes`` of the largest of its ``attention_calls`` (scores, weights and what is saved
+    for backward, at their peak; the other calls' are not counted), in 16-bit elements under
+    ``trainer.precision=bf16|16``;
+  * or one evaluation batch with the diagnostic weights every variant but ``none`` returns:
+    ``min(eval_batch_size, N) × Tq × Tk × 12`` bytes for the largest call (float32, and the
+    float64 copy the entropy is summed in);
+  * the model: its parameters (counted on the meta model) with their gradients and Adam's two
+    moments: 4 float32 copies.
 
-File tasks (text, translation) are bounded by their files and only get the lengths check when
-their length is known; their data is not estimated. Notation: B batch, T input length, U target
-length, C channels, D width, H heads, N examples.
+When it does not fit, the line names the setting that pushed it over: of the settings that
+differ from their component's defaults, the one whose default saves the most.
+
+Two entry points: ``resource_problems(cfg)`` before any data exists (tasks with a
+``planned_size``), and ``loaded_problems(cfg, data)`` once a file task's data is read, before its
+model is built. Notation: B batch, T input length, U target length, N examples.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-INT64 = 8
+from attnbench.config.schema import component_params
+
+if TYPE_CHECKING:
+    from attnbench.backbones.base import Backbone
+    from attnbench.tasks.base import DataSize, Task, TaskData
+
 FLOAT32 = 4
-# Attention variants that build their (B, H, Tq, Tk) scores in the training forward pass.
-MATERIALISED = ("additive", "general", "cosine")
+WEIGHT_COPIES = 4  # weights, gradients, Adam's two moments
+EVAL_WEIGHT_BYTES = 4 + 8  # float32 weights and the float64 copy the entropy is summed in
+COMPONENTS = ("task", "backbone", "attention")
 
 
 @dataclass(frozen=True)
-class Shape:
-    """What a synthetic task's data looks like, from its settings alone."""
+class Footprint:
+    """A job's memory, by part (bytes), and what the step part is made of (for messages)."""
 
-    t_in: int  # T
-    t_out: int  # U (per-position targets) or 0 (one label per sequence)
-    channels: int  # C
-    sizes: dict[str, int]  # split -> N
-    length_key: str  # the task key that sets T, for messages
-    generation_bytes: int = 0  # transient bytes of drawing the largest split
-    vocab: int = 0  # input + target vocabulary + classes: embedding and output rows
-    vocab_key: str = ""  # the task key that sets the vocabulary, for messages
+    data: int
+    step: int
+    step_what: str
+    model: int
+    params: int
+
+    @property
+    def total(self) -> int:
+        return self.data + self.step + self.model
 
 
 def resource_problems(cfg: Mapping[str, Any], available: int | None = None) -> list[str]:
-    """One line per size the job cannot afford (empty when it fits or cannot be estimated).
+    """One line per size the job cannot afford, from its settings alone (empty when it fits, or
+    when its task's size is only known once its files are read: see `loaded_problems`).
     `available`: bytes free for new allocations (default: measured, see `available_memory`)."""
-    shape = task_shape(cfg.get("task") or {})
-    if shape is None:
+    task = _task(cfg)
+    size = task.planned_size() if task is not None else None
+    if size is None:
         return []
-    found = length_problems(cfg, shape)
+    return _problems(cfg, size, False, available)
+
+
+def loaded_problems(cfg: Mapping[str, Any], data: TaskData, available: int | None = None
+                    ) -> list[str]:
+    """The same check once the task's data is loaded, before the model is built: for tasks
+    without a planned size (file tasks: vocabulary and lengths are known now)."""
+    from attnbench.tasks.base import DataSize
+
+    task = _task(cfg)
+    if task is None or task.planned_size() is not None:  # checked before it was drawn
+        return []
+    return _problems(cfg, DataSize.of(data), True, available)
+
+
+def _problems(cfg: Mapping[str, Any], size: DataSize, loaded: bool, available: int | None
+              ) -> list[str]:
+    found = length_problems(cfg, size)
     if found:
         return found
+    model = meta_model(cfg, size)
+    if model is not None:
+        found = key_limit_problems(cfg, model)
+        if found:
+            return found
+    source = "given"
     if available is None:
         available, source = available_memory()
         if available is None:
             return []
-    else:
-        source = "given"
-    data = data_bytes(shape)
-    step, step_what = step_bytes(cfg, shape)
-    model, model_key = model_bytes(cfg, shape)
-    if data + step + model <= available:
+    foot = footprint(cfg, size, model, loaded)
+    if foot.total <= available:
         return []
-    have = f"more than the {gib(available)} of memory available ({source})"
-    if model >= max(data, step):
-        value = _setting(cfg, model_key)
-        return [f"'{model_key}' = {value}: the model's parameters, gradients and optimiser "
-                f"state need ~{gib(model)}, {have}; lower {model_key}"]
-    if data >= step:
-        counts = sum(shape.sizes.values())
-        biggest = max(shape.sizes, key=lambda s: shape.sizes[s])
-        key = f"task.n_{biggest}"
-        keys = (cfg.get("task") or {}).get("num_keys")
-        per_example = shape.t_in * shape.channels + 2 * shape.t_out
-        if isinstance(keys, int) and keys > 100 * per_example:  # the keys, not the count
-            return [f"'task.num_keys' = {keys}: drawing the task's keys needs ~{gib(data)} "
-                    f"({shape.sizes[biggest]} examples x {keys} keys x 16 bytes for the largest "
-                    f"split), {have}; lower task.num_keys"]
-        return [f"'{key}' = {shape.sizes[biggest]}: the task's data needs ~{gib(data)} "
-                f"({counts} examples of {shape.t_in} x {shape.channels} input and "
-                f"{max(shape.t_out, 1)} target int64 values each, plus drawing them), {have}; "
-                f"lower {key} (or '{shape.length_key}')"]
-    return [f"'{shape.length_key}' = {_length_value(cfg, shape)}: a training step or evaluation "
-            f"batch of "
-            f"backbone={_name(cfg, 'backbone')} attention={_name(cfg, 'attention')} needs "
-            f"~{gib(step)} ({step_what}), {have}; lower {shape.length_key}, "
-            "trainer.batch_size or trainer.eval_batch_size"]
+    return [_message(cfg, size, foot, loaded, f"more than the {gib(available)} of memory "
+                                              f"available ({source})")]
 
 
-def task_shape(task: Mapping[str, Any]) -> Shape | None:
-    """The data shape of a synthetic task (its registered class's `spec()`, which draws
-    nothing); None for file tasks and tasks without a spec."""
+# -- the facts, read ---------------------------------------------------------------------------
+def _task(cfg: Mapping[str, Any]) -> Task | None:
+    """The job's task, built from its settings (it draws nothing); None if they are invalid
+    (validation reports them)."""
     from attnbench.tasks import TASKS
 
-    name = str(task.get("name", ""))
+    node = cfg.get("task") or {}
     try:
-        built = TASKS.get(name)(**{k: v for k, v in task.items() if k != "name"})
+        return TASKS.get(str(node.get("name")))(**component_params(node))
     except Exception:  # noqa: BLE001 - invalid settings are reported by validation
         return None
-    spec_fn = getattr(built, "spec", None)
-    sizes = getattr(built, "sizes", None)
-    if spec_fn is None or not isinstance(sizes, dict):
+
+
+def _defaults(group: str, name: str) -> dict[str, Any]:
+    """The constructor defaults of a component (its YAML's values)."""
+    import inspect
+
+    from attnbench.attention import ATTENTION
+    from attnbench.attention.base import CONTEXT_ARGS as ATTENTION_ARGS
+    from attnbench.backbones import BACKBONES
+    from attnbench.backbones.base import CONTEXT_ARGS as BACKBONE_ARGS
+    from attnbench.registry import params_of
+    from attnbench.tasks import TASKS
+
+    registry, context = {"attention": (ATTENTION, ATTENTION_ARGS),
+                         "backbone": (BACKBONES, BACKBONE_ARGS), "task": (TASKS, ())}[group]
+    params = params_of(registry.get(name), context)
+    return {k: p.default for k, p in params.items() if p.default is not inspect.Parameter.empty}
+
+
+def meta_model(cfg: Mapping[str, Any], size: DataSize) -> Backbone | None:
+    """The job's model on the meta device (shapes, no storage); None when a constructor refuses
+    the settings (validation reports it) or cannot be built there."""
+    import torch
+
+    from attnbench.attention import ATTENTION
+    from attnbench.backbones import BACKBONES
+
+    attention, backbone = cfg.get("attention") or {}, cfg.get("backbone") or {}
+    try:
+        variant = ATTENTION.get(str(attention.get("name")))
+        params = component_params(attention)
+        with torch.device("meta"):
+            return BACKBONES.get(str(backbone.get("name")))(
+                size.spec, lambda dq, dk, dv: variant(dq, dk, dv, **params),
+                **component_params(backbone))
+    except Exception:  # noqa: BLE001 - a refused or meta-incapable constructor: no estimate
         return None
-    spec = spec_fn()
-    if spec.kind == "transduce":
-        t_out = spec.max_target_len
-    else:
-        t_out = spec.max_len if spec.target_per_position else 0
-    length_key = next((f"task.{k}" for k in ("length", "max_len", "num_pairs") if k in task),
-                      "task.length")
-    biggest = max(sizes.values())
-    generation = 0
-    if "num_keys" in task:  # an (N, K) float64 key and its int64 argsort per split
-        generation = biggest * _int(task["num_keys"]) * (8 + INT64)
-    else:  # symbols, positions and masks while a split is transformed
-        generation = 4 * biggest * max(spec.max_len, t_out) * INT64
-    vocab = spec.vocab_size + spec.target_vocab_size + spec.num_classes
-    vocab_key = next((f"task.{k}" for k in ("num_keys", "vocab", "num_values") if k in task), "")
-    return Shape(spec.max_len, t_out, spec.channels, dict(sizes), length_key, generation, vocab,
-                 vocab_key)
 
 
-def length_problems(cfg: Mapping[str, Any], shape: Shape) -> list[str]:
-    """A Transformer embeds at most `backbone.max_len` positions."""
-    backbone = cfg.get("backbone") or {}
-    limit = backbone.get("max_len")
-    longest = max(shape.t_in, shape.t_out)
-    if not isinstance(limit, int) or longest <= limit:
+def length_problems(cfg: Mapping[str, Any], size: DataSize) -> list[str]:
+    """The backbone's `length_limit` against the task's longest sequence."""
+    from attnbench.backbones import BACKBONES
+
+    node = cfg.get("backbone") or {}
+    try:
+        name = str(node.get("name"))
+        limit = BACKBONES.get(name).length_limit({**_defaults("backbone", name), **node})
+    except Exception:  # noqa: BLE001 - invalid settings are reported by validation
         return []
-    return [f"'{shape.length_key}' = {_length_value(cfg, shape)}: sequences of {longest} tokens "
-            f"are longer than the model's maximum 'backbone.max_len' = {limit}: raise "
-            "backbone.max_len or shorten the task"]
+    longest = max(size.spec.max_len, size.spec.max_target_len)
+    if limit is None or longest <= limit[1]:
+        return []
+    key, value = limit
+    return [f"{_length_setting(cfg)}sequences of {longest} tokens are longer than the "
+            f"model's maximum 'backbone.{key}' = {value}: raise backbone.{key} or shorten the "
+            "task"]
 
 
-def data_bytes(shape: Shape) -> int:
-    n = sum(shape.sizes.values())
-    per_example = shape.t_in * shape.channels + (2 * shape.t_out if shape.t_out else 1)
-    return n * per_example * INT64 + shape.generation_bytes
+def key_limit_problems(cfg: Mapping[str, Any], model: Backbone) -> list[str]:
+    """Each attention module's `length_limit` against the keys its calls get."""
+    needed: dict[tuple[str, int], int] = {}
+    for call in model.attention_calls():
+        limit = call.module.length_limit()
+        if limit is not None and call.tk > limit[1]:
+            needed[limit] = max(needed.get(limit, 0), call.tk)
+    name = (cfg.get("attention") or {}).get("name")
+    return [f"'attention.{key}' = {value}: {name} attention takes at most {value} keys, and "
+            f"this task's sequences give it {tk}; set attention.{key}>={tk} (or shorten the task)"
+            for (key, value), tk in needed.items()]
 
 
-def model_bytes(cfg: Mapping[str, Any], shape: Shape) -> tuple[int, str]:
-    """(bytes, the key that dominates) of the parameters with their gradients and Adam's two
-    moments (4 float32 copies): embedding and output rows for the vocabulary and positions,
-    plus about 12·D² per layer."""
-    backbone = cfg.get("backbone") or {}
-    width = _int(backbone.get("d_model") or backbone.get("hidden"), 64)
-    layers = _int(backbone.get("layers")) + _int(backbone.get("decoder_layers"), 0)
-    positions = _int(backbone.get("max_len"), 0)
-    width_key = "backbone.d_model" if "d_model" in backbone else "backbone.hidden"
-    parts = {
-        shape.vocab_key or width_key: shape.vocab * width,
-        "backbone.max_len": positions * width,
-        width_key: 12 * width * width * layers,
-    }
-    key = max(parts, key=lambda k: parts[k])
-    return sum(parts.values()) * FLOAT32 * 4, key
+def footprint(cfg: Mapping[str, Any], size: DataSize, model: Backbone | None, loaded: bool
+              ) -> Footprint:
+    """The job's memory by part (see the module docstring); without a model only the data."""
+    from attnbench.attention.base import Call
 
-
-def _setting(cfg: Mapping[str, Any], dotted: str) -> Any:
-    group, _, key = dotted.partition(".")
-    return (cfg.get(group) or {}).get(key, "?")
-
-
-def step_bytes(cfg: Mapping[str, Any], shape: Shape) -> tuple[int, str]:
-    """(bytes, what they are) of the larger of one training step and one diagnostic evaluation
-    batch (see the module docstring)."""
+    data = 0 if loaded else size.tensor_bytes()
+    if model is None:
+        return Footprint(data, 0, "", 0, 0)
     trainer = cfg.get("trainer") or {}
-    attention = cfg.get("attention") or {}
-    backbone = cfg.get("backbone") or {}
     batch = _int(trainer.get("batch_size"))
-    eval_batch = min(_int(trainer.get("eval_batch_size")), shape.sizes.get("test", 1))
-    heads = _int(attention.get("heads"))
-    variant = str(attention.get("name", ""))
-    width = _int(backbone.get("d_model") or backbone.get("hidden"), 64)
-    layers = _int(backbone.get("layers"))
-    t_in, t_out = shape.t_in, shape.t_out or 1
-    transduce = _is_transduce(cfg)
-    # the attention calls: (Tq, Tk, how many of them keep activations for backward)
-    kind = str(backbone.get("name"))
-    if kind == "transformer":
-        decoder = _int(backbone.get("decoder_layers")) if transduce else 0
-        calls = [(t_in, t_in, layers)] + ([(t_out, t_out, decoder), (t_out, t_in, decoder)]
-                                          if decoder else [])
-    elif kind == "rnn":
-        calls = [(1, t_in, 1)]  # a learned pooling query
+    evals = min(_int(trainer.get("eval_batch_size")),
+                max(size.sizes.get("val", 1), size.sizes.get("test", 1)))
+    element = 2 if str(trainer.get("precision")) in ("bf16", "16") else FLOAT32
+    calls = model.attention_calls()
+    activations = batch * model.activations_per_example() * element
+    scores = max((c.module.memory_bytes(Call(batch, c.tq, c.tk, element)) for c in calls),
+                 default=0)
+    shown = [c for c in calls if not c.module.baseline]
+    big = max(shown, key=lambda c: c.tq * c.tk, default=None)
+    weights = evals * big.tq * big.tk * EVAL_WEIGHT_BYTES if big is not None else 0
+    params = sum(p.numel() for p in model.parameters())
+    if activations + scores >= weights:
+        what = (f"a batch of {batch}: {gib(activations)} of activations and {gib(scores)} for "
+                "one call's attention scores")
+        step = activations + scores
     else:
-        calls = [(t_out, t_in, 1)]  # the decoder attends over the encoder's outputs
-    activations = batch * (t_in + (t_out if transduce else 0)) * width * FLOAT32 * 16 * layers
-    scores = 0
-    if variant in MATERIALISED:
-        scores = sum(batch * heads * q * k * FLOAT32 * 3 * n for q, k, n in calls)
-    weights = 0
-    if variant != "none":
-        q, k, _ = max(calls, key=lambda c: c[0] * c[1])
-        weights = eval_batch * q * k * (FLOAT32 + 8)
-    train = activations + scores
-    if train >= weights:
-        what = (f"{batch} x {t_in} x {width} activations x {layers} layers"
-                + (f" and {batch} x {heads} x Tq x Tk attention scores" if scores else ""))
-        return train, what
-    q, k, _ = max(calls, key=lambda c: c[0] * c[1])
-    return weights, f"{eval_batch} x {q} x {k} diagnostic attention weights in evaluation"
+        what = f"{evals} x {big.tq} x {big.tk} diagnostic attention weights in evaluation"
+        step = weights
+    return Footprint(data, step, what, params * FLOAT32 * WEIGHT_COPIES, params)
+
+
+# -- the message -------------------------------------------------------------------------------
+def _message(cfg: Mapping[str, Any], size: DataSize, foot: Footprint, loaded: bool, have: str
+             ) -> str:
+    """One line: the part that dominates, the setting that pushed the job over, the way out."""
+    culprit = _culprit(cfg, size, foot.total, loaded)
+    part = max(("data", foot.data), ("step", foot.step), ("model", foot.model),
+               key=lambda p: p[1])[0]
+    if part == "data":
+        biggest = max(size.sizes, key=lambda s: size.sizes[s])
+        key, value = culprit or (f"task.n_{biggest}", size.sizes[biggest])
+        spec = size.spec
+        return (f"'{key}' = {value}: the task's data needs ~{gib(foot.data)} "
+                f"({sum(size.sizes.values())} examples of {spec.max_len} x {spec.channels} input "
+                f"and {max(size.target_len, 1)} target int64 values each, plus drawing them), "
+                f"{have}; lower {key}")
+    names = f"backbone={_name(cfg, 'backbone')} attention={_name(cfg, 'attention')}"
+    if part == "model":
+        lead = f"'{culprit[0]}' = {culprit[1]}: " if culprit else ""
+        lower = culprit[0] if culprit else "the backbone's or the task's sizes"
+        return (f"{lead}the model ({names}) has {foot.params:,} parameters: with their gradients "
+                f"and optimiser state they need ~{gib(foot.model)}, {have}; lower {lower}")
+    length = _task_length_key(cfg)
+    key, value = culprit or (length, (cfg.get("task") or {}).get(length.removeprefix("task.")))
+    also = "" if key.startswith("trainer.") else f"{key}, "
+    return (f"'{key}' = {value}: a training step or evaluation batch of {names} needs "
+            f"~{gib(foot.step)} ({foot.step_what}), {have}; lower {also}trainer.batch_size or "
+            "trainer.eval_batch_size")
+
+
+def _culprit(cfg: Mapping[str, Any], size: DataSize, total: int, loaded: bool
+             ) -> tuple[str, Any] | None:
+    """(dotted setting, value): of the settings that differ from their defaults, the one whose
+    default shrinks the estimate most; None if none does. Loaded data keeps its size."""
+    best: tuple[int, str, Any] | None = None
+    for group, key, value, default in _changed(cfg, loaded):
+        trial = {**cfg, group: {**cfg[group], key: default}}
+        if not loaded:
+            task = _task(trial)
+            planned = task.planned_size() if task is not None else None
+            if planned is None:
+                continue
+            size = planned
+        model = meta_model(trial, size)
+        if model is None:
+            continue
+        saved = total - footprint(trial, size, model, loaded).total
+        if saved > 0 and (best is None or saved > best[0]):
+            best = (saved, f"{group}.{key}", value)
+    return None if best is None else (best[1], best[2])
+
+
+def _changed(cfg: Mapping[str, Any], loaded: bool) -> Iterator[tuple[str, str, Any, Any]]:
+    """(group, key, value, default) of every integer size setting away from its default."""
+    from attnbench.training.config import TrainerConfig
+
+    groups: dict[str, dict[str, Any]] = {
+        "trainer": {"batch_size": TrainerConfig.batch_size,
+                    "eval_batch_size": TrainerConfig.eval_batch_size}}
+    for group in COMPONENTS if not loaded else COMPONENTS[1:]:
+        try:
+            groups[group] = _defaults(group, str((cfg.get(group) or {}).get("name")))
+        except Exception:  # noqa: BLE001 - an unknown component is reported by validation
+            continue
+    for group, defaults in groups.items():
+        for key, value in (cfg.get(group) or {}).items():
+            default = defaults.get(key)
+            if (key in defaults and _is_int(value) and value != default
+                    and (default is None or _is_int(default))):
+                yield group, key, value, default
+
+
+def _task_length_key(cfg: Mapping[str, Any]) -> str:
+    """'task.<length_key>' of the job's task ('task.max_len' for a task without one)."""
+    task = _task(cfg)
+    return f"task.{task.length_key or 'max_len'}" if task is not None else "task.max_len"
+
+
+def _length_setting(cfg: Mapping[str, Any]) -> str:
+    """"'task.length' = 20: " for the task's length setting (its ``test_`` twin when that one,
+    the length-extrapolation test length, is the longer), when it has one."""
+    node = cfg.get("task") or {}
+    key = _task_length_key(cfg).removeprefix("task.")
+    test = f"test_{key}"
+    if _is_int(node.get(test)) and node[test] > _int(node.get(key), 0):
+        key = test
+    value = node.get(key)
+    return f"'task.{key}' = {value}: " if value is not None else ""
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _int(value: Any, default: int = 1) -> int:
     """A size setting as validation will accept it; `default` for what it will refuse (the
     estimate then does not stop the other checks)."""
-    ok = isinstance(value, int) and not isinstance(value, bool) and value >= 1
-    return value if ok else default
-
-
-def _is_transduce(cfg: Mapping[str, Any]) -> bool:
-    from attnbench.tasks import TASKS
-
-    try:
-        return TASKS.get(str((cfg.get("task") or {}).get("name"))).kind == "transduce"
-    except Exception:  # noqa: BLE001
-        return False
+    return value if _is_int(value) and value >= 1 else default
 
 
 def available_memory() -> tuple[int | None, str]:
-    """(bytes available to new allocations, where the figure comes from): /proc/meminfo's
-    MemAvailable, lowered to what the cgroup (v2 or v1) still allows; (None, "") if unknown."""
-    found: list[tuple[int, str]] = []
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                found.append((int(line.split()[1]) * 1024, "MemAvailable"))
-                break
-    except (OSError, ValueError, IndexError):
-        pass
+    """(bytes available to new allocations, where the figure comes from): psutil's available
+    memory, lowered to what the cgroup (v2 or v1) still allows; (None, "") if unknown."""
+    import psutil
+
+    found: list[tuple[int, str]] = [(int(psutil.virtual_memory().available), "psutil")]
     for limit_file, usage_file in (
         ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
         ("/sys/fs/cgroup/memory/memory.limit_in_bytes",
@@ -257,8 +343,6 @@ def available_memory() -> tuple[int | None, str]:
                 break
         except (OSError, ValueError):
             continue
-    if not found:
-        return None, ""
     return min(found)
 
 
@@ -272,7 +356,3 @@ def gib(n: float) -> str:
 def _name(cfg: Mapping[str, Any], group: str) -> str:
     node = cfg.get(group) or {}
     return str(node.get("name", "?"))
-
-
-def _length_value(cfg: Mapping[str, Any], shape: Shape) -> Any:
-    return (cfg.get("task") or {}).get(shape.length_key.removeprefix("task."), shape.t_in)

@@ -55,6 +55,8 @@ class RunConfig:
     runs_dir: str
     experiment_name: str | None = None
     resume: bool = False
+    # An attention variant whose parameter count the backbone width is matched to (config.build)
+    match_params: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved config as plain data: saved with every run (config/config.yaml), logged as
@@ -69,6 +71,8 @@ class RunConfig:
             "task": self.task.to_dict(),
             "trainer": asdict(self.trainer),
             "tracking": asdict(self.tracking),
+            # only when set: the configs (and hashes) of runs without it stay as they were
+            **({"match_params": self.match_params} if self.match_params is not None else {}),
         }
 
     @property
@@ -78,7 +82,7 @@ class RunConfig:
 
 
 TOP_LEVEL_KEYS = {
-    "seed", "experiment_name", "runs_dir", "resume",
+    "seed", "experiment_name", "runs_dir", "resume", "match_params",
     "attention", "backbone", "task", "trainer", "tracking", "experiment", "hydra",
 }
 

@@ -68,6 +68,7 @@ def validate(cfg: Mapping[str, Any], *, load: bool = False, data_cache: dict | N
         runs_dir=str(cfg["runs_dir"]),
         experiment_name=cfg.get("experiment_name"),
         resume=bool(cfg.get("resume", False)),
+        match_params=cfg.get("match_params"),
     )
 
 
@@ -147,6 +148,14 @@ def static_problems(cfg: Mapping[str, Any]) -> dict[str, list[str]]:
     elif seed > MAX_SEED:
         problems.append(f"'seed' = {seed} is out of range: should be an integer >= 0 and <= "
                         f"{MAX_SEED} (2**64 - 1, the largest seed torch takes)")
+    match = cfg.get("match_params")
+    if match is not None and match not in ATTENTION.names():
+        problems.append(f"'match_params' = {match!r} is not an attention variant. Valid options: "
+                        f"{', '.join(ATTENTION.names())} (or null: no matching)")
+    elif match is not None and getattr(classes.get("backbone"), "width_key", "") is None:
+        found["backbone"].append(f"match_params={match}: backbone '{cfg['backbone']['name']}' "
+                                 "declares no width to adjust (width_key); leave match_params "
+                                 "unset")
     if "backbone" in classes and "task" in classes:
         kinds = classes["backbone"].kinds
         kind = classes["task"].kind

@@ -98,12 +98,13 @@ def evaluate_run(
         test = encode(task_json["encoder"], spec)
         source = str(overrides.get("test_path", ""))
     else:
-        test = Split(saved_test["inputs"], saved_test["targets"])
+        test = Split(saved_test["inputs"], saved_test["targets"],
+                     references=task_json.get("test_references"))
         source = "the run's own test split"
     empty = Split(test.inputs[:0], test.targets[:0])
     data = TaskData(spec, empty, empty, test, task_json["primary_metric"],
                     tuple(task_json["metrics"]), task_json.get("target_itos"))
-    model = build_model(cfg.attention, cfg.backbone, data, cfg.seed)
+    model = build_model(cfg.attention, cfg.backbone, data, cfg.seed, cfg.match_params)
     model.load_state_dict(weights)
     with torch.no_grad():
         scores = evaluate(model, data, test, cfg.trainer)
@@ -111,7 +112,8 @@ def evaluate_run(
     child = tracker.start_run(
         original.experiment_id, f"evaluate-{original.name}",
         {**{k: v for k, v in original.tags.items() if k in record.IDENTITY_TAGS},
-         record.EVALUATES_TAG: run_id, "attnbench.test_source": source},
+         record.EVALUATES_TAG: run_id, record.KIND_TAG: record.EVALUATE_KIND,
+         "attnbench.test_source": source},
         parent_run_id=run_id,
     )
     tracker.log_params(child, {f"task.{k}": v for k, v in overrides.items()})

@@ -125,8 +125,7 @@ def run_experiment(
             opening.cancel_timer()  # from here on fit opens it, where the memory meter allows
             data = built.data
             chash = record.config_hash(plain, code, data.fingerprint)
-            opening.then(lambda run_id: logs.data(tracker, run_id, cfg, data, chash))
-            logs.report_notes(data)
+            _log_data(tracker, opening, cfg, built, chash)
             progress = RichProgress(name) if show_progress and cfg.trainer.progress else None
             result = fit(
                 built.model, data, built.trainer, cfg.seed, tracker.sink(opening), progress,
@@ -142,6 +141,18 @@ def run_experiment(
                              identity=ident.tags(), experiment=exp_name)
     finally:
         scratch.remove(token)
+
+
+def _log_data(tracker: Any, opening: Any, cfg: RunConfig, built: Any, chash: str) -> None:
+    """What the data is, logged once the run exists, and its notes shown now (`record_logs`)."""
+    from attnbench.run import record_logs as logs
+
+    data = built.data
+    opening.then(lambda run_id: logs.data(tracker, run_id, cfg, data, chash))
+    logs.report_notes(data)
+    if built.match is not None:
+        logs.match_note(built.match)
+        opening.then(lambda run_id: logs.match(tracker, run_id, built.match))
 
 
 @contextlib.contextmanager

@@ -52,6 +52,9 @@ def model(tracker: Any, run_id: str, weights: Mapping[str, Any], data: Any) -> N
         "primary_metric": data.primary_metric,
         "target_itos": list(data.target_itos) if data.target_itos is not None else None,
         "encoder": data.extra.get("encoder"),  # how a file task turns new text into ids
+        # the test split's raw reference sentences (translation's BLEU), None when it has none
+        "test_references": (list(data.test.references)
+                            if data.test.references is not None else None),
     }
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / record.MODEL_DIR
@@ -88,6 +91,18 @@ def diagnostics(
     return metrics
 
 
+def match(tracker: Any, run_id: str, chosen: Any) -> None:
+    """What `match_params` chose (`config.build.Match`), as a tag (JSON)."""
+    tracker.set_tags(run_id, {record.MATCH_TAG: json.dumps(chosen.as_dict())})
+
+
+def match_note(chosen: Any) -> None:
+    """What `match_params` chose, one note line on stderr."""
+    from attnbench.console import err_console
+
+    err_console.print(f"note: {chosen.note()}", highlight=False, markup=False)
+
+
 def report_notes(data: Any) -> None:
     """The task's notes (e.g. which columns were detected) and a warning when val/test examples
     also occur in train, on stderr where the user sees them."""
@@ -102,13 +117,19 @@ def report_notes(data: Any) -> None:
 
 
 def overlap_metrics(data: Any) -> dict[str, float]:
-    """`overlap/val_exact`, `overlap/test_exact` (counts) and their shares of the split."""
+    """`overlap/val_exact`, `overlap/test_exact` (counts) and their shares of the split; for
+    translation `overlap/{val,test}_source[_frac]` (sources seen with another target only); with
+    `task.val_dedup`, `overlap/val_dropped`."""
     overlap = data.extra.get("overlap") or {}
     out = {}
     for split in ("val", "test"):
         if split in overlap:
             out[f"overlap/{split}_exact"] = float(overlap[split])
             out[f"overlap/{split}_frac"] = float(overlap[f"{split}_frac"])
+    for key in ("val_source", "val_source_frac", "test_source", "test_source_frac",
+                "val_dropped"):  # translation's sources seen with another target; val_dedup
+        if key in overlap:
+            out[f"overlap/{key}"] = float(overlap[key])
     return out
 
 

@@ -143,7 +143,7 @@ def reproduce(
         overrides=overrides,
         show_progress=True,
         parallel_jobs=jobs,
-        tags={record.REPRODUCES_TAG: run_id},
+        tags={record.REPRODUCES_TAG: run_id, record.KIND_TAG: record.REPRODUCE_KIND},
     )
     new = tracker.get_run(str(result.run_id))
     for tag, what in (

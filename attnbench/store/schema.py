@@ -28,6 +28,8 @@ PARENT_RUN_TAG = "mlflow.parentRunId"
 KIND_TAG = "attnbench.kind"  # "sweep" on a sweep's parent run
 SWEEP_KIND = "sweep"
 BENCH_KIND = "bench"  # on the one run of an `attnbench bench` call
+EVALUATE_KIND = "evaluate"  # an `attnbench evaluate` run: scores a trained run again
+REPRODUCE_KIND = "reproduce"  # an `attnbench reproduce` run: re-trains a run to check it
 OVERRIDES_TAG = "attnbench.overrides"
 SWEEP_DIR_TAG = "attnbench.sweep_dir"
 SWEEP_KEYS_TAG = "attnbench.sweep_keys"  # JSON list: every config key the sweep's grid varies
@@ -70,6 +72,8 @@ CUDA_VERSION_TAG = "cuda.version"
 PYTHON_VERSION_TAG = "python.version"
 PLATFORM_TAG = "platform"
 TOKENIZER_TAG = "attnbench.tokenizer"
+# match_params: JSON {key, configured, width, params, reference, reference_params, within}
+MATCH_TAG = "attnbench.match_params"
 # The folder (a random token under attnbench's own temporary root) holding a run's last.pt while
 # it trains: never a path (see `Tracker.keep_last_checkpoint`).
 SCRATCH_TAG = "attnbench.scratch"
@@ -88,6 +92,7 @@ COST_TRAIN_S = "cost/train_s"
 COST_EPOCH_S = "cost/epoch_s"
 COST_SAMPLES_PER_S = "cost/samples_per_s"
 COST_PEAK_MEM_MB = "cost/peak_mem_mb"
+COST_STEPS = "cost/steps"  # optimiser steps the run trained (its budget, whatever stopped it)
 # The cost columns of tables: (metric, column label).
 COST_COLUMNS = (
     (COST_PARAMS, "params"),
@@ -142,6 +147,49 @@ def metric_direction(name: str) -> str:
     if name.partition("/")[0] in HIGHER_SPLITS:
         return HIGHER
     return NO_DIRECTION
+
+
+# -- the range of a bounded metric (`metric_range`): compare keeps every interval inside it ----
+# By the metric's name after its split (`test/acc` -> acc) or by its whole name.
+METRIC_RANGES: dict[str, tuple[float, float]] = {
+    "acc": (0.0, 1.0),
+    "token_acc": (0.0, 1.0),
+    "exact_match": (0.0, 1.0),
+    "f1": (0.0, 1.0),
+    "precision": (0.0, 1.0),
+    "recall": (0.0, 1.0),
+    "bleu": (0.0, 100.0),
+    ATTN_ALIGNMENT: (0.0, 1.0),
+    ATTN_ALIGNMENT_PM1: (0.0, 1.0),
+}
+
+
+def metric_range(name: str) -> tuple[float, float] | None:
+    """The (low, high) a metric cannot leave (accuracy [0, 1], BLEU [0, 100]), or None when it is
+    unbounded (losses, seconds, counts). Whole names first, then a `train/`, `val/` or `test/`
+    metric by its name after the split; a `bleu_...` variant (e.g. tokenised BLEU) is BLEU's."""
+    if name in METRIC_RANGES:
+        return METRIC_RANGES[name]
+    split, _, base = name.partition("/")
+    if split not in HIGHER_SPLITS:
+        return None
+    if base.startswith("bleu"):
+        base = "bleu"
+    return METRIC_RANGES.get(base)
+
+
+def rerun_kind(tags: Mapping[str, str]) -> str | None:
+    """`evaluate` or `reproduce` for a run that scores or re-trains another run (not a seed of a
+    training config of its own: compare leaves it out of every group), else None. Runs logged
+    before the kind tag are known by EVALUATES_TAG / REPRODUCES_TAG."""
+    kind = tags.get(KIND_TAG)
+    if kind in (EVALUATE_KIND, REPRODUCE_KIND):
+        return kind
+    if EVALUATES_TAG in tags:
+        return EVALUATE_KIND
+    if REPRODUCES_TAG in tags:
+        return REPRODUCE_KIND
+    return None
 
 
 def split_metric(split: str, name: str) -> str:

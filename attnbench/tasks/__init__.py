@@ -4,6 +4,6 @@ from __future__ import annotations
 
 from attnbench.registry import Registry
 
-TASKS: Registry = Registry("task", "attnbench.tasks")
+TASKS: Registry = Registry("task", "attnbench.tasks", "attnbench.tasks.base:Task")
 
 __all__ = ["TASKS"]

@@ -1,9 +1,13 @@
 """Reading CSV, TSV and JSONL data files with one-line errors (``file:line: what was expected``).
 
-Every problem raises ``attnbench.errors.DataError`` whose message names the file, the line when
-there is one, and what was expected. Blank lines are skipped. Files are decoded as UTF-8 (a
-byte-order mark is allowed). TSV is split on tabs without any quoting (GLUE's and Tatoeba's
-convention: a ``"`` is an ordinary character); CSV follows RFC 4180 quoting (Python's ``csv``).
+One reader per format, shared by every file task: ``read_columns`` reads the chosen columns of a
+CSV or TSV file (by header name, or by 0-based index with or without a header row) or the chosen
+fields of a JSONL file. Every problem raises ``attnbench.errors.DataError`` whose message names
+the file, the line when there is one, and what was expected. Blank lines are skipped. Files are
+decoded as UTF-8 (a byte-order mark is allowed; a NUL byte, the mark of a binary or UTF-16 file,
+is refused with its line and column). TSV is split on tabs without any quoting (GLUE's and
+Tatoeba's convention: a ``"`` is an ordinary character); CSV follows RFC 4180 quoting (Python's
+``csv``).
 """
 
 from __future__ import annotations
@@ -95,12 +99,25 @@ def _header_warnings(path: str, header: Sequence[str], repeats: Sequence[int]) -
              f"{len(repeats)} such row(s) skipped")
 
 
+def _position(data: bytes, offset: int) -> tuple[int, int]:
+    """1-based (line, column in bytes) of byte ``offset``."""
+    return data.count(b"\n", 0, offset) + 1, offset - (data.rfind(b"\n", 0, offset) + 1) + 1
+
+
 def decode(path: str, data: bytes) -> str:
+    """The file's text; DataError naming the line and column of a NUL byte (a binary or UTF-16
+    file: csv refuses it, TSV and JSONL would read it as part of a text) or invalid UTF-8."""
+    nul = data.find(b"\x00")
+    if nul >= 0:
+        line, column = _position(data, nul)
+        raise DataError(
+            f"{path}:{line}: NUL byte (0x00) at column {column}: a binary or UTF-16 file, not "
+            "UTF-8 text; save the file as UTF-8"
+        )
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as err:
-        line = data[: err.start].count(b"\n") + 1
-        column = err.start - (data.rfind(b"\n", 0, err.start) + 1) + 1
+        line, column = _position(data, err.start)
         raise DataError(
             f"{path}:{line}: not valid UTF-8 (byte 0x{data[err.start]:02x} at column {column}); "
             "save the file as UTF-8"
@@ -149,73 +166,103 @@ def _missing_column(path: str, name: str, knob: str, found: Sequence[str]) -> Da
     return DataError(f"{path}: no column {name!r} (task.{knob}); columns found: {shown}")
 
 
-def read_columns(path: str, fmt: Format, columns: Sequence[tuple[str, str]], knob: str) -> Rows:
-    """The named columns of every data row of a CSV/TSV file with a header row, or a JSONL file.
+Column = str | int  # a column by header name (CSV/TSV with a header, JSONL field) or 0-based index
 
-    ``columns``: (column name, the task knob that names it) pairs, for the messages.
+
+def read_columns(
+    path: str, fmt: Format, columns: Sequence[tuple[Column, str]], knob: str, header: bool = True
+) -> Rows:
+    """The chosen columns of every data row of a CSV/TSV/JSONL file: the one reader of each format.
+
+    ``columns``: (column, the task knob that names it) pairs, for the messages. A column named by
+    its header name needs the header row (CSV/TSV; every row then has the header's width) or a
+    JSONL field; a column given by its 0-based index reads a CSV/TSV row by position (``header``
+    false: no header row; extra fields are ignored).
     """
     data = read_bytes(path, knob)
     text = decode(path, data)
     rows = Rows(path, content=data)
-    names = [name for name, _ in columns]
-    if fmt == "jsonl":
-        for number, line in _lines(text):
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as err:
+    records = _jsonl(path, text, columns) if fmt == "jsonl" else _table(
+        path, text, fmt, columns, header)
+    for number, values in records:
+        rows.lines.append(number)
+        rows.fields.append(values)
+    if not rows.fields:
+        after = " after the header" if fmt != "jsonl" and header else ""
+        raise DataError(f"{path}: no data rows{after}")
+    return rows
+
+
+def _jsonl(path: str, text: str, columns: Sequence[tuple[Column, str]]
+           ) -> Iterator[tuple[int, tuple[str, ...]]]:
+    """(line number, the fields' values) of a JSONL text, one object per line."""
+    for number, line in _lines(text):
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise DataError(
+                f"{path}:{number}: not valid JSON ({err.msg} at column {err.colno}); "
+                "expected one JSON object per line"
+            ) from None
+        if not isinstance(obj, dict):
+            raise DataError(
+                f"{path}:{number}: expected a JSON object per line, got {type(obj).__name__}"
+            )
+        values = []
+        for name, col_knob in columns:
+            if name not in obj:
+                found = ", ".join(repr(k) for k in obj) or "(none)"
                 raise DataError(
-                    f"{path}:{number}: not valid JSON ({err.msg} at column {err.colno}); "
-                    "expected one JSON object per line"
-                ) from None
-            if not isinstance(obj, dict):
-                raise DataError(
-                    f"{path}:{number}: expected a JSON object per line, got {type(obj).__name__}"
+                    f"{path}:{number}: no field {name!r} (task.{col_knob}); fields: {found}"
                 )
-            for name, col_knob in columns:
-                if name not in obj:
-                    found = ", ".join(repr(k) for k in obj) or "(none)"
-                    raise DataError(
-                        f"{path}:{number}: no field {name!r} (task.{col_knob}); fields: {found}"
-                    )
-            values = []
-            for name in names:
-                value = obj[name]
-                if value is None or isinstance(value, (dict, list)):
-                    raise DataError(
-                        f"{path}:{number}: field {name!r} should be a string or number, "
-                        f"got {json.dumps(value)[:40]}"
-                    )
-                values.append(str(value))
-            rows.lines.append(number)
-            rows.fields.append(tuple(values))
-    else:
-        body = _delimited(path, text, fmt)
+            value = obj[name]
+            if value is None or isinstance(value, (dict, list)):
+                raise DataError(
+                    f"{path}:{number}: field {name!r} should be a string or number, "
+                    f"got {json.dumps(value)[:40]}"
+                )
+            values.append(str(value))
+        yield number, tuple(values)
+
+
+def _table(path: str, text: str, fmt: Format, columns: Sequence[tuple[Column, str]],
+           header: bool) -> Iterator[tuple[int, tuple[str, ...]]]:
+    """(line number, the chosen fields) of a CSV/TSV text (see ``read_columns``)."""
+    body = _delimited(path, text, fmt)
+    names: list[str] = []
+    if header:
         first = next(body, None)
         if first is None:
             raise DataError(f"{path}: file is empty (expected a header row naming the columns)")
-        header = [h.strip() for h in first[1]]
-        index = []
-        for name, col_knob in columns:
-            if name not in header:
-                raise _missing_column(path, name, col_knob, header)
-            index.append(header.index(name))
-        width = len(header)
-        repeats = []
-        for number, row in body:
-            if [c.strip() for c in row] == header:
-                repeats.append(number)
-                continue
-            if len(row) != width:
-                raise DataError(
-                    f"{path}:{number}: expected {width} {fmt.upper()} fields "
-                    f"({', '.join(header)}), got {len(row)}"
-                )
-            rows.lines.append(number)
-            rows.fields.append(tuple(row[i] for i in index))
-        _header_warnings(path, header, repeats)
-    if not rows.fields:
-        raise DataError(f"{path}: no data rows" + ("" if fmt == "jsonl" else " after the header"))
-    return rows
+        names = [h.strip() for h in first[1]]
+    index = []
+    for column, col_knob in columns:
+        if isinstance(column, int):
+            index.append(column)
+        elif column in names:
+            index.append(names.index(column))
+        else:
+            raise _missing_column(path, column, col_knob, names)
+    by_name = any(isinstance(column, str) for column, _ in columns)
+    need = max(index) + 1
+    repeats = []
+    for number, row in body:
+        if by_name and [c.strip() for c in row] == names:
+            repeats.append(number)
+            continue
+        if by_name and len(row) != len(names):
+            raise DataError(
+                f"{path}:{number}: expected {len(names)} {fmt.upper()} fields "
+                f"({', '.join(names)}), got {len(row)}"
+            )
+        if len(row) < need:
+            sep = "tab-separated" if fmt == "tsv" else "comma-separated"
+            raise DataError(
+                f"{path}:{number}: expected at least {need} {sep} fields, got {len(row)}"
+            )
+        yield number, tuple(row[i] for i in index)
+    if by_name:
+        _header_warnings(path, names, repeats)
 
 
 def column_names(path: str, fmt: Format, knob: str) -> list[str]:
@@ -233,28 +280,6 @@ def column_names(path: str, fmt: Format, knob: str) -> list[str]:
         return []
     first = next(_delimited(path, text, fmt), None)
     return [] if first is None else [h.strip() for h in first[1]]
-
-
-def read_tsv_fields(path: str, index: Sequence[int], header: bool, knob: str) -> Rows:
-    """Fields ``index`` of each row of a tab-separated file; extra columns are ignored."""
-    data = read_bytes(path, knob)
-    text = decode(path, data)
-    rows = Rows(path, content=data)
-    need = max(index) + 1
-    body = _lines(text)
-    if header and next(body, None) is None:
-        raise DataError(f"{path}: file is empty")
-    for number, line in body:
-        fields = line.split("\t")
-        if len(fields) < need:
-            raise DataError(
-                f"{path}:{number}: expected at least {need} tab-separated fields, got {len(fields)}"
-            )
-        rows.lines.append(number)
-        rows.fields.append(tuple(fields[i] for i in index))
-    if not rows.fields:
-        raise DataError(f"{path}: no data rows" + (" after the header" if header else ""))
-    return rows
 
 
 def required_test_path(test_path: str | None) -> str:

@@ -4,12 +4,25 @@
 names map to their Hub repositories and columns (PRESETS); any other name is passed to
 ``datasets.load_dataset`` as is, with the columns and splits the task is given: a Hub name, or a
 local folder of split files (``train.csv``, ``test.jsonl``, ...), read without a network.
+
+Without a network the Hub client retries each request five times, printing a line per retry, for
+about 25 s before it gives up. So a Hub name is preceded by one connection to the Hub's host
+(``HF_ENDPOINT``, default huggingface.co:443, or the proxy the environment names for it;
+``HUB_TIMEOUT_S``): when it fails, the split is loaded in the libraries' offline mode, from the
+local cache alone, and a corpus that is not cached is one error line naming the unreachable host.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import socket
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+from urllib.request import getproxies, proxy_bypass
 
 from attnbench.errors import DataError
 from attnbench.tasks._files import Rows
@@ -31,6 +44,44 @@ PRESETS: dict[str, Preset] = {
 }
 
 
+HUB_TIMEOUT_S = 5.0  # the one connection that tells whether the Hub can be reached
+
+
+def hub_unreachable(name: str) -> str | None:
+    """Why the Hub cannot serve ``name`` now ("huggingface.co:443: <reason>"), or None: a local
+    folder, offline mode already chosen (``HF_HUB_OFFLINE``), or a host that accepts a
+    connection."""
+    if Path(name).expanduser().exists() or os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0"):
+        return None
+    endpoint = urlsplit(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    host = endpoint.hostname or "huggingface.co"
+    proxy = getproxies().get(endpoint.scheme)
+    if proxy and not proxy_bypass(host):  # requests would go through the proxy: check that
+        endpoint = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+        host = endpoint.hostname or host
+    port = endpoint.port or (80 if endpoint.scheme == "http" else 443)
+    try:
+        socket.create_connection((host, port), timeout=HUB_TIMEOUT_S).close()
+    except OSError as err:
+        return f"{host}:{port}: {err.strerror or type(err).__name__}"
+    return None
+
+
+@contextlib.contextmanager
+def offline() -> Iterator[None]:
+    """The Hub client and ``datasets`` in offline mode (cache only, no request, no retry) for
+    the duration, as ``HF_HUB_OFFLINE=1`` at start-up would set them."""
+    import datasets.config
+    from huggingface_hub import constants
+
+    saved = constants.HF_HUB_OFFLINE, datasets.config.HF_HUB_OFFLINE
+    constants.HF_HUB_OFFLINE = datasets.config.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE, datasets.config.HF_HUB_OFFLINE = saved
+
+
 def _first_line(err: BaseException) -> str:
     text = str(err).strip()
     return text.splitlines()[0] if text else type(err).__name__
@@ -49,12 +100,15 @@ def load_split(
     origin = f"{name}[{split}]"
     if not sys.stderr.isatty():  # download bars are for a terminal, not logs or error output
         datasets.disable_progress_bars()
+    unreachable = hub_unreachable(name)
     try:
-        ds = datasets.load_dataset(name, config, split=split)
+        with offline() if unreachable else contextlib.nullcontext():
+            ds = datasets.load_dataset(name, config, split=split)
     except Exception as err:  # network, unknown name/config/split: all reported in one line
-        raise DataError(
-            f"{origin}: cannot load from the Hugging Face Hub: {_first_line(err)}"
-        ) from None
+        why = _first_line(err)
+        if unreachable:
+            why = f"no connection to {unreachable}, and not in the local cache ({why})"
+        raise DataError(f"{origin}: cannot load from the Hugging Face Hub: {why}") from None
     for column, knob in ((text_column, "text_column"), (label_column, "label_column")):
         if column not in ds.column_names:
             found = ", ".join(repr(c) for c in ds.column_names)

@@ -12,6 +12,10 @@ Targets ``(N, T)``: the value index in ``[0, num_values)`` at query positions, I
 Keys of one example are distinct; values are drawn with replacement; the queries ask for Q
 distinct keys of the example, in random order. Token ids: keys ``FIRST_TOKEN + [0, num_keys)``,
 values right after them, then EMPTY (paired layout only).
+
+Length extrapolation: with ``test_num_pairs`` set, the test split holds that many pairs per
+example (same Q queries; Zoology's longer test sequences) while train and val keep ``num_pairs``;
+the spec's T is the larger.
 """
 
 from __future__ import annotations
@@ -30,13 +34,24 @@ from attnbench.tasks._common import (
     generator,
     out_of_range,
 )
-from attnbench.tasks.base import FIRST_TOKEN, IGNORE, Kind, Split, TaskData, TaskSpec
+from attnbench.tasks.base import (
+    FIRST_TOKEN,
+    IGNORE,
+    INT64,
+    DataSize,
+    Kind,
+    Split,
+    Task,
+    TaskData,
+    TaskSpec,
+)
 
 
 @TASKS.register("assoc_recall")
-class AssocRecall:
+class AssocRecall(Task):
     kind: ClassVar[Kind] = "classify"
     metrics: ClassVar[tuple[str, ...]] = ("acc", "f1")
+    length_key: ClassVar[str] = "num_pairs"
 
     def __init__(
         self,
@@ -49,6 +64,7 @@ class AssocRecall:
         n_train: int = 1600,
         n_val: int = 500,
         n_test: int = 1000,
+        test_num_pairs: int | None = None,
     ) -> None:
         check_min("num_pairs", num_pairs, 1)
         if not 1 <= num_queries <= num_pairs:
@@ -59,6 +75,13 @@ class AssocRecall:
             raise out_of_range(
                 "num_keys", num_keys, f"must be >= num_pairs = {num_pairs} (keys are distinct)"
             )
+        if test_num_pairs is not None and not num_queries <= test_num_pairs <= num_keys:
+            raise out_of_range(
+                "test_num_pairs",
+                test_num_pairs,
+                f"must be in [num_queries = {num_queries}, num_keys = {num_keys}] (keys are "
+                "distinct and each query asks for a different one)",
+            )
         check_min("num_values", num_values, 2)
         if layout not in ("paired", "interleaved"):
             raise out_of_range("layout", layout, "must be one of 'paired', 'interleaved'")
@@ -68,6 +91,7 @@ class AssocRecall:
         self.num_keys, self.num_values = num_keys, num_values
         self.layout = layout
         self.sizes = {"train": n_train, "val": n_val, "test": n_test}
+        self.pairs = {"train": num_pairs, "val": num_pairs, "test": test_num_pairs or num_pairs}
 
     @property
     def _value0(self) -> int:
@@ -79,7 +103,7 @@ class AssocRecall:
 
     def spec(self) -> TaskSpec:
         paired = self.layout == "paired"
-        p, q = self.num_pairs, self.num_queries
+        p, q = max(self.pairs.values()), self.num_queries
         return TaskSpec(
             kind="classify",
             vocab_size=self._empty + (1 if paired else 0),
@@ -89,8 +113,14 @@ class AssocRecall:
             channels=2 if paired else 1,
         )
 
-    def _split(self, n: int, g: torch.Generator) -> Split:
-        p, q = self.num_pairs, self.num_queries
+    def planned_size(self) -> DataSize:
+        """Drawing a split holds an (N, num_keys) float64 key per example and its argsort."""
+        transient = max(self.sizes.values()) * self.num_keys * (8 + INT64)
+        return DataSize(self.spec(), dict(self.sizes), transient)
+
+    def _split(self, n: int, p: int, g: torch.Generator) -> Split:
+        """``n`` examples of ``p`` pairs each."""
+        q = self.num_queries
         # P distinct keys per row: the first P of a random permutation of the K keys.
         noise = torch.rand(n, self.num_keys, generator=g, dtype=torch.float64)
         keys = noise.argsort(dim=1, stable=True)[:, :p]  # (N, P)
@@ -126,7 +156,10 @@ class AssocRecall:
         return out
 
     def load(self, seed: int) -> TaskData:
-        splits = {s: self._split(self.sizes[s], generator(seed, "assoc_recall", s)) for s in SPLITS}
+        splits = {
+            s: self._split(self.sizes[s], self.pairs[s], generator(seed, "assoc_recall", s))
+            for s in SPLITS
+        }
         parts: list[Tensor] = [t for s in splits.values() for t in (s.inputs, s.targets, s.align)]
         return TaskData(
             spec=self.spec(),

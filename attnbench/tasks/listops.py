@@ -11,6 +11,14 @@ their opening bracket (``[MAX``, ``[MIN``, ``[MED``, ``[SM``), ``]`` and the ten
 LRA the root is always an operator (a bare digit is not a list operation). Expressions are kept
 when ``min_len <= length <= max_len`` tokens, and are distinct across train, val and test.
 
+Length extrapolation: with ``test_max_len`` (and optionally ``test_min_len``) set, the test
+expressions are drawn from their own stream and kept when ``test_min_len <= length <=
+test_max_len`` (each defaults to the training bound), still distinct from every training and
+validation expression; e.g. ``max_len=64 test_min_len=65 test_max_len=128`` tests only on longer
+expressions than any seen in training. Train and val are padded to ``max_len``, test to
+``test_max_len``; the spec's T is the larger. Unset, all three splits come from one stream as
+before.
+
 Inputs ``(N, T)``; targets ``(N,)`` = the value in [0, 10).
 """
 
@@ -32,7 +40,7 @@ from attnbench.tasks._common import (
     pad_rows,
     split_seed,
 )
-from attnbench.tasks.base import FIRST_TOKEN, Kind, Split, TaskData, TaskSpec
+from attnbench.tasks.base import FIRST_TOKEN, INT64, DataSize, Kind, Split, Task, TaskData, TaskSpec
 
 OPERATORS: tuple[str, ...] = ("[MAX", "[MIN", "[MED", "[SM")
 CLOSE = "]"
@@ -98,9 +106,10 @@ class _Sampler:
 
 
 @TASKS.register("listops")
-class ListOps:
+class ListOps(Task):
     kind: ClassVar[Kind] = "classify"
     metrics: ClassVar[tuple[str, ...]] = ("acc", "f1")
+    length_key: ClassVar[str] = "max_len"
 
     def __init__(
         self,
@@ -112,6 +121,8 @@ class ListOps:
         n_train: int = 10000,
         n_val: int = 1000,
         n_test: int = 1000,
+        test_min_len: int | None = None,
+        test_max_len: int | None = None,
     ) -> None:
         check_min("max_depth", max_depth, 2)
         check_min("max_args", max_args, 2)
@@ -123,21 +134,48 @@ class ListOps:
         self.max_depth, self.max_args, self.max_len = max_depth, max_args, max_len
         self.min_len = 0 if min_len is None else min_len
         self.sizes = {"train": n_train, "val": n_val, "test": n_test}
+        # the test split's (min, max) expression length: the training bounds unless set
+        self.extrapolate = test_min_len is not None or test_max_len is not None
+        test_max = max_len if test_max_len is None else test_max_len
+        check_min("test_max_len", test_max, 4)
+        if test_min_len is not None:
+            check_between("test_min_len", test_min_len, 1, test_max,
+                          f"must be in [1, test_max_len = {test_max}]")
+        self.test_bounds = (self.min_len if test_min_len is None else test_min_len, test_max)
 
     def spec(self) -> TaskSpec:
         return TaskSpec(
-            kind="classify", vocab_size=VOCAB_SIZE, max_len=self.max_len, num_classes=10
+            kind="classify",
+            vocab_size=VOCAB_SIZE,
+            max_len=max(self.max_len, self.test_bounds[1]),
+            num_classes=10,
         )
 
-    def sample(self, seed: int, n: int) -> list[tuple[list[int], int]]:
-        """``n`` distinct (token ids, value) pairs in generation order."""
+    def planned_size(self) -> DataSize:
+        """Drawing holds every expression as token lists before padding: ~4 (N, T) int64."""
+        spec = self.spec()
+        transient = 4 * sum(self.sizes.values()) * spec.max_len * INT64
+        return DataSize(spec, dict(self.sizes), transient)
+
+    def sample(
+        self,
+        seed: int,
+        n: int,
+        stream: str = "all",
+        bounds: tuple[int, int] | None = None,
+        seen: set[tuple[int, ...]] | None = None,
+    ) -> list[tuple[list[int], int]]:
+        """``n`` distinct (token ids, value) pairs in generation order, from the random stream
+        ``stream`` of ``seed``, with ``bounds`` = (min, max) tokens (default the training
+        bounds), none of them in ``seen`` (which they are added to)."""
+        low, high = bounds or (self.min_len, self.max_len)
         sampler = _Sampler(
-            np.random.default_rng(split_seed(seed, "listops", "all")),
+            np.random.default_rng(split_seed(seed, "listops", stream)),
             self.max_depth,
             self.max_args,
-            self.max_len,
+            high,
         )
-        seen: set[tuple[int, ...]] = set()
+        seen = set() if seen is None else seen
         out: list[tuple[list[int], int]] = []
         attempts, budget = 0, 200 * n + 10_000
         while len(out) < n:
@@ -145,12 +183,12 @@ class ListOps:
             if attempts > budget:
                 raise ValueError(
                     f"listops: only {len(out)} of {n} distinct expressions with "
-                    f"{self.min_len} <= length <= {self.max_len} tokens after {budget} draws; "
+                    f"{low} <= length <= {high} tokens after {budget} draws; "
                     "lower task.min_len, raise task.max_len / max_depth / max_args, "
                     "or ask for fewer examples"
                 )
             drawn = sampler.sample()
-            if drawn is None or len(drawn[0]) < self.min_len:
+            if drawn is None or len(drawn[0]) < low:
                 continue
             key = tuple(drawn[0])
             if key not in seen:
@@ -158,22 +196,37 @@ class ListOps:
                 out.append(drawn)
         return out
 
+    def _examples(self, seed: int) -> dict[str, list[tuple[list[int], int]]]:
+        """Each split's (token ids, value) pairs: one stream for all three splits, or with a test
+        length of its own, train and val from it and test from its own stream."""
+        order = list(SPLITS) if not self.extrapolate else ["train", "val"]
+        seen: set[tuple[int, ...]] = set()
+        drawn = self.sample(seed, sum(self.sizes[s] for s in order), seen=seen)
+        out: dict[str, list[tuple[list[int], int]]] = {}
+        for s in order:
+            out[s], drawn = drawn[: self.sizes[s]], drawn[self.sizes[s] :]
+        if self.extrapolate:
+            out["test"] = self.sample(seed, self.sizes["test"], "test", self.test_bounds, seen)
+        return out
+
     def load(self, seed: int) -> TaskData:
-        n = sum(self.sizes.values())
-        examples = self.sample(seed, n)
-        inputs = pad_rows([tokens for tokens, _ in examples], self.max_len)  # (N, T)
-        targets = torch.tensor([v for _, v in examples], dtype=torch.long)  # (N,)
+        widths = {"train": self.max_len, "val": self.max_len, "test": self.test_bounds[1]}
         splits: dict[str, Split] = {}
-        start = 0
-        for s in SPLITS:
-            end = start + self.sizes[s]
-            splits[s] = Split(inputs[start:end].clone(), targets[start:end].clone())
-            start = end
+        for s, examples in self._examples(seed).items():
+            splits[s] = Split(
+                pad_rows([tokens for tokens, _ in examples], widths[s]),  # (N, T)
+                torch.tensor([v for _, v in examples], dtype=torch.long),  # (N,)
+            )
+        if self.extrapolate:
+            parts = [t for s in SPLITS for t in (splits[s].inputs, splits[s].targets)]
+        else:  # the fingerprint of the data as one block, as before test lengths existed
+            parts = [torch.cat([splits[s].inputs for s in SPLITS]),
+                     torch.cat([splits[s].targets for s in SPLITS])]
         return TaskData(
             spec=self.spec(),
             **splits,
             primary_metric="acc",
             metrics=self.metrics,
-            fingerprint=fingerprint([inputs, targets]),
+            fingerprint=fingerprint(parts),
             extra={"input_itos": list(ITOS), "labels": [str(d) for d in range(10)]},
         )

@@ -5,8 +5,15 @@ Notation: N examples, T positions, U target length, U' predicted length, K class
 ``pred`` may be class/token ids with the shape of ``target`` or scores with one more trailing
 dimension (``(N, K)``, ``(N, T, K)``, ``(N, U, V)``), which are reduced with argmax.
 All metrics are "higher is better"; ``acc``, ``f1``, ``precision``, ``recall``, ``token_acc`` and
-``exact_match`` are in [0, 1], ``bleu`` in [0, 100] (sacrebleu's scale). ``classification_report``
-gives the per-class view (a report dict and the confusion matrix) for artifacts.
+``exact_match`` are in [0, 1], ``bleu`` and ``bleu_tok`` in [0, 100] (sacrebleu's scale).
+
+``bleu`` scores the detokenised output against the reference sentences as written in the data
+file (sacrebleu's intended use: its own 13a tokenisation on raw text), so the number does not move
+with the vocabulary settings. ``bleu_tok`` scores it against the references decoded back from the
+target token ids, where every out-of-vocabulary word is ``<unk>``: the model's ceiling under its
+vocabulary. Without raw references (``Split.references`` None) ``bleu`` equals ``bleu_tok``.
+``classification_report`` gives the per-class view (a report dict and the confusion matrix) for
+artifacts.
 """
 
 from __future__ import annotations
@@ -22,7 +29,8 @@ from attnbench.tasks.base import BOS, EOS, IGNORE, PAD, UNK
 
 CLASSIFY_METRICS: tuple[str, ...] = ("acc", "f1", "precision", "recall")
 TRANSDUCE_METRICS: tuple[str, ...] = ("token_acc", "exact_match")
-METRIC_NAMES: tuple[str, ...] = (*CLASSIFY_METRICS, *TRANSDUCE_METRICS, "bleu")
+BLEU_METRICS: tuple[str, ...] = ("bleu", "bleu_tok")
+METRIC_NAMES: tuple[str, ...] = (*CLASSIFY_METRICS, *TRANSDUCE_METRICS, *BLEU_METRICS)
 # SentencePiece's word-boundary marker: target vocabularies whose pieces carry it (the bpe, punct
 # and char tokenisers) are detokenised by concatenation, others by joining tokens with spaces.
 WORD_MARK = "\u2581"
@@ -165,18 +173,26 @@ def uses_word_mark(itos: Sequence[str]) -> bool:
     return any(s.startswith(WORD_MARK) for s in itos)
 
 
-def bleu(pred: Tensor, target: Tensor, itos: Sequence[str]) -> float:
+def bleu(
+    pred: Tensor, target: Tensor, itos: Sequence[str], references: Sequence[str] | None = None
+) -> float:
     """Corpus BLEU-4 (sacrebleu: 13a tokenisation, exp smoothing) of detokenised text.
 
-    ``pred`` ``(N, U')`` ids or ``(N, U, V)`` scores, ``target`` ``(N, U)``; both are cut at
-    their first EOS and turned into text with ``itos`` (see ``detokenize``).
+    ``pred`` ``(N, U')`` ids or ``(N, U, V)`` scores, cut at its first EOS and turned into text
+    with ``itos`` (see ``detokenize``). The references are ``references`` (N raw sentences) when
+    given, else ``target`` ``(N, U)`` decoded the same way.
     """
     import sacrebleu
 
     pred, target = _ids(pred, target)
     pieces = uses_word_mark(itos)
     hyps = [detokenize(row, itos, pieces) for row in pred.tolist()]
-    refs = [detokenize(row, itos, pieces) for row in target.tolist()]
+    if references is None:
+        refs = [detokenize(row, itos, pieces) for row in target.tolist()]
+    else:
+        refs = [str(r) for r in references]
+        if len(refs) != len(hyps):
+            raise ValueError(f"bleu: {len(hyps)} predictions but {len(refs)} references")
     if not refs:
         return 0.0
     # Effective order only matters when the whole corpus has no n-grams of some order (e.g. all
@@ -186,9 +202,14 @@ def bleu(pred: Tensor, target: Tensor, itos: Sequence[str]) -> float:
 
 
 def compute_metrics(
-    names: Sequence[str], pred: Tensor, target: Tensor, itos: Sequence[str] | None = None
+    names: Sequence[str],
+    pred: Tensor,
+    target: Tensor,
+    itos: Sequence[str] | None = None,
+    references: Sequence[str] | None = None,
 ) -> dict[str, float]:
-    """The metrics ``names`` (from METRIC_NAMES) of ``pred`` against ``target``."""
+    """The metrics ``names`` (from METRIC_NAMES) of ``pred`` against ``target``; ``references``
+    (one raw sentence per row) are ``bleu``'s (see the module docstring)."""
     unknown = [n for n in names if n not in METRIC_NAMES]
     if unknown:
         raise ValueError(f"Unknown metric {unknown[0]!r}. Valid metrics: {', '.join(METRIC_NAMES)}")
@@ -197,8 +218,10 @@ def compute_metrics(
         out.update(classify_metrics(pred, target))
     if any(n in TRANSDUCE_METRICS for n in names):
         out.update(transduce_metrics(pred, target))
-    if "bleu" in names:
+    for name in BLEU_METRICS:
+        if name not in names:
+            continue
         if itos is None:
-            raise ValueError("metric 'bleu' needs the target vocabulary (TaskData.target_itos)")
-        out["bleu"] = bleu(pred, target, itos)
+            raise ValueError(f"metric {name!r} needs the target vocabulary (TaskData.target_itos)")
+        out[name] = bleu(pred, target, itos, references if name == "bleu" else None)
     return {n: out[n] for n in names}

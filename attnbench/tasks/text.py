@@ -12,9 +12,12 @@ label name (``LABEL_NAMES``): the choice is logged and listed in ``extra["notes"
 ``val_path`` / ``test_path`` when given, otherwise they are carved from the training file at random
 (``val_fraction``, ``test_fraction``) seeded by ``split_seed`` alone (default 0), so the run's
 seed varies initialisation and batch order but never the split, the vocabulary or the parameter
-count; ``split_seed=None`` seeds the carve-out with the run's seed instead. Labels (strings or
+count; ``split_seed=None`` seeds the carve-out with the run's seed instead; ``val_dedup`` drops the
+validation texts that also occur in training (``_filetask.FileTask.assemble``). Labels (strings or
 integers) become class ids in sorted order (numeric order when all are integers). The tokeniser
-and vocabulary are fitted on the training split only.
+and vocabulary are fitted on the training split only. The settings shared with translation are
+declared once, in ``_filetask.FileTask``; a file whose every text is empty, or a text column that
+is the label column, is refused in one line.
 
 Inputs ``(N, T)``: token ids, PAD on the right (an empty text is one UNK); targets ``(N,)``.
 ``extra``: ``"labels"`` class id -> label; ``"input_itos"`` token id -> token; ``"tokenizer"``
@@ -37,36 +40,17 @@ import json
 import logging
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import ClassVar, Literal
 
 import torch
 
 from attnbench.errors import DataError
 from attnbench.tasks import TASKS
-from attnbench.tasks._common import (
-    SPLITS,
-    check_min,
-    check_split_fractions,
-    fingerprint,
-    out_of_range,
-)
-from attnbench.tasks._common import split_seed as derive_seed
-from attnbench.tasks._files import (
-    Rows,
-    assemble_splits,
-    column_names,
-    detect_format,
-    read_columns,
-    required_test_path,
-)
-from attnbench.tasks._tokenize import (
-    Encoder,
-    TokenizerKind,
-    TokenizerSettings,
-    check_unchanged,
-    fit,
-    pad,
-)
+from attnbench.tasks._common import SPLITS, fingerprint, out_of_range
+from attnbench.tasks._files import Rows, column_names, detect_format, read_columns
+from attnbench.tasks._filetask import FileTask
+from attnbench.tasks._tokenize import Encoder, fit, pad
 from attnbench.tasks.base import Kind, Split, TaskData, TaskSpec
 from attnbench.tasks.overlap import overlap_counts
 
@@ -107,6 +91,28 @@ def class_ids(rows: Rows, classes: Sequence[str], source: str) -> list[int]:
     return ids
 
 
+def text_of(rows: Rows) -> list[str]:
+    """The texts of the rows (what ``val_dedup`` and the overlap counts compare)."""
+    return rows.column(0)
+
+
+def same_column(prefix: str, name: str) -> str:
+    return (
+        f"'task.{prefix}text_column' = 'task.{prefix}label_column' = {name!r}: the model would "
+        "read its own label; name the column that holds the text"
+    )
+
+
+def check_some_text(rows: Rows, column: str) -> None:
+    """DataError when every text of ``rows`` is empty (a classifier would learn the majority
+    class from nothing but the padding)."""
+    if not any(t.strip() for t in rows.column(0)):
+        raise DataError(
+            f"{rows.origin}: every text in column {column!r} is empty ({len(rows)} rows); "
+            "name the column that holds the text (task.text_column)"
+        )
+
+
 def detect_columns(header: Sequence[str]) -> tuple[str, str] | None:
     """(text, label) of a file with exactly two columns, one of them a known label name
     (LABEL_NAMES, any case); None otherwise."""
@@ -133,38 +139,29 @@ def choose_columns(
 
 
 @TASKS.register("text")
-class TextClassification:
+@dataclass(kw_only=True, eq=False)
+class TextClassification(FileTask):
+    """The shared file settings (``FileTask``: paths, carve-out, tokeniser, ``max_len``) plus the
+    file's format and columns and the Hugging Face corpus settings."""
+
     kind: ClassVar[Kind] = "classify"
     metrics: ClassVar[tuple[str, ...]] = ("acc", "f1", "precision", "recall")
 
-    def __init__(
-        self,
-        *,
-        path: str | None = None,
-        format: Literal["auto", "csv", "tsv", "jsonl"] = "auto",
-        text_column: str = "text",
-        label_column: str = "label",
-        val_path: str | None = None,
-        test_path: str | None = None,
-        val_text_column: str | None = None,
-        val_label_column: str | None = None,
-        test_text_column: str | None = None,
-        test_label_column: str | None = None,
-        val_fraction: float = 0.1,
-        test_fraction: float = 0.1,
-        split_seed: int | None = 0,
-        tokenizer: TokenizerKind = "whitespace",
-        lowercase: bool = True,
-        min_freq: int = 1,
-        max_vocab: int | None = 20000,
-        bpe_vocab_size: int = 8000,
-        max_len: int = 256,
-        hf_dataset: str | None = None,
-        hf_config: str | None = None,
-        hf_train_split: str = "train",
-        hf_val_split: str | None = None,
-        hf_test_split: str = "test",
-    ) -> None:
+    format: Literal["auto", "csv", "tsv", "jsonl"] = "auto"
+    text_column: str = "text"
+    label_column: str = "label"
+    val_text_column: str | None = None
+    val_label_column: str | None = None
+    test_text_column: str | None = None
+    test_label_column: str | None = None
+    hf_dataset: str | None = None
+    hf_config: str | None = None
+    hf_train_split: str = "train"
+    hf_val_split: str | None = None
+    hf_test_split: str = "test"
+
+    def __post_init__(self) -> None:
+        path, hf_dataset = self.path, self.hf_dataset
         if path is None and hf_dataset is None:
             raise ValueError(
                 "'task.path' is required: the text task reads a data file "
@@ -176,30 +173,28 @@ class TextClassification:
                 f"'task.hf_dataset' = {hf_dataset!r} conflicts with 'task.path' = {path!r}: "
                 "set only one of them"
             )
-        if format not in FORMATS:
-            raise out_of_range("format", format, f"must be one of {', '.join(FORMATS)}")
+        if self.format not in FORMATS:
+            raise out_of_range("format", self.format, f"must be one of {', '.join(FORMATS)}")
+        if self.text_column == self.label_column:
+            raise ValueError(same_column("", self.text_column))
         self.split_columns = {
-            "val": (val_text_column, val_label_column),
-            "test": (test_text_column, test_label_column),
+            "val": (self.val_text_column, self.val_label_column),
+            "test": (self.test_text_column, self.test_label_column),
         }
-        for split, split_path in (("val", val_path), ("test", test_path)):
+        for split, split_path in (("val", self.val_path), ("test", self.test_path)):
             for side, name in zip(("text", "label"), self.split_columns[split], strict=True):
                 if name is not None and (split_path is None or hf_dataset is not None):
                     raise ValueError(
                         f"'task.{split}_{side}_column' = {name!r} names a column of the "
                         f"task.{split}_path file: set task.{split}_path too (not with hf_dataset)"
                     )
-        check_split_fractions(val_fraction, test_fraction)
-        check_min("max_len", max_len, 1)
-        self.tokens = TokenizerSettings(tokenizer, lowercase, min_freq, max_vocab, bpe_vocab_size)
-        self.tokens.check()
-        self.path, self.format = path, format
-        self.text_column, self.label_column = text_column, label_column
-        self.val_path, self.test_path = val_path, test_path
-        self.val_fraction, self.test_fraction = val_fraction, test_fraction
-        self.split_seed = split_seed
-        self.max_len = max_len
-        self.hf = (hf_dataset, hf_config, hf_train_split, hf_val_split, hf_test_split)
+        super().__post_init__()
+
+    @property
+    def hf(self) -> tuple[str | None, str | None, str, str | None, str]:
+        """(hf_dataset, hf_config, hf_train_split, hf_val_split, hf_test_split)."""
+        return (self.hf_dataset, self.hf_config, self.hf_train_split, self.hf_val_split,
+                self.hf_test_split)
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -231,8 +226,12 @@ class TextClassification:
             log.info(note)
             notes.append(note)
             wanted = found
+        if wanted[0] == wanted[1]:
+            raise DataError(f"{path} (task.{knob}): {same_column(prefix, wanted[0])}")
         knobs = (f"{prefix}text_column", f"{prefix}label_column")
-        return read_columns(path, fmt, list(zip(wanted, knobs, strict=True)), knob), wanted
+        rows = read_columns(path, fmt, list(zip(wanted, knobs, strict=True)), knob)
+        check_some_text(rows, wanted[0])
+        return rows, wanted
 
     def _read(
         self, notes: list[str]
@@ -261,40 +260,21 @@ class TextClassification:
             return load_split(name, config, split, text_col, label_col)
 
         val = get(val_split) if val_split else None
-        return get(train_split), val, get(test_split), {"train": (text_col, label_col)}
+        train = get(train_split)
+        check_some_text(train, text_col)
+        return train, val, get(test_split), {"train": (text_col, label_col)}
 
     # -- loading ---------------------------------------------------------------------------
 
     def load(self, seed: int) -> TaskData:
         notes: list[str] = []
         train, val, test, columns = self._read(notes)
-        label_column = columns["train"][1]
-        seed_used = self.split_seed if self.split_seed is not None else seed
-        carving = val is None or test is None
-        # Classes come from the training file (before any split is carved out of it).
-        train_labels = label_of(train)
-        for i, label in enumerate(train_labels):
-            if not label:
-                raise DataError(f"{train.where(i)}: empty label (column {label_column!r})")
-        labels = set(train_labels)
-        if len(labels) < 2:
-            raise DataError(
-                f"{train.origin}: column {label_column!r} has one class only "
-                f"({next(iter(labels))!r}); a classifier needs at least 2"
-            )
-        classes = label_order(labels)
+        classes = self._classes(train, columns["train"][1])
         source = f"the training data ({train.origin})"
         for rows in (val, test):
             if rows is not None:
                 class_ids(rows, classes, source)
-        splits = assemble_splits(
-            train,
-            val,
-            test,
-            derive_seed(seed_used, "text", "split"),
-            self.val_fraction,
-            self.test_fraction,
-        )
+        splits, dropped = self.assemble(train, val, test, seed, text_of, notes)
         encoder = fit(splits["train"].column(0), self.tokens)
         ids = {s: encoder.encode(splits[s].column(0)) for s in SPLITS}
         width = min(self.max_len, max(max((len(x) for x in ids[s]), default=1) for s in SPLITS))
@@ -307,17 +287,14 @@ class TextClassification:
             for s in SPLITS
         }
         settings = {
-            "task": "text",
+            **self.settings(seed, carving=val is None or test is None),
             "format": self.format,
             "columns": {split: list(names) for split, names in columns.items()},
             "hf": list(self.hf),
-            "max_len": self.max_len,
-            "fractions": [self.val_fraction, self.test_fraction],
-            "split_seed": seed_used if carving else None,
-            **self.tokens.as_dict(),
         }
         # The file bytes and settings, plus the tensors (a tokenizers upgrade shows up too).
         contents = [r.content if r is not None else None for r in (train, val, test)]
+        overlap = overlap_counts(*(text_of(splits[s]) for s in SPLITS))
         return TaskData(
             spec=TaskSpec(
                 kind="classify",
@@ -337,7 +314,7 @@ class TextClassification:
                 "input_itos": encoder.itos,
                 "tokenizer": self.tokens.tokenizer,
                 "notes": notes,
-                "overlap": overlap_counts(*(splits[s].column(0) for s in SPLITS)),
+                "overlap": {**overlap, **({"val_dropped": dropped} if self.val_dedup else {})},
                 "encoder": {
                     "task": "text",
                     "max_len": self.max_len,
@@ -347,6 +324,22 @@ class TextClassification:
                 },
             },
         )
+
+    @staticmethod
+    def _classes(train: Rows, label_column: str) -> list[str]:
+        """The class labels of the training file (before any split is carved out of it), in
+        ``label_order``; DataError for an empty label or a single class."""
+        train_labels = label_of(train)
+        for i, label in enumerate(train_labels):
+            if not label:
+                raise DataError(f"{train.where(i)}: empty label (column {label_column!r})")
+        labels = set(train_labels)
+        if len(labels) < 2:
+            raise DataError(
+                f"{train.origin}: column {label_column!r} has one class only "
+                f"({next(iter(labels))!r}); a classifier needs at least 2"
+            )
+        return label_order(labels)
 
     # -- a trained model on another file -----------------------------------------------------
 
@@ -360,11 +353,7 @@ class TextClassification:
                 "corpus task; run 'attnbench evaluate RUN_ID' without task settings to score its "
                 "own test split"
             )
-        path = required_test_path(self.test_path)
-        check_unchanged(
-            {**state["input"]["tokenizer"], "max_len": state["max_len"]},
-            {**self.tokens.as_dict(), "max_len": self.max_len},
-        )
+        path = self.saved_encoder(state)
         encoder = Encoder.from_state(state["input"])
         train_columns = (state["columns"][0], state["columns"][1])
         rows, _ = self._read_file(path, "test", train_columns, [])

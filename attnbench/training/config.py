@@ -27,7 +27,7 @@ class TrainerConfig:
     lr: float = 3e-3
     weight_decay: float = 0.01
     grad_clip: float = 1.0  # 0 = off
-    warmup_steps: int = 0
+    warmup_steps: int = 50
     limit_eval_batches: int = 0  # 0 = all
     log_every: int = 25
     threads: int = 0  # 0 = cores / parallel jobs

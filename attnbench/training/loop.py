@@ -282,6 +282,7 @@ def fit(
         "train_s": train_s,
         "epoch_s": train_s / epochs_run,
         "samples_per_s": loop.samples / train_s if train_s else 0.0,
+        "steps": float(loop.step),  # the budget actually trained (compare shows it per group)
         **memory,
     }
     best_cpu = {k: v.cpu() for k, v in loop.best_state.items()}

@@ -19,16 +19,16 @@ weights, activations, evaluation).
   Python objects) and, with ``trainer.compile``, measures the eager model.
 - MPS (unified memory, no peak counter): the resident-set figure below.
 
-`cost/peak_rss_mb` and `cost/base_rss_mb` (CPU and MPS): the process's resident set. At the start,
-glibc hands its free heap pages back to the kernel (``malloc_trim``) and the kernel's high-water
-mark is reset (``5`` into /proc/self/clear_refs, Linux >= 4.0); the peak is the mark at the end
-(VmHWM) minus the resident set at the start, which is the base (model, data, libraries). No full
-garbage collection first: with torch, MLflow and matplotlib loaded one takes 0.4-0.5 s per run
-(here), for a figure that is not the tensor one. Without /proc (macOS): the growth of
-``getrusage``'s lifetime peak. It counts what the allocator figure cannot (heap kept after frees,
+`cost/peak_rss_mb` and `cost/base_rss_mb` (CPU and MPS): the process's resident set, read by
+`training.resident`. At the start, glibc hands its free heap pages back to the kernel
+(``malloc_trim``) and the peak is reset (Linux); the peak is the one at the end minus the resident
+set at the start, which is the base (model, data, libraries). No full garbage collection first:
+with torch, MLflow and matplotlib loaded one takes 0.4-0.5 s per run (here), for a figure that is
+not the tensor one. Where the peak cannot be reset (macOS, Windows): the growth of the lifetime
+peak. It counts what the allocator figure cannot (heap kept after frees,
 other threads, Python objects) and is noisy for the same reason: +-10-20 % between repeats of the
 same small job (glibc's heap, MLflow's writer thread), measured with ``python -m
-attnbench.benchmarks.overhead --only memory``.
+benchmarks.overhead --only memory``.
 
 `excluded()` brackets one-time work a run does but does not own (the first import of a metric
 library): memory it keeps joins the resident base, the peak before it is kept.
@@ -38,11 +38,9 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import ctypes
 import gc
 import os
 import re
-import resource
 import sys
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
@@ -55,36 +53,8 @@ from attnbench.tasks.base import Split, TaskData
 from attnbench.training.config import TrainerConfig
 from attnbench.training.device import autocast
 from attnbench.training.optimizers import build_optimizer
+from attnbench.training.resident import MB, peak_rss_mb, reset_peak, rss_mb, trim_heap
 from attnbench.training.steps import evaluate, train_step
-
-MB = 1024.0 * 1024.0
-
-
-def _status_kib(field: str) -> int | None:
-    """A field of /proc/self/status in KiB (VmRSS, VmHWM), or None without /proc."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-    except (OSError, ValueError):
-        pass
-    return None
-
-
-def _reset_hwm() -> bool:
-    try:
-        with open("/proc/self/clear_refs", "w", encoding="ascii") as fh:
-            fh.write("5")
-        return True
-    except OSError:
-        return False
-
-
-def _trim_heap() -> None:
-    """Return glibc's free heap pages to the kernel, so pages reused later count again."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def _cuda_requested_mb(device: torch.device, which: str) -> float:
@@ -100,22 +70,13 @@ def _cuda_requested_mb(device: torch.device, which: str) -> float:
     return stats[key] / MB
 
 
-def _maxrss_mb() -> float:
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / MB if sys.platform == "darwin" else peak / 1024.0  # bytes on macOS, else KiB
-
-
-def _rss_mb() -> float:
-    return (_status_kib("VmRSS") or 0) / 1024.0
-
-
 class RunMemory:
     """start() at the beginning of a run, figures() at its end."""
 
     def __init__(self, device: torch.device) -> None:
         self.device = device
         self.cuda = device.type == "cuda"
-        self.proc = False  # /proc available (else the getrusage fallback)
+        self.resettable = False  # the peak was reset to the start (Linux), else its growth
         self.base_mb = 0.0
         self.peak_mb = 0.0  # the highest peak above base before an excluded block
 
@@ -126,30 +87,28 @@ class RunMemory:
             torch.cuda.reset_peak_memory_stats(self.device)
             self.base_mb = _cuda_requested_mb(self.device, "current")
             return
-        _trim_heap()
-        self.proc = _status_kib("VmHWM") is not None and _reset_hwm()
-        self.base_mb = _rss_mb() if self.proc else _maxrss_mb()
+        trim_heap()
+        self.resettable = reset_peak()
+        self.base_mb = rss_mb() if self.resettable else peak_rss_mb()
 
     def _peak_now_mb(self) -> float:
         if self.cuda:
             return _cuda_requested_mb(self.device, "peak") - self.base_mb
-        if self.proc:
-            return (_status_kib("VmHWM") or 0) / 1024.0 - self.base_mb
-        return _maxrss_mb() - self.base_mb
+        return peak_rss_mb() - self.base_mb
 
     @contextlib.contextmanager
     def excluded(self) -> Iterator[None]:
         """Memory the block keeps joins the base; its own transient peak is not counted."""
-        if self.cuda or not self.proc:
+        if self.cuda or not self.resettable:
             yield
             return
         self.peak_mb = max(self.peak_mb, self._peak_now_mb())
-        before = _rss_mb()
+        before = rss_mb()
         try:
             yield
         finally:
-            self.base_mb += max(0.0, _rss_mb() - before)
-            _reset_hwm()
+            self.base_mb += max(0.0, rss_mb() - before)
+            reset_peak()
 
     def figures(self) -> dict[str, float]:
         """CUDA: {'peak_mem_mb', 'base_mem_mb'} from the allocator. Elsewhere the resident set:

@@ -118,6 +118,8 @@ def evaluate(
         scored += (y != (PAD if kind == "transduce" else IGNORE)).sum()
         preds.append(p)
         targets.append(y)
-    out = compute_metrics(data.metrics, torch.cat(preds), torch.cat(targets), data.target_itos)
+    pred, target = torch.cat(preds), torch.cat(targets)
+    refs = split.references[: len(target)] if split.references is not None else None
+    out = compute_metrics(data.metrics, pred, target, data.target_itos, refs)
     out["loss"] = float(loss_sum / scored.clamp(min=1))
     return out

@@ -157,7 +157,7 @@ def test_baseline_names_the_reference_group(cli, mixed: Path) -> None:
     assert statuses[("scaled", "transformer", "600")]["status"] == "better"
     assert all(g["status"] in ("better", "tied") for g in doc["groups"] if g is not ref)
     table = cli("compare", "-e", "mixed", *by, "--baseline", base, "--format", "markdown")
-    assert "| Δ baseline | p | test | vs baseline |" in table.stdout
+    assert "| Δ baseline (95% CI) | p | test | vs baseline |" in table.stdout
     assert "| dot | rnn | 100 | 3 |" in table.stdout and "| baseline |" in table.stdout
     # a value that matches no group names the groups; one that matches several asks for more
     line = one_line_error(cli("compare", "-e", "mixed", *by, "--baseline", "attention=none"))

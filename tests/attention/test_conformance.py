@@ -25,15 +25,14 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from attnbench.attention import ATTENTION
 from attnbench.attention.additive import additive_scores, additive_scores_naive
-from attnbench.attention.base import CONTEXT_ARGS, Attention
+from attnbench.attention.base import CONTEXT_ARGS, Attention, Call
 from attnbench.registry import check_params, params_of
+from tests.attention.helpers import LargestFloatTensor
 
 CONF = Path(__file__).resolve().parents[2] / "conf" / "attention"
 YAMLS = sorted(CONF.glob("*.yaml"))
 B, TQ, TK, DQ, DK, DV = 3, 5, 7, 16, 16, 8
 TOL = 1e-5
-# Variants whose maths is a softmax of (scaled) dot products: their fast path must be fused SDPA.
-FUSED = {"dot", "scaled", "multihead", "general", "cosine", "local"}
 
 
 def load_yaml(path: Path) -> tuple[str, dict[str, Any]]:
@@ -110,16 +109,44 @@ def test_yaml_matches_constructor(conf: Path) -> None:
 
 
 def test_contract_attributes(conf: Path) -> None:
+    """The facts of attention/base.py: declared with the right types, widths kept, a module
+    docstring with the notation legend (base.py's contract, STYLE item 3)."""
     attn = build(conf)
     cls = type(attn)
     assert isinstance(attn, Attention)
     assert cls.name == conf.stem
     assert cls.baseline is (cls.name == "none")
-    assert isinstance(cls.projects, bool)
+    for fact in ("projects", "fused", "materialises", "equal_widths", "bounded_in_bf16"):
+        assert isinstance(getattr(cls, fact), bool), fact
+    assert not (cls.fused and cls.materialises), "a fused fast path materialises no scores"
     assert isinstance(cls.reference, str) and len(cls.reference) > 10
+    assert set(cls.references) <= {"naive", "bare", "plain", "torch"}
+    assert (attn.d_query, attn.d_key, attn.d_value) == (DQ, DK, DV)
     assert isinstance(attn.out_dim, int) and attn.out_dim > 0
+    call = Call(B, TQ, TK)
+    assert attn.memory_bytes(call) >= 0 and attn.memory_bytes(call, "naive") >= 0
+    flops = attn.flops(call)
+    assert flops is None or flops > 0
+    limit = attn.length_limit()
+    assert limit is None or (isinstance(limit[0], str) and limit[1] >= 1)
     doc = sys.modules[cls.__module__].__doc__
     assert doc and "Notation" in doc, "module docstring needs the notation legend"
+
+
+def test_a_variant_that_says_it_does_not_materialise_does_not(conf: Path) -> None:
+    """``materialises = False``: no float tensor as large as one (B, T, T) score matrix in a
+    training forward+backward of self-attention (unmasked: a bool mask SDPA turns into a float
+    one, (B, 1, T, T), which ``memory_bytes`` counts apart)."""
+    b, t, d = 2, 128, 8
+    attn = build(conf, dq=d, dk=d, dv=d).train()
+    if attn.materialises:
+        pytest.skip(f"{conf.stem} materialises its scores")
+    x = torch.randn(b, t, d, requires_grad=True)
+    with LargestFloatTensor() as seen:
+        ctx, _ = attn(x, x, x)
+        if ctx.requires_grad:
+            ctx.square().sum().backward()
+    assert seen.numel < b * t * t, (seen.numel, b * t * t)
 
 
 # --- shapes, masks, distributions ------------------------------------------------------------
@@ -230,25 +257,24 @@ def test_fast_path_does_not_materialise_weights(
     monkeypatch.setattr(torch, "softmax", counting_softmax)
     monkeypatch.setattr(F, "softmax", counting_softmax)
     attn = build(conf)
-    name = type(attn).name
     _, w = attn(*inputs(), mask=ragged_mask())
     assert w is None
-    if name in FUSED:
+    if attn.fused:
         assert calls == {"sdpa": 1, "softmax": 0}, calls
     else:  # e.g. additive: no fused kernel exists for its score, but SDPA alone is never mixed in
         assert calls["sdpa"] == 0 or calls["softmax"] == 0, calls
     calls.update(sdpa=0, softmax=0)
     attn(*inputs(), mask=ragged_mask(), need_weights=True)
-    if name in FUSED:
+    if attn.fused:
         assert calls["sdpa"] == 0 and calls["softmax"] == 1, calls
 
 
 @pytest.mark.parametrize("masked", [False, True])
 def test_fast_path_fits_a_fused_kernel(conf: Path, masked: bool) -> None:
     """SDPA gets shapes a fused (flash) kernel accepts, so it does not fall back to the maths."""
-    if conf.stem not in FUSED:
-        pytest.skip(f"{conf.stem} has no fused path")
     attn = build(conf, dv=DK)  # PyTorch's fused CPU kernel needs equal key and value widths
+    if not attn.fused:
+        pytest.skip(f"{conf.stem} has no fused path")
     q, k, v = inputs(dv=DK)
     with sdpa_kernel(SDPBackend.FLASH_ATTENTION):
         ctx, _ = attn(q, k, v, mask=ragged_mask() if masked else None)
@@ -271,6 +297,23 @@ def test_dropout_is_honoured_by_both_paths(conf: Path) -> None:
         assert torch.isfinite(ctx).all() and not torch.allclose(ctx, ref)
         if w is not None:  # the returned weights stay a distribution
             torch.testing.assert_close(w.sum(-1)[0, 0], torch.tensor(1.0), atol=TOL, rtol=0)
+
+
+def test_the_equal_widths_fact_holds(conf: Path) -> None:
+    """``equal_widths``: other query and key widths are refused in one line naming the variants
+    that take them; without it, they work."""
+    name, params = load_yaml(conf)
+    cls = ATTENTION.get(name)
+    if cls.equal_widths:
+        with pytest.raises(ValueError, match="d_query must equal d_key") as err:
+            cls(DQ, DK - 4, DV, **params)
+        takers = [n for n in ATTENTION.names()
+                  if not (ATTENTION.get(n).equal_widths or ATTENTION.get(n).baseline)]
+        assert all(f"'{n}'" in str(err.value) for n in takers), err.value
+    else:
+        attn = cls(DQ, DK - 4, DV, **params).eval()
+        ctx, _ = attn(*inputs(dk=DK - 4), mask=ragged_mask())
+        assert ctx.shape == (B, TQ, attn.out_dim)
 
 
 def test_wrong_sized_widths_are_refused(conf: Path) -> None:

@@ -15,31 +15,37 @@ from __future__ import annotations
 
 import pytest
 import torch
+import yaml
 from torch import Tensor
 
+from attnbench.attention import ATTENTION
 from attnbench.attention.additive import (
     DEFAULT_CHUNK_BYTES,
     additive_scores,
     additive_scores_naive,
 )
-from attnbench.bench.kernels import REFERENCES, _merge, build_runner
-from attnbench.bench.measure import crossover, estimate_bytes, scaling_exponent
+from attnbench.attention.base import Call
+from attnbench.attention.multihead import merge_heads
+from attnbench.bench.kernels import build_module, build_runner
+from attnbench.bench.measure import count_flops, crossover, estimate_bytes, scaling_exponent
 from attnbench.bench.memory import measure_memory
 from attnbench.bench.plan import BenchSettings, Case, variant_node
+from tests.conftest import CONF
 
 TOL = 1e-5
+# Settings that take each variant's interesting path at the tests' small sizes (T = 24): several
+# additive chunks, lowrank's and linear's chunked forms, local's blocked path (window 3, blocks of
+# 4 rows: S = 12 keys per block). Every other setting is the variant's YAML (conf/attention).
+PATHS = {
+    "additive": {"chunk_bytes": 2**14},
+    "cosine": {"temperature": 0.5},
+    "linear": {"chunk": 8},
+    "lowrank": {"rank": 4, "max_len": 32, "chunk": 8},
+    "local": {"window": 3, "heads": 4, "block": 4},
+}
 NODES = {
-    "dot": {"name": "dot", "dropout": 0.0},
-    "scaled": {"name": "scaled", "dropout": 0.0},
-    "multihead": {"name": "multihead", "heads": 4, "dropout": 0.0},
-    "additive": {"name": "additive", "hidden": 0, "dropout": 0.0, "chunk_bytes": 2**14},
-    "general": {"name": "general", "dropout": 0.0},
-    "cosine": {"name": "cosine", "temperature": 0.5, "learn_temperature": True, "dropout": 0.0},
-    "linear": {"name": "linear", "chunk": 8},
-    "lowrank": {"name": "lowrank", "rank": 4, "max_len": 32, "chunk": 8, "dropout": 0.0},
-    # window 3, blocks of 4 rows: at T=24 the blocked fast path runs (S = 12 keys per block)
-    "local": {"name": "local", "window": 3, "heads": 4, "block": 4, "dropout": 0.0},
-    "none": {"name": "none"},
+    node["name"]: {**node, **PATHS.get(node["name"], {})}
+    for node in (yaml.safe_load(p.read_text()) for p in sorted(CONF.glob("attention/*.yaml")))
 }
 
 
@@ -52,6 +58,12 @@ def outputs_and_grads(case: Case, settings: BenchSettings) -> tuple[Tensor, list
     return out.detach(), [t.grad.clone() for t in runner.leaves]
 
 
+# Every (variant, kind) reference the variants declare (Attention.references), from the registry.
+REFERENCES = {
+    (name, kind): ref
+    for name in ATTENTION.names()
+    for kind, ref in ATTENTION.get(name).references.items()
+}
 SAME_FUNCTION = sorted(
     key for key, ref in REFERENCES.items() if ref.inputs is None and ref.peer is None
 )
@@ -86,7 +98,7 @@ def test_multihead_bare_is_its_own_sdpa_step() -> None:
 
     attn = attention_factory(ComponentConfig.from_node(NODES["multihead"]))(16, 16, 16)
     with torch.no_grad():
-        torch.testing.assert_close(_merge(attn, heads_out), fast, atol=TOL, rtol=0)
+        torch.testing.assert_close(merge_heads(attn, heads_out), fast, atol=TOL, rtol=0)
     heads_out.backward(runner.grad)
     assert all(t.grad is not None and t.grad.abs().sum() > 0 for t in runner.leaves)
 
@@ -152,7 +164,7 @@ def test_torch_mha_reference_is_multihead_in_pytorch() -> None:
         torch.testing.assert_close(a, b, atol=TOL, rtol=0)
 
 
-@pytest.mark.parametrize("variant", sorted({key[0] for key in REFERENCES} | {"none", "scaled"}))
+@pytest.mark.parametrize("variant", sorted(NODES))
 def test_every_variant_and_reference_runs_in_bf16_on_cpu(variant: str) -> None:
     """bench.dtype=bf16: weights, inputs, output and gradients all bfloat16 (cast, not autocast)."""
     from attnbench.bench.kernels import cases_for
@@ -245,3 +257,18 @@ def test_matmul_peak_shrinks_when_one_product_would_be_slow(
     monkeypatch.setattr(measure, "PEAK_CALL_S", 1e-12)  # every product is "too slow"
     gflops, n = measure.matmul_peak_gflops(512, repeats=1, dtype="bf16")
     assert n == 256 and gflops > 0  # down to the 256³ probe, no further
+
+
+@pytest.mark.parametrize("variant", sorted(NODES))
+def test_written_flop_formulas_equal_the_flop_counter(variant: str) -> None:
+    """The bench counts FLOPs with torch's FLOP counter for every variant (plugins included);
+    a variant's written ``flops`` formula, where it has one, counts the same."""
+    settings = BenchSettings(batch=2, dim=16, seq_lens=[24])
+    counted = count_flops(build_runner(Case(variant, "variant", 24), NODES[variant], settings))
+    written = build_module(NODES[variant], settings, device="meta").flops(Call(2, 24, 24))
+    if variant == "none":
+        assert counted == 0 and written is None
+    elif written is None:  # additive, lowrank: element-wise work of the same order is uncounted
+        assert counted > 0
+    else:
+        assert counted == pytest.approx(written, rel=1e-9)

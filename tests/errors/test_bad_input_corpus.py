@@ -214,6 +214,10 @@ CASES = [
          "No run with id 'nope'", smoke=False),
     case("compare-unknown-format", "compare --no-plots -e assoc_recall -f xml --runs-dir {store}",
          "Unknown format 'xml'", "markdown, csv, json", smoke=False),
+    case("compare-across-one-task", "compare --no-plots -e assoc_recall --across task "
+         "--runs-dir {store}", "--across task", "at least 2 tasks", smoke=False),
+    case("compare-margin-negative", "compare --no-plots -e assoc_recall --margin -1 "
+         "--runs-dir {store}", "--margin -1.0", "give a number >= 0", smoke=False),
     case("reproduce-unknown-run", "reproduce deadbeef --runs-dir {store}",
          "No run with id 'deadbeef'", smoke=False),
     case("reproduce-no-store", "reproduce deadbeef --runs-dir {runs}/missing", "No MLflow store",

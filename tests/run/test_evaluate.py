@@ -21,6 +21,7 @@ def test_evaluate_reproduces_the_runs_test_score(cli, runs_dir: Path) -> None:
     child = next(r for r in all_runs(runs_dir) if r.run_id != run.run_id)
     assert child.tags["mlflow.parentRunId"] == run.run_id
     assert child.tags["attnbench.evaluates"] == run.run_id
+    assert child.tags["attnbench.kind"] == "evaluate"  # not a seed: compare leaves it out
     for name in ("test/acc", "test/f1"):
         assert child.metrics[name] == run.metrics[name], name
 

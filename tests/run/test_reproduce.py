@@ -32,6 +32,7 @@ def test_reproduce_round_trip_then_mismatch(cli, runs_dir: Path) -> None:
     copies = [r for r in all_runs(runs_dir) if r.tags.get("reproduces") == original.run_id]
     assert len(copies) == 1
     copy = copies[0]
+    assert copy.tags["attnbench.kind"] == "reproduce"  # not a seed: compare leaves it out
     assert copy.experiment_id == original.experiment_id and copy.status == "FINISHED"
     assert copy.tags["attnbench.config_hash"] == original.tags["attnbench.config_hash"]
     for name, value in original.metrics.items():

@@ -60,7 +60,8 @@ def test_tatoeba_pairs_round_trip(tmp_path: Path, tokenizer: str, longest: int) 
             assert y[n + 1 :] == [PAD] * (len(y) - n - 1)
     assert data.spec.max_target_len == longest + 1  # + EOS
     scores = compute_metrics(data.metrics, data.train.targets, data.train.targets, itos)
-    assert scores == {"token_acc": 1.0, "exact_match": 1.0, "bleu": pytest.approx(100.0)}
+    assert scores == {"token_acc": 1.0, "exact_match": 1.0, "bleu": pytest.approx(100.0),
+                      "bleu_tok": pytest.approx(100.0)}
 
 
 def test_header_columns_and_separate_files(tmp_path: Path) -> None:
@@ -179,3 +180,70 @@ def test_encode_test_reproduces_the_runs_test_split(tmp_path: Path, tokenizer: s
     assert UNK in split.inputs[3].tolist() and split.targets[3, -1] == EOS
     with pytest.raises(DataError, match="^evaluate on another file needs task.test_path=FILE$"):
         Translation(path=gone, **settings).encode_test(state, data.spec)
+
+
+def raw_targets(path: str) -> list[str]:
+    """The second column of a TSV file, read here without attnbench."""
+    with open(path, encoding="utf-8") as fh:
+        return [line.rstrip("\n").split("\t")[1] for line in fh if line.strip()]
+
+
+@pytest.mark.parametrize("lowercase", [False, True])
+def test_bleu_scores_against_the_references_as_written(tmp_path: Path, lowercase: bool) -> None:
+    """Issue 24: an out-of-vocabulary word in a reference stays itself for `bleu` (sacrebleu on
+    the file's text); only `bleu_tok`, on references decoded from ids, sees `<unk>`."""
+    import sacrebleu
+
+    train = tatoeba(tmp_path, PAIRS * 2)
+    test = tatoeba(tmp_path, [("Go.", "Va Zanzibar !"), ("Hi.", "Salut !"), *PAIRS[2:6]],
+                   "test.txt")
+    data = Translation(path=train, test_path=test, lowercase=lowercase).load(0)
+    written = raw_targets(test)
+    assert data.test.references == ([t.lower() for t in written] if lowercase else written)
+    pred = data.test.targets  # a model that outputs the reference ids: <unk> for unknown words
+    hyps = [detokenize(row, data.target_itos) for row in pred.tolist()]
+    assert hyps[0] == ("va <unk> !" if lowercase else "Va <unk> !")
+    scores = compute_metrics(data.metrics, pred, data.test.targets, data.target_itos,
+                             data.test.references)
+    expected = sacrebleu.corpus_bleu(hyps, [written], lowercase=lowercase,
+                                     use_effective_order=True).score
+    assert scores["bleu"] == pytest.approx(expected) and scores["bleu"] < 90
+    assert scores["bleu_tok"] == pytest.approx(100.0)  # the decoded reference has <unk> too
+    # without raw references `bleu` falls back to the decoded ones
+    assert compute_metrics(["bleu"], pred, data.test.targets, data.target_itos) == {
+        "bleu": pytest.approx(100.0)}
+
+
+def test_encode_test_keeps_the_files_references(tmp_path: Path) -> None:
+    train = tatoeba(tmp_path, PAIRS * 2)
+    other = tatoeba(tmp_path, [("Go.", "Va, Zanzibar !"), ("Hi.", "Salut !")], "other.txt")
+    data = Translation(path=train).load(0)
+    split = Translation(path=train, test_path=other).encode_test(data.extra["encoder"], data.spec)
+    assert split.references == raw_targets(other)
+
+
+def test_evaluate_scores_raw_references_on_its_own_split_and_another_file(
+    cli, runs_dir: Path, tmp_path: Path
+) -> None:
+    """The raw references travel with the saved model: `evaluate` on the run's own test split
+    gives the run's own BLEU, and on another file scores that file's sentences."""
+    from tests.conftest import all_runs
+
+    pairs = [(f"I see {w}.", f"Je vois {w}.") for w in ("a", "b", "c", "d", "e")] * 8
+    train = tatoeba(tmp_path, pairs)
+    other = tatoeba(tmp_path, [("I see b.", "Je vois Zanzibar."), ("I see a.", "Je vois a.")],
+                    "other.txt")
+    run = cli("run", "task=translation", "backbone=seq2seq", f"task.path={train}")
+    assert run.exit_code == 0, run.output
+    (trained,) = all_runs(runs_dir)
+    assert {"test/bleu", "test/bleu_tok", "val/bleu"} <= set(trained.metrics)
+    own = cli("evaluate", trained.run_id, "--runs-dir", str(runs_dir))
+    assert own.exit_code == 0, own.output
+    result = cli("evaluate", trained.run_id, f"task.test_path={other}", "--runs-dir",
+                 str(runs_dir))
+    assert result.exit_code == 0, result.output
+    children = {r.tags["attnbench.test_source"]: r for r in all_runs(runs_dir)
+                if r.run_id != trained.run_id}
+    for name in ("test/bleu", "test/bleu_tok"):
+        assert children["the run's own test split"].metrics[name] == trained.metrics[name]
+    assert {"test/bleu", "test/bleu_tok"} <= set(children[other].metrics)

@@ -34,11 +34,15 @@ def one_thread() -> typing.Iterator[None]:
 
 @functools.cache
 def _composed(overrides: tuple[str, ...]) -> tuple[RunConfig, TaskData]:
-    from attnbench.benchmarks.overhead.common import compose
+    from omegaconf import OmegaConf
+
     from attnbench.config.build import build_task
+    from attnbench.config.compose import hydra_compose
     from attnbench.config.validate import validate
 
-    cfg = validate(compose(["trainer.progress=false", *overrides]))
+    with hydra_compose() as compose:
+        node = compose("config", overrides=["trainer.progress=false", *overrides])
+    cfg = validate(OmegaConf.to_container(node, resolve=True))
     return cfg, build_task(cfg.task).load(cfg.seed)
 
 

@@ -49,6 +49,7 @@ def test_max_steps_stops_mid_epoch_validates_and_says_so() -> None:
     result = fit(c.model, c.data, c.trainer, c.seed, sink)
     assert (result.steps, result.stopped_by) == (11, "max_steps")
     assert sink.steps_of("val/acc") == [8, 11]
+    assert result.cost["steps"] == 11.0  # logged as cost/steps: compare shows each group's budget
     assert result.test and result.best_state
 
 
@@ -67,6 +68,7 @@ def test_max_time_stops_then_validates_tests_on_the_best_weights_and_finishes() 
     result = fit(c.model, c.data, c.trainer, c.seed, sink)
     assert result.stopped_by == "max_time"
     assert 2 <= result.steps <= 4, result.steps  # 0.4 s a step: the budget ends in step 3
+    assert result.cost["steps"] == result.steps
     assert sink.steps_of("val/acc") == [result.steps]
     assert set(result.test) == {"acc", "f1", "loss"}
     # the model holds the best weights, which are the result's

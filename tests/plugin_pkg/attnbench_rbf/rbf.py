@@ -19,15 +19,17 @@ from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
-from attnbench.attention.base import expand_mask, sdpa_mask, softmax_mix
+from attnbench.attention.base import Attention, expand_mask, sdpa_mask, softmax_mix
 
 
-class RBFAttention(nn.Module):
-    name: ClassVar[str] = "rbf"  # set again by attnbench's registry from the entry point
-    baseline: ClassVar[bool] = False
-    projects: ClassVar[bool] = False
+class RBFAttention(Attention):
+    """Facts beyond ``Attention``'s defaults: a fused fast path that materialises nothing."""
+
+    fused: ClassVar[bool] = True
+    materialises: ClassVar[bool] = False
+    equal_widths: ClassVar[bool] = True  # ‖q − k‖ needs q and k of one width
     reference: ClassVar[str] = (
         "Kim, Papamakarios & Mnih 2021, 'The Lipschitz Constant of Self-Attention', §3 L2 "
         "self-attention: P_ij ∝ exp(−‖x_iᵀW^Q − x_jᵀW^K‖² / √(D/H))"
@@ -42,10 +44,7 @@ class RBFAttention(nn.Module):
         temperature: float = 0.0,
         dropout: float = 0.0,
     ) -> None:
-        super().__init__()
-        for arg, dim in (("d_query", d_query), ("d_key", d_key), ("d_value", d_value)):
-            if dim < 1:
-                raise ValueError(f"{arg} must be a positive width (>= 1), got {dim}")
+        super().__init__(d_query, d_key, d_value)  # checks the widths
         if d_query != d_key:
             raise ValueError(
                 f"rbf attention measures ‖q − k‖, so d_query must equal d_key; got "
@@ -57,7 +56,6 @@ class RBFAttention(nn.Module):
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         self.temperature = float(temperature) or math.sqrt(d_key)
         self.dropout = dropout
-        self.out_dim = d_value
 
     def forward(
         self,

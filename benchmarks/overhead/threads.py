@@ -12,13 +12,13 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from attnbench.benchmarks.overhead.common import Report, log
+from benchmarks.overhead.common import Report, log
 
 STEP_SCRIPT = r"""
 import os, sys, time, statistics
 import attnbench
 import torch
-from attnbench.benchmarks.overhead.common import compose
+from benchmarks.overhead.common import compose
 from attnbench.config.build import build
 from attnbench.config.validate import validate
 from attnbench.training.steps import loss_fn

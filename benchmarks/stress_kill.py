@@ -1,5 +1,5 @@
 """Kill-during-creation mode of the store stress benchmark (``python -m
-attnbench.benchmarks.stress_store --kill N``; see that module's docstring).
+benchmarks.stress_store --kill N``; see that module's docstring).
 
 N times, on a fresh runs folder: start ``attnbench run trainer=smoke`` in its own process group,
 wait until it starts on the store (its lock file appears), SIGKILL the group at a random instant

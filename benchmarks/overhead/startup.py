@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from attnbench.benchmarks.overhead.common import (
+from benchmarks.overhead.common import (
     Report,
     exe,
     log,

@@ -1,12 +1,12 @@
 """Training figures the defaults must reach, measured through the real CLI.
 
-    python -m attnbench.benchmarks.figures skeleton [--seeds 3] [--set trainer.precision=bf16]
+    python -m benchmarks.figures skeleton [--seeds 3] [--set trainer.precision=bf16]
         default 5-variant sweep over 3 seeds: <= 3 min per seed, best >= 90 %, none >= 20 points
         below the best, and `attnbench compare` marks at least one attention variant besides
         `none` significantly worse than the best (the default task discriminates)
-    python -m attnbench.benchmarks.figures reverse
+    python -m benchmarks.figures reverse
         seq2seq on reverse (length 20): additive exact match >= 0.90, none <= 0.50, <= 3 min each
-    python -m attnbench.benchmarks.figures text [--csv PATH]
+    python -m benchmarks.figures text [--csv PATH]
         rnn + additive on a text file (written by the script, or yours): runs, logs acc and F1
 
 Each check runs `attnbench sweep ...` in a subprocess on a fresh store (``--runs-dir``, default a
@@ -215,7 +215,7 @@ CHECKS: dict[str, Callable[[Path, argparse.Namespace], list[Check]]] = {
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m attnbench.benchmarks.figures",
+        prog="python -m benchmarks.figures",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from attnbench.benchmarks.overhead.common import Report, compose, log, runs_dir_from
+from benchmarks.overhead.common import Report, compose, log, runs_dir_from
 
 
 class NullSink:

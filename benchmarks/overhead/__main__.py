@@ -1,8 +1,8 @@
 """Runner overhead: the figures issue 6 sets for attnbench itself (not for the attention kernels).
 
-    python -m attnbench.benchmarks.overhead            # everything (the sweep part takes minutes)
-    python -m attnbench.benchmarks.overhead --quick    # reduced trainer (loop, logging, sweep)
-    python -m attnbench.benchmarks.overhead --only cli,startup
+    python -m benchmarks.overhead            # everything (the sweep part takes minutes)
+    python -m benchmarks.overhead --quick    # reduced trainer (loop, logging, sweep)
+    python -m benchmarks.overhead --only cli,startup
 
 Sections (``--only``):
 
@@ -41,13 +41,13 @@ import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from attnbench.benchmarks.overhead.common import Report, loadavg, log, template_store
-from attnbench.benchmarks.overhead.memory import section_memory
-from attnbench.benchmarks.overhead.runner import section_loop
-from attnbench.benchmarks.overhead.sink import section_logging
-from attnbench.benchmarks.overhead.startup import section_cli, section_startup
-from attnbench.benchmarks.overhead.sweep import section_sweep
-from attnbench.benchmarks.overhead.threads import section_threads
+from benchmarks.overhead.common import Report, loadavg, log, template_store
+from benchmarks.overhead.memory import section_memory
+from benchmarks.overhead.runner import section_loop
+from benchmarks.overhead.sink import section_logging
+from benchmarks.overhead.startup import section_cli, section_startup
+from benchmarks.overhead.sweep import section_sweep
+from benchmarks.overhead.threads import section_threads
 
 SECTIONS = ("cli", "startup", "loop", "logging", "threads", "sweep", "memory")
 
@@ -68,7 +68,7 @@ def print_report(report: Report, title: str) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m attnbench.benchmarks.overhead", description=__doc__.split("\n\n")[0]
+        prog="python -m benchmarks.overhead", description=__doc__.split("\n\n")[0]
     )
     parser.add_argument(
         "--quick", action="store_true", help="reduced trainer for the loop, logging and sweep parts"

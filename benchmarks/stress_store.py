@@ -1,10 +1,10 @@
 """Parallel writers on a fresh local store: no errors, no lost runs, no lost metrics.
 
-    python -m attnbench.benchmarks.stress_store --repeats 10 --jobs 4        # the README figures
-    python -m attnbench.benchmarks.stress_store --repeats 3 --mode runs      # N separate `run`s
-    python -m attnbench.benchmarks.stress_store --repeats 3 --no-lock        # the lock disabled
-    python -m attnbench.benchmarks.stress_store --repeats 3 --mode mlflow    # plain MLflow
-    python -m attnbench.benchmarks.stress_store --kill 20                    # kill store creation
+    python -m benchmarks.stress_store --repeats 10 --jobs 4        # the README figures
+    python -m benchmarks.stress_store --repeats 3 --mode runs      # N separate `run`s
+    python -m benchmarks.stress_store --repeats 3 --no-lock        # the lock disabled
+    python -m benchmarks.stress_store --repeats 3 --mode mlflow    # plain MLflow
+    python -m benchmarks.stress_store --kill 20                    # kill store creation
 
 Each repeat starts from an empty runs folder (no ``mlflow.db``), so the store is created while
 the writers start, which is where MLflow's SQLite store is fragile: it creates and migrates its
@@ -246,7 +246,7 @@ def summary(reps: list[Repeat]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m attnbench.benchmarks.stress_store",
+        prog="python -m benchmarks.stress_store",
         description="Parallel writers on a fresh local MLflow store: count errors and losses.",
     )
     parser.add_argument("--repeats", type=int, default=10)
@@ -268,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.repeats < 1 or args.jobs < 1:
         parser.error("--repeats and --jobs must be >= 1")
     if args.kill:
-        from attnbench.benchmarks.stress_kill import kill_main
+        from benchmarks.stress_kill import kill_main
 
         return kill_main(args.kill, args.window, args.seed, args.root, args.in_place)
 

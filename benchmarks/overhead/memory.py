@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from attnbench.benchmarks.overhead.common import Report, log, run_cli, runs_dir_from, runs_of
+from benchmarks.overhead.common import Report, log, run_cli, runs_dir_from, runs_of
 
 ORDER = ("none", "dot", "scaled", "additive", "multihead")
 PEAK, BASE = "cost/peak_mem_mb", "cost/base_mem_mb"

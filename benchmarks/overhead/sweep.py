@@ -6,7 +6,7 @@ from __future__ import annotations
 import statistics
 from pathlib import Path
 
-from attnbench.benchmarks.overhead.common import Report, log, run_cli, runs_dir_from, runs_of
+from benchmarks.overhead.common import Report, log, run_cli, runs_dir_from, runs_of
 
 VARIANTS = "none,dot,scaled,additive,multihead"
 
