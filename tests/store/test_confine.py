@@ -22,10 +22,11 @@ from tests.conftest import all_runs, tracker_for
 
 
 def one_line(result) -> str:  # noqa: ANN001 - click Result
-    lines = [ln for ln in result.output.splitlines() if ln.strip()]
-    assert result.exit_code == 2 and len(lines) == 1, result.output
+    """The one error line (compare may warn about the groups first, on its own lines)."""
+    errors = [ln for ln in result.output.splitlines() if ln.startswith("error:")]
+    assert result.exit_code == 2 and len(errors) == 1, result.output
     assert "Traceback" not in result.output
-    return lines[0]
+    return errors[0]
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +72,9 @@ def test_compare_refuses_a_run_whose_artifacts_are_elsewhere(
     runs_dir, parent, _ = sweep_store
     plant(runs_dir, parent, outside)
     before = tree(outside)
-    line = one_line(cli("compare", "--no-plots", "--runs-dir", str(runs_dir)))
+    result = cli("compare", "--no-plots", "--runs-dir", str(runs_dir))
+    line = one_line(result)
+    assert result.output.strip() == line  # refused when the store is opened: nothing else said
     assert f"run {parent[:8]} 'sweep-toy' -> {outside.as_uri()}" in line and "refused" in line
     assert tree(outside) == before  # nothing written there (6 report files before the fix)
     assert not (runs_dir / "reports").exists()
