@@ -112,13 +112,17 @@ def landing_page(runs: Path, tracking_uri: str | None, experiment: str | None
                  ) -> tuple[str, str]:
     """The UI page to open (a URL fragment) and what it shows: the runs of `experiment`, or of
     the latest sweep's experiment. Opening the store also refuses one whose runs keep their
-    artifacts outside it (`store.confine`)."""
+    artifacts outside it, through a symbolic link included (`store.confine`)."""
     from attnbench.errors import ConfigError
     from attnbench.store.handle import Tracker
     from attnbench.store.queries import latest_experiment
 
     tracker = Tracker(tracking_uri, runs)
     tracker.connect()
+    if tracker.local:  # the server reads artifacts itself: no symbolic link out of the store
+        from attnbench.store.confine import confine
+
+        confine(runs / "mlflow.db", runs, follow_links=True)
     if experiment:
         exp_id = tracker.find_experiment(experiment)
         if exp_id is None:

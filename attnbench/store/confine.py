@@ -32,23 +32,36 @@ from attnbench.store.sqlite_file import open_rw
 SHOWN = 3  # runs named in the refusal; the rest are counted
 
 
-def local_path(location: str) -> Path | None:
+def local_path(location: str) -> str | None:
     """The folder an artifact location names on this machine (None: not a local path)."""
-    parsed = urlparse(str(location or ""))
-    if parsed.scheme not in ("", "file") or (parsed.scheme == "file" and parsed.netloc not in
-                                               ("", "localhost")):
-        return None
-    path = unquote(parsed.path) if parsed.scheme == "file" else str(location)
-    return Path(path) if os.path.isabs(path) else None
+    location = str(location or "")
+    if location.startswith("file:"):
+        parsed = urlparse(location)
+        path = unquote(parsed.path) if parsed.netloc in ("", "localhost") else ""
+    else:
+        path = location if "://" not in location and not location.startswith("mlflow-") else ""
+    return path if os.path.isabs(path) else None
 
 
-def is_inside(location: str, runs_dir: Path) -> bool:
-    """Does `location` name a folder under `runs_dir` (symbolic links followed)?"""
+def is_inside(location: str, runs_dir: Path, follow_links: bool = True) -> bool:
+    """Does `location` name a folder under `runs_dir`? With `follow_links`, symbolic links on
+    the way are followed (a link from inside to elsewhere is outside); without, a path written
+    under `runs_dir` is taken as it reads (no system call: the per-run check of a whole store)."""
+    return _inside(location, os.path.realpath(runs_dir), follow_links)
+
+
+def _inside(location: str, root: str, follow_links: bool) -> bool:
+    """`is_inside` with the store's folder already resolved (`root`, no trailing separator)."""
     path = local_path(location)
     if path is None:
         return False
-    root = Path(os.path.realpath(runs_dir))
-    return Path(os.path.realpath(path)).is_relative_to(root)
+    if not follow_links and _under(os.path.normpath(path), root):
+        return True
+    return _under(os.path.realpath(path), root)
+
+
+def _under(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
 
 
 def location_problem(location: str, runs_dir: Path, what: str) -> str | None:
@@ -68,9 +81,10 @@ def relocate(db: Path, runs_dir: Path) -> list[tuple[str, str]]:
     try:
         olds: set[str] = set()
         for (location,) in conn.execute("SELECT artifact_location FROM experiments"):
-            path = local_path(location)
-            if path is None or is_inside(str(path), root):
+            found = local_path(location)
+            if found is None or _inside(found, str(root), follow_links=False):
                 continue
+            path = Path(found)
             if path.parent.name == "artifacts" and path.name:  # attnbench's <old>/artifacts/<name>
                 olds.add(str(path.parent))
         with conn:
@@ -88,10 +102,13 @@ def relocate(db: Path, runs_dir: Path) -> list[tuple[str, str]]:
     return [(old, str(new)) for old in sorted(olds)]
 
 
-def outside(db: Path, runs_dir: Path) -> list[str]:
+def outside(db: Path, runs_dir: Path, follow_links: bool = False) -> list[str]:
     """What keeps artifacts outside `runs_dir`: runs (``<id8> '<name>'``) and experiments that
     have runs (``experiment '<name>'``). Experiments without runs (MLflow's `Default`) are
-    checked when a run is created in them (`Tracker.experiment_id`)."""
+    checked when a run is created in them (`Tracker.experiment_id`). Without `follow_links`
+    the paths are read as written (0.3 s for 5000 runs with, milliseconds without): a symbolic
+    link out of the store is then caught where an artifact is read or written
+    (`Tracker._check_inside`); the UI, whose server reads artifacts itself, follows them."""
     conn = open_rw(db)
     try:
         experiments = conn.execute(
@@ -101,18 +118,20 @@ def outside(db: Path, runs_dir: Path) -> list[str]:
         runs = conn.execute("SELECT run_uuid, name, artifact_uri FROM runs").fetchall()
     finally:
         conn.close()
+    root = os.path.realpath(runs_dir)
     found = [f"experiment '{name}' -> {loc}" for name, loc in experiments
-             if not is_inside(loc, runs_dir)]
+             if not _inside(loc, root, follow_links)]
     found += [f"run {run_id[:8]} '{name}' -> {uri}" for run_id, name, uri in runs
-              if not is_inside(uri, runs_dir)]
+              if not _inside(uri, root, follow_links)]
     return found
 
 
-def confine(db: Path, runs_dir: Path) -> list[str]:
+def confine(db: Path, runs_dir: Path, follow_links: bool = False) -> list[str]:
     """Relocate a copied store, then refuse one that still points outside `runs_dir`
-    (TrackingError, one line). Returns notes saying what was relocated. Call under the lock."""
+    (TrackingError, one line; `outside`). Returns notes saying what was relocated. Call under
+    the lock."""
     moved = relocate(db, runs_dir)
-    found = outside(db, runs_dir)
+    found = outside(db, runs_dir, follow_links)
     if found:
         more = f"; {len(found) - SHOWN} more" if len(found) > SHOWN else ""
         raise TrackingError(

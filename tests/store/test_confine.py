@@ -98,7 +98,7 @@ def test_a_symbolic_link_out_of_artifacts_is_refused(
     """The run's own folder is inside, but its report/ links to a folder outside."""
     runs_dir, parent, _ = sweep_store
     uri = tracker_for(runs_dir).client.get_run(parent).info.artifact_uri
-    folder = confine.local_path(uri)
+    folder = Path(confine.local_path(uri))
     folder.mkdir(parents=True)
     (folder / "report").symlink_to(outside, target_is_directory=True)
     before = tree(outside)
