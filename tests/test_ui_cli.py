@@ -159,6 +159,23 @@ def test_ui_refuses_a_store_whose_runs_keep_artifacts_elsewhere(
     assert f"run {run[:8]} 'planted'" in lines[0] and no_server == []
 
 
+def test_ui_refuses_a_run_folder_linked_out_of_the_store(
+    cli, runs_dir: Path, tmp_path: Path, no_server
+) -> None:
+    """The store's paths are inside, but the run's folder is a symbolic link to elsewhere: the
+    server would serve what is there, so the UI does not start."""
+    tracker = tracker_for(runs_dir)
+    run = tracker.start_run(tracker.experiment_id("reverse"), "linked", {})
+    folder = runs_dir / "artifacts" / "reverse" / run
+    folder.parent.mkdir(parents=True)
+    (tmp_path / "keys").mkdir()
+    folder.symlink_to(tmp_path / "keys", target_is_directory=True)
+    result = cli("ui", "--port", str(free_port()), "--runs-dir", str(runs_dir))
+    lines = [ln for ln in result.output.splitlines() if ln.strip()]
+    assert result.exit_code == 2 and len(lines) == 1, result.output
+    assert f"run {run[:8]} 'linked'" in lines[0] and no_server == []
+
+
 @pytest.mark.parametrize("sig", [  # each starts the real MLflow server (~10 s)
     signal.SIGHUP, pytest.param(signal.SIGTERM, marks=pytest.mark.slow)], ids=["SIGHUP", "SIGTERM"])
 def test_closing_the_terminal_stops_the_server(runs_dir: Path, tmp_path: Path, sig: int) -> None:
