@@ -168,21 +168,8 @@ def check_output(output: Path) -> None:
 
 
 def relocate_copied_store(tracker: Tracker) -> list[str]:
-    """A local store copied from another folder keeps the original's absolute artifact paths:
-    point them at this folder's artifacts/ first, so the report is logged into the copy (not
-    into the original, or nowhere if it is gone); returns the notes that say so."""
-    from attnbench.errors import TrackingError
-    from attnbench.store.sqlite_file import relocate_artifacts
-
-    try:
-        with tracker.lock():
-            moved = relocate_artifacts(tracker.runs_dir / "mlflow.db", tracker.runs_dir)
-    except ValueError as err:
-        raise TrackingError(
-            f"The store in {tracker.runs_dir} has artifacts outside it that attnbench did not "
-            f"put there ({err}): run compare where that store was made"
-        ) from None
-    if moved:
-        tracker.forget_artifact_locations()
-    return [f"this store was copied from {Path(old).parent}: its artifact paths now point into "
-            f"{new}" for old, new in moved]
+    """A local store copied from another folder kept the original's absolute artifact paths:
+    opening it (`Tracker.connect`, `store.confine`) pointed them at this folder's artifacts/, so
+    the report is logged into the copy (a store naming any other folder is refused there);
+    returns the notes that say so."""
+    return list(tracker.relocated)

@@ -17,7 +17,9 @@ RUNS_DIR = typer.Option(Path("runs"), "--runs-dir", help="The local store's fold
 
 
 def evaluate(
-    run_id: str = typer.Argument(..., metavar="RUN_ID", help="The MLflow run id to evaluate."),
+    run_id: str = typer.Argument(
+        ..., metavar="RUN_ID", help="The run's id, or a unique prefix of 6+ characters of it."
+    ),
     overrides: list[str] | None = OVERRIDES,
     runs_dir: Path = RUNS_DIR,
     tracking_uri: str = typer.Option(

@@ -22,7 +22,9 @@ def _tolerance(value: float) -> float:
 
 
 def reproduce(
-    run_id: str = typer.Argument(..., metavar="RUN_ID", help="The MLflow run id to reproduce."),
+    run_id: str = typer.Argument(
+        ..., metavar="RUN_ID", help="The run's id, or a unique prefix of 6+ characters of it."
+    ),
     tol: float = typer.Option(
         0.0, "--tol", callback=_tolerance,
         help="Largest absolute difference still counted as a match (a finite number >= 0)."

@@ -1,7 +1,11 @@
 """`attnbench ui`: the MLflow UI on the configured store, bound to 127.0.0.1 unless --host says.
 
 The UI is MLflow's own server (`mlflow server`, started through attnbench.store.server): runs appear
-under their experiments, sweep jobs nested under their parent run.
+under their experiments, sweep jobs nested under their parent run. The URL it prints opens the
+runs of the latest sweep's experiment (or `--experiment NAME`). A local store is checked first:
+a missing, empty or broken one is refused in one line and left untouched, and one whose runs keep
+artifacts outside its folder is refused naming them (`store.confine`), so the server never serves
+a file from elsewhere. The server's request log is off unless `-v`.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import typer
 from attnbench.cli._errors import exit_with
 
 ALL_INTERFACES = ("0.0.0.0", "::", "[::]")
+TRAINING_RUNS = "#/experiments?workflowType=machine_learning"  # MLflow's list, training view
 RUNS_DIR = typer.Option(
     Path("runs"), "--runs-dir", help="The runs folder holding the local store (mlflow.db)."
 )
@@ -26,6 +31,9 @@ class UiPlan:
     url: str
     command: list[str] | None  # None: the store is an MLflow server with its own UI
     warnings: list[str]
+    opens: str = ""  # the page the printed URL opens, e.g. "experiment 'reverse' (latest sweep)"
+    base: str = ""  # the server's own URL (what /health is polled on)
+    quiet: bool = True  # the server's own output hidden (`-v` shows it, request log included)
 
 
 def ui_plan(
@@ -34,10 +42,12 @@ def ui_plan(
     host: str = "127.0.0.1",
     port: int = 5000,
     allowed_hosts: str | None = None,
+    experiment: str | None = None,
+    verbose: bool = False,
 ) -> UiPlan:
     """The server command for a store; a one-line error for a store or port that cannot be used."""
     from attnbench.config.validate import check_uri
-    from attnbench.errors import ConfigError, TrackingError
+    from attnbench.errors import ConfigError
     from attnbench.store.server import bind_problem, local_store_uri, server_command
 
     warnings: list[str] = []
@@ -49,12 +59,7 @@ def ui_plan(
             raise ConfigError(problems[0], problems)
     runs = Path(runs_dir).resolve()
     if tracking_uri is None:
-        db = runs / "mlflow.db"
-        if not db.is_file():
-            raise TrackingError(
-                f"No attnbench store at {db}: train something first (attnbench run ...) "
-                "or point --runs-dir at a runs folder"
-            )
+        check_local_store(runs / "mlflow.db")
     if not 0 < port < 65536:
         raise ConfigError(f"--port {port} is out of range: must be in 1..65535")
     problem = bind_problem(host.strip("[]"), port)
@@ -65,6 +70,7 @@ def ui_plan(
             f"--host {host} exposes the UI (and the write API, with no login) to every machine "
             "that can reach this one; prefer 127.0.0.1 and an SSH tunnel"
         )
+    page, opens = landing_page(runs, tracking_uri, experiment)
     command = server_command(
         tracking_uri or local_store_uri(runs),
         runs / "artifacts",
@@ -72,11 +78,65 @@ def ui_plan(
         port=port,
         workers=1,
         allowed_hosts=allowed_hosts,
+        quiet=not verbose,
     )
     shown = "127.0.0.1" if host in ALL_INTERFACES else host
     if ":" in shown and not shown.startswith("["):
         shown = f"[{shown}]"
-    return UiPlan(f"http://{shown}:{port}", command, warnings)
+    base = f"http://{shown}:{port}"
+    return UiPlan(f"{base}/{page}", command, warnings, opens, base, quiet=not verbose)
+
+
+def check_local_store(db: Path) -> None:
+    """A local store the UI can show: it exists, holds MLflow's tables at this MLflow's schema
+    (what `run` checks), else one line naming the file and the fix. Nothing is written: MLflow's
+    server would otherwise create or migrate the file in place."""
+    from attnbench.errors import TrackingError
+    from attnbench.store import sqlite_file
+
+    if not db.is_file() and not db.is_symlink():
+        raise TrackingError(
+            f"No attnbench store at {db}: train something first (attnbench run ...) "
+            "or point --runs-dir at a runs folder"
+        )
+    sqlite_file.check(db, None)  # a folder, not SQLite, half-migrated: without importing MLflow
+    if sqlite_file.is_fresh(db):
+        raise TrackingError(
+            f"The MLflow store {db} is empty (no MLflow tables): train something first "
+            "(attnbench run ...) or point --runs-dir at a runs folder"
+        )
+    sqlite_file.check(db, sqlite_file.schema_head())
+
+
+def landing_page(runs: Path, tracking_uri: str | None, experiment: str | None
+                 ) -> tuple[str, str]:
+    """The UI page to open (a URL fragment) and what it shows: the runs of `experiment`, or of
+    the latest sweep's experiment. Opening the store also refuses one whose runs keep their
+    artifacts outside it, through a symbolic link included (`store.confine`)."""
+    from attnbench.errors import ConfigError
+    from attnbench.store.handle import Tracker
+    from attnbench.store.queries import latest_experiment
+
+    tracker = Tracker(tracking_uri, runs)
+    tracker.connect()
+    if tracker.local:  # the server reads artifacts itself: no symbolic link out of the store
+        from attnbench.store.confine import confine
+
+        confine(runs / "mlflow.db", runs, follow_links=True)
+    if experiment:
+        exp_id = tracker.find_experiment(experiment)
+        if exp_id is None:
+            names = ", ".join(sorted(tracker.experiments().values())) or "none"
+            raise ConfigError(f"Unknown experiment '{experiment}'. Experiments in the store: "
+                              f"{names}")
+        found: tuple[str, str] | None = (exp_id, experiment)
+        why = ""
+    else:
+        found, why = latest_experiment(tracker), ", the latest sweep's"
+    if found is None:
+        return TRAINING_RUNS, "the training runs"
+    return (f"#/experiments/{found[0]}/runs?workflowType=machine_learning",
+            f"the runs of experiment '{found[1]}'{why}")
 
 
 def start_ui(plan: UiPlan) -> int:
@@ -98,13 +158,12 @@ def start_ui(plan: UiPlan) -> int:
 
     def ready() -> None:
         console.print(f"MLflow UI: {plan.url}  (Ctrl-C to stop)", highlight=False, markup=False)
-        console.print(
-            f"Training runs: {plan.url}/#/experiments?workflowType=machine_learning "
-            "(open an experiment; expand a sweep's parent run with its + button)",
-            highlight=False,
-        )
+        console.print(f"  opens {plan.opens}; a sweep's jobs unfold under its parent run's + "
+                      f"button; every experiment: {plan.base}/{TRAINING_RUNS}",
+                      highlight=False, markup=False)
+        console.file.flush()  # shown now, also in a pipe or a log file (block-buffered there)
 
-    return serve(plan.command, plan.url, on_ready=ready)
+    return serve(plan.command, plan.base or plan.url, on_ready=ready, quiet=plan.quiet)
 
 
 def ui(
@@ -122,12 +181,17 @@ def ui(
         None, "--allowed-hosts",
         help="Host headers MLflow accepts (e.g. 'myhost.lab:5000') when serving beyond localhost.",
     ),
+    experiment: str = typer.Option(
+        None, "--experiment", "-e",
+        help="The experiment whose runs the URL opens (default: the latest sweep's).",
+    ),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Show the server's request log."),
     debug: bool = typer.Option(False, "--debug", help="Show full tracebacks."),
 ) -> None:
     """Start the MLflow UI on the local store (127.0.0.1:5000 by default) and print its URL.
 
-    Runs appear under their experiments; a sweep's jobs are nested under its parent run.
+    The URL opens the runs of the latest sweep's experiment (or --experiment); a sweep's jobs are
+    nested under its parent run. Ctrl-C, SIGTERM or closing the terminal stops the server.
     """
-    exit_with(
-        lambda: start_ui(ui_plan(runs_dir, tracking_uri, host, port, allowed_hosts)), debug
-    )
+    exit_with(lambda: start_ui(ui_plan(runs_dir, tracking_uri, host, port, allowed_hosts,
+                                       experiment, verbose)), debug)

@@ -58,7 +58,8 @@ def evaluate_run(
 
     overrides = parse_task_overrides(args)
     tracker = open_store(runs_dir, tracking_uri)
-    original = tracker.get_run(run_id)  # TrackingError (one line) for an unknown id
+    original = tracker.get_run(run_id)  # a unique prefix works; one line for an unknown id
+    run_id = original.run_id
     if original.status != "FINISHED":
         raise ConfigError(f"Run {run_id} is {original.status}: only FINISHED runs have a model")
     plain, _ = saved_config(tracker, run_id)

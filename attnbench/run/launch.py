@@ -111,7 +111,9 @@ def _sweep_status(checked: Preflight, since_ms: int) -> str | None:
         sweeps = sweeps_of_this_process(_store(checked))
     except Exception:  # noqa: BLE001 - an unusable store was already reported by the jobs
         return None
-    mine = [s for s in sweeps if s.start_time >= since_ms - 1000]
+    from attnbench.store.liveness import taken_ms  # a resumed sweep reopens an earlier parent
+
+    mine = [s for s in sweeps if taken_ms(s.tags, s.start_time) >= since_ms - 1000]
     return mine[0].status if mine else None
 
 

@@ -108,7 +108,8 @@ def reproduce(
     from attnbench.store.queries import open_store
 
     tracker = open_store(runs_dir, tracking_uri)
-    original = tracker.get_run(run_id)  # TrackingError (one line) for an unknown id
+    original = tracker.get_run(run_id)  # a unique prefix works; one line for an unknown id
+    run_id = original.run_id
     if original.tags.get(record.KIND_TAG) == record.SWEEP_KIND:
         raise ConfigError(f"Run {run_id} is a sweep's parent run: reproduce one of its job runs")
     if original.status != "FINISHED":

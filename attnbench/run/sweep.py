@@ -75,6 +75,7 @@ class SweepCallback(Callback):
                  keep_open: bool = False) -> None:
         self.parent_run_id: str | None = None
         self.stage, self.join, self.keep_open = stage, parent, bool(keep_open)
+        self.continued = False  # `--resume` reopened the same grid's earlier parent run
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         from attnbench.store.handle import Tracker
@@ -96,7 +97,9 @@ class SweepCallback(Callback):
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         sweep_dir = Path(config.hydra.sweep.dir)
         varied = sorted(key.replace("/", ".") for key in swept_keys(overrides) | grid_keys(config))
-        self.parent_run_id = tracker.start_run(
+        continued = _continued_parent(tracker, exp_id, overrides, sweep_dir, config)
+        self.continued = continued is not None
+        self.parent_run_id = continued or tracker.start_run(
             exp_id,
             f"sweep-{stamp}",
             {
@@ -108,8 +111,9 @@ class SweepCallback(Callback):
                 **process_tags(),  # the launching process: it closes the sweep on Ctrl-C
             },
         )
-        tracker.log_text(self.parent_run_id, OmegaConf.to_yaml(OmegaConf.create(overrides)),
-                         record.OVERRIDES_ARTIFACT)
+        if not self.continued:
+            tracker.log_text(self.parent_run_id, OmegaConf.to_yaml(OmegaConf.create(overrides)),
+                             record.OVERRIDES_ARTIFACT)
         self._write_context(sweep_dir, exp_name,
                             sorted((swept_keys(overrides) | grid_keys(config)) - NAMED))
 
@@ -139,12 +143,14 @@ class SweepCallback(Callback):
         if self.parent_run_id is None or self.keep_open:
             return
         tracker = Tracker(config.tracking.uri, config.runs_dir)
-        finish_sweep(tracker, self.parent_run_id, [config.hydra.sweep.dir])
+        finish_sweep(tracker, self.parent_run_id, [config.hydra.sweep.dir], self.continued)
 
 
-def finish_sweep(tracker: Any, parent_run_id: str, sweep_dirs: list[str | Path]) -> None:
+def finish_sweep(tracker: Any, parent_run_id: str, sweep_dirs: list[str | Path],
+                 continued: bool = False) -> None:
     """Close the sweep's parent run (FAILED if a job failed) and print the end-of-sweep table:
-    its child runs, the runs it reused, and the jobs of `sweep_dirs` that made no run."""
+    its child runs, the runs it reused, and the jobs of `sweep_dirs` that made no run. A sweep
+    `--resume` continued (`continued`) shows each cell once, as this session left it."""
     from attnbench.analysis.sweep_table import (
         SweepSummary,
         print_sweep_table,
@@ -153,12 +159,30 @@ def finish_sweep(tracker: Any, parent_run_id: str, sweep_dirs: list[str | Path])
     )
 
     rows = sweep_rows(tracker, parent_run_id)
+    results = [result for folder in sweep_dirs for result in read_results(folder)]
+    if continued:
+        from attnbench.run.resume import session_rows
+
+        rows = session_rows(rows, results)
     logged = {r["run_id"] for r in rows}
-    rows += [result_row(result) for folder in sweep_dirs for result in read_results(folder)
+    rows += [result_row(result) for result in results
              if result.run_id not in logged]  # jobs that made no child run
     summary = SweepSummary(parent_run_id, "", rows)
     tracker.end_run(parent_run_id, "FAILED" if summary.failed else "FINISHED")
     print_sweep_table(summary)
+
+
+def _continued_parent(
+    tracker: Any, exp_id: str, overrides: list[str], sweep_dir: Path, config: DictConfig
+) -> str | None:
+    """`sweep --resume`: the same grid's earlier parent run, reopened (`run.resume`), or None."""
+    if not config.get("resume"):
+        return None
+    from attnbench.run.resume import sweep_to_continue
+    from attnbench.store.liveness import process_tags
+
+    session = {record.SWEEP_DIR_TAG: str(sweep_dir.resolve()), **process_tags()}
+    return sweep_to_continue(tracker, exp_id, overrides, session)
 
 
 def report_stale(run_ids: list[str]) -> None:

@@ -13,7 +13,6 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +20,16 @@ from filelock import FileLock
 
 from attnbench.errors import TrackingError
 from attnbench.store import sqlite_file
+from attnbench.store.records import RunInfo, run_info
 from attnbench.store.schema import (
+    ERROR_TAG,
+    EXPERIMENT_KIND_TAG,
     HEARTBEAT_S,
+    LAST_EPOCH_TAG,
     PARENT_RUN_TAG,
+    TRAINING_KIND,
 )
+from attnbench.store.server import check_server
 from attnbench.store.sink import Heartbeat, PendingRun, RunSink
 
 MAX_PARAM_LEN = 6000
@@ -36,30 +41,20 @@ def _quiet_libraries() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
-@dataclass
-class RunInfo:
-    run_id: str
-    name: str
-    status: str
-    experiment_id: str
-    tags: dict[str, str]
-    params: dict[str, str]
-    metrics: dict[str, float]
-    start_time: int
-    end_time: int | None
-
-
 class Tracker:
     """A handle on one MLflow store."""
 
     def __init__(self, uri: str | None, runs_dir: str | Path) -> None:
         self.runs_dir = Path(runs_dir).resolve()
         self.local = uri is None
-        self.uri = uri or f"sqlite:///{self.runs_dir / 'mlflow.db'}"
+        self.uri = uri or sqlite_file.local_uri(self.runs_dir)
         self._client: Any = None
         self._lock: FileLock | None = None
         self._sinks: list[RunSink] = []
         self._heartbeats: list[Heartbeat] = []
+        self.relocated: list[str] = []  # notes: a copied store's paths pointed at this folder
+        self._logged: dict[str, dict[str, int]] = {}  # continued runs: last step per metric
+        self._artifact_uris: dict[str, str] = {}
 
     # -- store ---------------------------------------------------------------------------
     @property
@@ -85,9 +80,9 @@ class Tracker:
     def connect(self) -> None:
         """Create/migrate the store under the lock, or check the server answers (fail fast). A
         new SQLite store is built aside and moved into place; an existing one is checked before
-        MLflow opens it (`sqlite_file`)."""
+        MLflow opens it (`sqlite_file`), and kept inside its folder (`confine`)."""
         if self.uri.startswith(("http://", "https://")):
-            self._check_server()
+            check_server(self.uri)
         from mlflow import MlflowClient
 
         _quiet_libraries()  # after the import: mlflow sets its own log level when imported
@@ -99,6 +94,9 @@ class Tracker:
                     sqlite_file.create(db, sqlite_file.make_mlflow_store)
                 elif db is not None:
                     sqlite_file.check(db, sqlite_file.schema_head())
+                self._confine(db)
+                if self.local:  # MLflow caches a run's artifact folder by run id, in-process:
+                    self.forget_artifact_locations()  # a copy's run ids are the original's
                 client = MlflowClient(tracking_uri=self.uri)
                 client.search_experiments(max_results=1)  # creates + migrates a server's store
         except TrackingError:
@@ -109,33 +107,29 @@ class Tracker:
         self._client = client
 
     def check_local(self) -> None:
-        """Fail fast, without MLflow: an existing SQLite store file must be usable."""
+        """Fail fast, without MLflow: an existing SQLite store file must be usable, and keep its
+        artifacts inside its folder (a copied one is relocated; `confine`)."""
         db = sqlite_file.sqlite_path(self.uri)
         if db is not None:
             sqlite_file.check(db, None)
+            if db.is_file() and not sqlite_file.is_fresh(db):
+                with self.lock():
+                    self._confine(db)
 
-    def _check_server(self) -> None:
-        import urllib.error
-        import urllib.request
+    def _confine(self, db: Path | None) -> None:
+        """The local store's artifacts stay under runs_dir (`confine`); notes in `relocated`."""
+        if self.local and db is not None and db.is_file() and not sqlite_file.is_fresh(db):
+            from attnbench.store.confine import confine
 
-        url = self.uri.rstrip("/") + "/health"
-        try:
-            with urllib.request.urlopen(url, timeout=5) as resp:  # noqa: S310 - http(s) only
-                if resp.status != 200:
-                    raise TrackingError(
-                        f"MLflow server at {self.uri} answered {resp.status} on /health"
-                    )
-        except (urllib.error.URLError, OSError) as err:
-            reason = getattr(err, "reason", err)
-            raise TrackingError(
-                f"Cannot reach the MLflow server at {self.uri} ({reason}): "
-                "start it or fix tracking.uri"
-            ) from err
+            moved = confine(db, self.runs_dir)
+            self.relocated += moved
+            if moved:
+                self.forget_artifact_locations()
 
     def preflight(self) -> None:
         """Fail fast, before any training: a server URI must answer (a store is created later)."""
         if self.uri.startswith(("http://", "https://")):
-            self._check_server()
+            check_server(self.uri)
 
     # -- writing -------------------------------------------------------------------------
     def _retry(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
@@ -155,8 +149,16 @@ class Tracker:
         with self.lock():
             exp = client.get_experiment_by_name(name)
             if exp is not None:
+                if self.local:  # a run made here writes its artifacts under this location
+                    from attnbench.store.confine import location_problem
+
+                    problem = location_problem(exp.artifact_location, self.runs_dir,
+                                               f"experiment '{name}'")
+                    if problem:
+                        raise TrackingError(problem)
                 return exp.experiment_id
-            return client.create_experiment(name, artifact_location=self._artifact_location(name))
+            return client.create_experiment(name, artifact_location=self._artifact_location(name),
+                                            tags={EXPERIMENT_KIND_TAG: TRAINING_KIND})
 
     def _artifact_location(self, name: str) -> str | None:
         root = self.artifact_root()
@@ -184,22 +186,10 @@ class Tracker:
 
     def log_dataset(self, run_id: str, name: str, source: str | Mapping[str, str], digest: str,
                     context: str = "train") -> None:
-        """Record the run's data as an MLflow dataset input: `source` a file path (or URI) or,
-        for generated data, a mapping that says how it was generated."""
-        import warnings
+        """Record the run's data as an MLflow dataset input (`datasets.dataset_input`)."""
+        from attnbench.store.datasets import dataset_input
 
-        from mlflow.data.code_dataset_source import CodeDatasetSource
-        from mlflow.data.dataset_source_registry import resolve_dataset_source
-        from mlflow.data.meta_dataset import MetaDataset
-        from mlflow.entities import DatasetInput, InputTag
-
-        with warnings.catch_warnings():  # "can be interpreted in multiple ways": a local file
-            warnings.simplefilter("ignore", UserWarning)
-            src = (CodeDatasetSource(dict(source)) if isinstance(source, Mapping)
-                   else resolve_dataset_source(str(source)))
-        dataset = MetaDataset(src, name=name, digest=digest[:36])
-        item = DatasetInput(dataset._to_mlflow_entity(), [InputTag("mlflow.data.context", context)])
-        self._retry(self.client.log_inputs, run_id, [item])
+        self._retry(self.client.log_inputs, run_id, [dataset_input(name, source, digest, context)])
 
     def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
         from mlflow.entities import Param
@@ -219,8 +209,9 @@ class Tracker:
         """Several (metrics, step, timestamp ms) at once: one write (<= 1000 values) per call."""
         from mlflow.entities import Metric
 
+        seen = self._logged.get(run_id, {})  # a continued run: steps it already has are kept
         items = [Metric(k, float(v), int(ts), int(step)) for metrics, step, ts in batches
-                 for k, v in metrics.items()]
+                 for k, v in metrics.items() if k not in seen or int(step) > seen[k]]
         for i in range(0, len(items), 1000):  # MLflow's log_batch limit
             self._retry(self.client.log_batch, run_id, metrics=items[i : i + 1000])
 
@@ -231,8 +222,31 @@ class Tracker:
         self._retry(self.client.log_batch, run_id, tags=items)
 
     def log_artifact(self, run_id: str, path: str | Path, artifact_path: str | None = None) -> None:
+        self._check_inside(run_id, f"{artifact_path or ''}/{Path(path).name}")
         # retried too: MLflow reads the run's artifact location from the store first
         self._retry(self.client.log_artifact, run_id, str(path), artifact_path)
+
+    def _check_inside(self, run_id: str, artifact_path: str) -> None:
+        """A local store reads and writes a run's artifacts only under runs_dir: the run's folder
+        and `artifact_path` in it, symbolic links followed (`confine`)."""
+        if not self.local:
+            return
+        from attnbench.store.confine import location_problem
+
+        if run_id not in self._artifact_uris:
+            self._artifact_uris[run_id] = self.client.get_run(run_id).info.artifact_uri
+        target = f"{self._artifact_uris[run_id].rstrip('/')}/{artifact_path.strip('/')}"
+        problem = location_problem(target, self.runs_dir, f"run {run_id[:8]}")
+        if problem:
+            raise TrackingError(problem)
+
+    def delete_artifact(self, run_id: str, artifact_path: str) -> None:
+        """Remove one artifact (file or folder) of a run, e.g. a continued run's old last.pt."""
+        from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+        self._check_inside(run_id, artifact_path)
+        get_artifact_repository(self.client.get_run(run_id).info.artifact_uri).delete_artifacts(
+            artifact_path)
 
     def forget_artifact_locations(self) -> None:
         """Drop MLflow's in-process cache of each run's artifact repository (keyed by run id):
@@ -241,8 +255,10 @@ class Tracker:
         from mlflow.tracking._tracking_service import utils
 
         utils._artifact_repos_cache.clear()
+        self._artifact_uris.clear()
 
     def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
+        self._check_inside(run_id, artifact_file)
         self._retry(self.client.log_text, run_id, text, artifact_file)
 
     def end_run(self, run_id: str, status: str = "FINISHED") -> None:
@@ -309,22 +325,40 @@ class Tracker:
             yield
 
     def get_run(self, run_id: str) -> RunInfo:
+        """The run `run_id`: its full id or a unique prefix of 6+ characters (`run_ids`)."""
+        from attnbench.store.run_ids import resolve
+
+        full = resolve(self.client, run_id, self.uri)
         try:
-            return _info(self.client.get_run(run_id))
+            return run_info(self.client.get_run(full))
         except Exception as err:  # noqa: BLE001 - MlflowException for an unknown id
             raise TrackingError(f"No run with id {run_id!r} in {self.uri}") from err
 
+    def continue_run(self, run_id: str, tags: Mapping[str, Any]) -> None:
+        """Reopen an ended run, as MLflow's `start_run(run_id=...)` does: RUNNING again, with
+        `tags` (the new process's), its error and last-epoch tags dropped. What it logged stays;
+        a value this tracker logs later at a step the run already has for that metric (a
+        resumed run trains again from its last checkpoint) is dropped: no duplicate steps."""
+        run = self.get_run(run_id)
+        self._logged[run_id] = {key: max(step for step, _ in self.metric_history(run_id, key))
+                                for key in run.metrics}
+        self._retry(self.client.update_run, run_id, "RUNNING")
+        for key in (ERROR_TAG, LAST_EPOCH_TAG):
+            if key in run.tags:
+                self._retry(self.client.delete_tag, run_id, key)
+        self.set_tags(run_id, tags)
+
     def search(
         self, experiment_ids: Iterable[str], filter_string: str = "",
-        order_by: list[str] | None = None,
+        order_by: list[str] | None = None, limit: int = 50000,
     ) -> list[RunInfo]:
         from mlflow.entities import ViewType
 
         runs = self.client.search_runs(
-            list(experiment_ids), filter_string, ViewType.ACTIVE_ONLY, max_results=50000,
+            list(experiment_ids), filter_string, ViewType.ACTIVE_ONLY, max_results=limit,
             order_by=order_by,
         )
-        return [_info(r) for r in runs]
+        return [run_info(r) for r in runs]
 
     def children(self, parent: RunInfo | str) -> list[RunInfo]:
         parent = self.get_run(parent) if isinstance(parent, str) else parent
@@ -338,6 +372,7 @@ class Tracker:
 
         # MLflow draws a tqdm bar per download on stderr unless told otherwise (read per call).
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+        self._check_inside(run_id, path)
         return Path(self.client.download_artifacts(run_id, path, str(dst)))
 
     def experiments(self) -> dict[str, str]:
@@ -352,22 +387,6 @@ class Tracker:
     def metric_history(self, run_id: str, key: str) -> list[tuple[int, float]]:
         """Every logged (step, value) of one metric of one run, in step order."""
         return sorted((m.step, m.value) for m in self.client.get_metric_history(run_id, key))
-
-
-def _info(run: Any) -> RunInfo:
-    return RunInfo(
-        run_id=run.info.run_id,
-        name=run.info.run_name,
-        status=run.info.status,
-        experiment_id=run.info.experiment_id,
-        tags=dict(run.data.tags),
-        params=dict(run.data.params),
-        metrics=dict(run.data.metrics),
-        start_time=run.info.start_time,
-        end_time=run.info.end_time,
-    )
-
-
 
 
 def safe_key(key: str) -> str:

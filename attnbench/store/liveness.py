@@ -8,14 +8,23 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from pathlib import Path
 
-from attnbench.store.schema import HOST_TAG, PID_TAG
+from attnbench.store.schema import HOST_TAG, PID_SINCE_TAG, PID_TAG
 
 
 def process_tags() -> dict[str, str]:
-    """Tags naming this process, set on every run at start (see `Tracker.mark_stale_runs`)."""
-    return {PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()}
+    """Tags naming this process, set on every run at start and when `--resume` reopens it (see
+    `Tracker.mark_stale_runs`)."""
+    return {PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname(),
+            PID_SINCE_TAG: str(int(time.time() * 1000))}
+
+
+def taken_ms(tags: dict[str, str], start_time: int) -> int:
+    """When a run's current process took it (ms): its start, or when `--resume` reopened it."""
+    since = tags.get(PID_SINCE_TAG, "")
+    return max(start_time, int(since)) if since.isdigit() else start_time
 
 
 def _process_start_ms(pid: int) -> int | None:

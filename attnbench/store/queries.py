@@ -1,5 +1,5 @@
-"""Queries the run pipeline and the analysis share: open an existing store, find a run by its
-content hash, the runs a resumed sweep reused."""
+"""Queries the run pipeline, the analysis and the UI share: open an existing store, find a run
+by its content hash, the runs a resumed sweep reused, the experiment a user looked at last."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 from attnbench.errors import ConfigError
 from attnbench.store.handle import RunInfo, Tracker
-from attnbench.store.schema import CONFIG_HASH_TAG, RESUMED_BY_TAG
+from attnbench.store.schema import CONFIG_HASH_TAG, KIND_TAG, RESUMED_BY_TAG, SWEEP_KIND
 
 
 def open_store(runs_dir: str | Path = "runs", tracking_uri: str | None = None) -> Tracker:
@@ -41,3 +41,15 @@ def resumed_runs(tracker: Tracker, parent: RunInfo) -> list[RunInfo]:
         f"tags.`{RESUMED_BY_TAG}` LIKE '%{parent.run_id}%'",
         order_by=["attributes.start_time ASC"],
     )
+
+
+def latest_experiment(tracker: Tracker) -> tuple[str, str] | None:
+    """(id, name) of the experiment of the latest sweep, else of the latest run (None: no run)."""
+    experiments = tracker.experiments()
+    if not experiments:
+        return None
+    for kind in (f"tags.`{KIND_TAG}` = '{SWEEP_KIND}'", ""):
+        latest = tracker.search(list(experiments), kind, ["attributes.start_time DESC"], 1)
+        if latest:
+            return latest[0].experiment_id, experiments[latest[0].experiment_id]
+    return None

@@ -50,8 +50,15 @@ HOST_TAG = "attnbench.host"
 HEARTBEAT_TAG = "attnbench.heartbeat"
 HEARTBEAT_S = 30
 STALE_AFTER_S = 300
+# When the process named by PID_TAG took the run (ms): a run reopened by `--resume` keeps its
+# start time, and a process younger than the run is not mistaken for a recycled pid.
+PID_SINCE_TAG = "attnbench.pid_since"
 LAST_EPOCH_TAG = "attnbench.last_epoch"
-CONTINUES_TAG = "attnbench.continues"  # a run that continued an interrupted run's training state
+# On a run `--resume` reopened: "step N" per continuation, space-separated (the curve is one).
+RESUMED_AT_TAG = "attnbench.resumed_at"
+# MLflow's UI shows an experiment with this kind in its model-training view (not the GenAI one).
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+TRAINING_KIND = "custom_model_development"
 STOPPED_BY_TAG = "attnbench.stopped_by"  # "max_time" when the wall-clock budget ended training
 DEVICE_TAG = "attnbench.device"  # e.g. cpu, cuda:0
 DEVICE_NAME_TAG = "attnbench.device_name"  # the CPU model or GPU name
@@ -205,6 +212,7 @@ def split_metric(split: str, name: str) -> str:
 CONFIG_ARTIFACT = "config/config.yaml"
 OVERRIDES_ARTIFACT = "config/overrides.yaml"
 CHECKPOINT_DIR = "checkpoints"
+LAST_CHECKPOINT = f"{CHECKPOINT_DIR}/last.pt"  # a run that did not finish: its training state
 HEATMAP_ARTIFACT = "plots/attention.png"
 # A reusable model (`attnbench evaluate`): the best weights, what the model is built from (the
 # task's spec, metrics and vocabularies, as JSON) and the test split it was scored on (tensors):

@@ -25,6 +25,11 @@ SQLITE_MAGIC = b"SQLite format 3\x00"
 TMP_GLOB = ".{name}.*.tmp*"  # the temporary store and its journal
 
 
+def local_uri(runs_dir: Path) -> str:
+    """The URI of the local store under `runs_dir` (its mlflow.db)."""
+    return f"sqlite:///{runs_dir / 'mlflow.db'}"
+
+
 def sqlite_path(uri: str) -> Path | None:
     """The file of a `sqlite:///...` URI (None for other URIs and in-memory databases)."""
     if not uri.startswith("sqlite:///"):
@@ -150,50 +155,6 @@ def create(db: Path, make_store: Any) -> None:
             leftover.unlink(missing_ok=True)
 
 
-def relocate_artifacts(db: Path, runs_dir: Path) -> list[tuple[str, str]]:
-    """Make a copied store self-contained: MLflow keeps absolute artifact paths, so a `runs/`
-    folder copied elsewhere still points at the original's `artifacts/` (reports would be logged
-    there, or fail if it is gone). Each such root ``<old>/artifacts`` (an experiment folder
-    ``<old>/artifacts/<name>`` outside `runs_dir`) is rewritten to ``<runs_dir>/artifacts`` in
-    the experiments' and runs' artifact paths. Returns (old root, new root) pairs; ValueError for
-    an outside folder of another shape (attnbench did not make it: it is left alone).
-    Call under the store lock."""
-    from urllib.parse import unquote, urlparse
-
-    root = runs_dir.resolve()
-    new = root / "artifacts"
-    conn = _connect(db)
-    try:
-        rows = conn.execute(
-            "SELECT name, artifact_location FROM experiments WHERE EXISTS "
-            "(SELECT 1 FROM runs r WHERE r.experiment_id = experiments.experiment_id)"
-        ).fetchall()
-        olds: dict[str, str] = {}
-        for name, location in rows:
-            parsed = urlparse(str(location or ""))
-            if parsed.scheme not in ("", "file"):
-                continue  # a server or object store: not a folder of this machine
-            path = Path(unquote(parsed.path))
-            if path.resolve().is_relative_to(root):
-                continue
-            if path.parent.name != "artifacts":
-                raise ValueError(f"experiment {name!r} keeps its artifacts in {path}")
-            olds[str(path.parent)] = str(name)
-        with conn:
-            for old in olds:
-                for before, after in ((Path(old).as_uri(), new.as_uri()), (old, str(new))):
-                    for table, column in (("experiments", "artifact_location"),
-                                          ("runs", "artifact_uri")):
-                        conn.execute(
-                            f"UPDATE {table} SET {column} = ? || substr({column}, ?) "  # noqa: S608
-                            f"WHERE substr({column}, 1, ?) = ?",
-                            (after, len(before) + 1, len(before) + 1, before + "/"),
-                        )
-    finally:
-        conn.close()
-    return [(old, str(new)) for old in olds]
-
-
 def _fsync(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -202,13 +163,14 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
-def _connect(db: Path) -> sqlite3.Connection:
+def open_rw(db: Path) -> sqlite3.Connection:
+    """An existing SQLite file, read-write (never created)."""
     # read-write (never create): a hot journal a killed writer left is rolled back, as by MLflow
     return sqlite3.connect(f"{db.as_uri()}?mode=rw", uri=True, timeout=30)
 
 
 def _tables(db: Path) -> set[str]:
-    conn = _connect(db)
+    conn = open_rw(db)
     try:
         return {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     finally:
@@ -218,7 +180,7 @@ def _tables(db: Path) -> set[str]:
 def _alembic_version(db: Path, tables: set[str]) -> str | None:
     if "alembic_version" not in tables:
         return None
-    conn = _connect(db)
+    conn = open_rw(db)
     try:
         row = conn.execute("SELECT version_num FROM alembic_version").fetchone()
     finally:
@@ -227,7 +189,7 @@ def _alembic_version(db: Path, tables: set[str]) -> str | None:
 
 
 def _count(db: Path, table: str) -> int:
-    conn = _connect(db)
+    conn = open_rw(db)
     try:
         return int(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])  # noqa: S608
     finally:

@@ -9,7 +9,7 @@ import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from attnbench.store.liveness import process_alive
+from attnbench.store.liveness import process_alive, taken_ms
 from attnbench.store.schema import (
     CHECKPOINT_DIR,
     ERROR_TAG,
@@ -49,7 +49,7 @@ def mark_stale_runs(tracker: Tracker, experiment_ids: Iterable[str] | None = Non
             reason = (f"stale: no heartbeat for {now - int(beat):.0f} s from its process "
                       f"{pid or '?'} on {run.tags.get(HOST_TAG, '?')} (killed?)")
         elif run.tags.get(HOST_TAG) == host and pid.isdigit() and not process_alive(
-            int(pid), run.start_time
+            int(pid), taken_ms(run.tags, run.start_time)
         ):
             reason = (f"stale: its process {pid} on {host} ended without closing the run "
                       "(killed?)")
@@ -60,6 +60,7 @@ def mark_stale_runs(tracker: Tracker, experiment_ids: Iterable[str] | None = Non
         tracker.end_run(run.run_id, "FAILED")
         stale.append(run.run_id)
     return stale
+
 
 def keep_last_checkpoint(tracker: Tracker, run: RunInfo) -> bool:
     """Log the last weights a dead process left on this host as checkpoints/last.pt (then

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from attnbench.errors import ConfigError
+from attnbench.errors import AttnbenchError, ConfigError
 from attnbench.training.checkpoint import load_checkpoint, save_checkpoint
 from attnbench.training.config import TrainerConfig
 
@@ -112,11 +112,59 @@ def save_state(
 
 
 def load_state(path: Path) -> dict[str, Any]:
-    """A `last.pt` written by `save_state` (weights_only load); ConfigError for anything else."""
-    state = load_checkpoint(path)
-    if state.get("format") != FORMAT or "progress" not in state:
+    """A `last.pt` written by `save_state` (weights_only load); ConfigError for anything else,
+    a truncated or unreadable file included."""
+    try:
+        state = load_checkpoint(path)
+    except AttnbenchError as err:
+        raise ConfigError(err.one_line()) from err
+    if state.get("format") != FORMAT or not isinstance(state.get("progress"), dict):
         raise ConfigError(f"{path}: not a resumable training state (written by another version?)")
     return state
+
+
+def unusable(path: Path, *, cfg: TrainerConfig, seed: int, model: torch.nn.Module) -> str | None:
+    """Why the `last.pt` at `path` cannot continue training `model` with `cfg` and `seed` (None:
+    it can), checked without touching the model or any random generator: unreadable or
+    truncated, not a training state, another seed or trajectory setting, or weights, best
+    weights or optimiser state of another model (names and shapes)."""
+    try:
+        state = load_state(path)
+        mismatched = _mismatched(state, cfg, seed)
+        if mismatched:
+            return f"written with {', '.join(mismatched)}"
+        prog = state["progress"]
+        missing = {f.name for f in fields(LoopState)} - set(prog)
+        if missing:
+            return f"its progress lacks {', '.join(sorted(missing))}"
+        shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+        for what, weights in (("weights", state["model"]), ("best weights", prog["best_state"])):
+            if {k: tuple(v.shape) for k, v in weights.items()} != shapes:
+                return f"its {what} are another model's (names or shapes differ)"
+        trainable = [tuple(p.shape) for p in model.parameters() if p.requires_grad]
+        groups = state["optimizer"]["param_groups"]
+        if sum(len(g["params"]) for g in groups) != len(trainable):
+            return "its optimiser state is another model's"
+        for index, slots in state["optimizer"]["state"].items():
+            if any(isinstance(t, Tensor) and t.dim() > 0 and tuple(t.shape) != trainable[index]
+                   for t in slots.values()):
+                return "its optimiser state is another model's"
+        if tuple(state["rng"]["torch"].shape) != tuple(torch.get_rng_state().shape):
+            return "its random generator state is malformed"
+    except ConfigError as err:
+        return err.one_line()
+    except (KeyError, IndexError, TypeError, AttributeError, ValueError) as err:
+        return f"malformed training state ({type(err).__name__}: {err})"
+    return None
+
+
+def _mismatched(state: dict[str, Any], cfg: TrainerConfig, seed: int) -> list[str]:
+    """The saved settings that this run's differ from, as `key=saved value`."""
+    mismatched = [f"trainer.{k}={v!r}" for k, v in state["trainer"].items()
+                  if getattr(cfg, k) != v]
+    if state["seed"] != seed:
+        mismatched.insert(0, f"seed={state['seed']}")
+    return mismatched
 
 
 def resume_point(path: Path) -> tuple[int, int]:
@@ -137,10 +185,7 @@ def restore(
     device: torch.device,
 ) -> LoopState:
     """Put the saved state into the freshly built objects; returns the loop's progress."""
-    mismatched = [f"trainer.{k}={v!r}" for k, v in state["trainer"].items()
-                  if getattr(cfg, k) != v]
-    if state["seed"] != seed:
-        mismatched.insert(0, f"seed={state['seed']}")
+    mismatched = _mismatched(state, cfg, seed)
     if mismatched:
         raise ConfigError(
             f"cannot resume: the saved training state was written with {', '.join(mismatched)}, "

@@ -1,5 +1,5 @@
 """The local store's SQLite file (attnbench.store.sqlite_file): checked with sqlite3 before MLflow
-opens it, created atomically, relocated when a runs folder was copied."""
+opens it, created atomically."""
 
 from __future__ import annotations
 
@@ -115,28 +115,3 @@ def test_a_failed_creation_leaves_no_store(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError):
         sqlite_file.create(db, boom)
     assert list(db.parent.iterdir()) == []
-
-
-def test_relocate_points_a_copied_store_at_its_own_artifacts(tmp_path: Path,
-                                                             empty_store: Path) -> None:
-    original = tmp_path / "orig"
-    original.mkdir()
-    shutil.copy(empty_store, original / "mlflow.db")
-    tracker = Tracker(None, original)
-    exp = tracker.experiment_id("copy me")
-    run = tracker.start_run(exp, "r", {})
-    tracker.end_run(run)
-    copy = tmp_path / "copy"
-    copy.mkdir()
-    shutil.copy(original / "mlflow.db", copy / "mlflow.db")
-    moved = sqlite_file.relocate_artifacts(copy / "mlflow.db", copy)
-    assert moved == [(str((original / "artifacts").resolve()), str((copy / "artifacts").resolve()))]
-    copied = Tracker(None, copy)
-    location = copied.client.get_experiment(exp).artifact_location
-    assert location == f"{(copy / 'artifacts').resolve().as_uri()}/copy-me" or location.startswith(
-        (copy / "artifacts").resolve().as_uri())
-    assert copied.client.get_run(run).info.artifact_uri.startswith(
-        (copy / "artifacts").resolve().as_uri())
-    assert sqlite_file.relocate_artifacts(copy / "mlflow.db", copy) == []  # idempotent
-    assert Tracker(None, original).client.get_experiment(exp).artifact_location.startswith(
-        (original / "artifacts").resolve().as_uri())  # the original is untouched
