@@ -7,6 +7,7 @@ import dataclasses
 import re
 import shlex
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -30,7 +31,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
                    help="the same plan on the CPU at toy sizes (no GPU figures)")
     p.add_argument("--only", default=",".join(STAGES),
                    help=f"stages to run, comma-separated (default: {','.join(STAGES)})")
-    p.add_argument("--budget", type=float, help="seconds for the whole kit (default 480 on a GPU, "
+    p.add_argument("--budget", type=float, help="seconds for the whole kit (default 470 on a GPU, "
                    "600 in a dry run); each stage keeps its own budget within it")
     p.add_argument("--grid-variants", help="variants the grid trains: a,b,... or all")
     p.add_argument("--bench-lengths", metavar="T,T/T/...",
@@ -74,6 +75,30 @@ def sizes_for(ns: argparse.Namespace) -> Sizes:
     return sizes
 
 
+def run_stage(stage: str, ns: argparse.Namespace, sizes: Sizes, report: Report, work: Path,
+              deadline: float, variants: list[str], backbones: list[str], bf16: bool) -> None:
+    """One stage within what is left of the kit's budget, or its section says why not."""
+    left = deadline - time.monotonic()
+    budget = min(sizes.budgets[stage], left)
+    if stage not in ns.only.split(","):
+        report.skip(stage, "not selected (--only)")
+        return
+    if budget < MIN_STAGE_S:
+        report.skip(stage, f"{left:.0f} s of the kit's budget left")
+        return
+    with report.stage(stage, budget) as section:
+        if stage == "tests":
+            testsuite.run_stage(section, REPO, work, sizes.pytest_workers, budget, report.log)
+        elif stage == "grid":
+            grid.run_stage(section, REPO, work, sizes, variants, backbones, bf16, budget,
+                           report.log)
+        elif stage == "sweep":
+            sweeps.run_stage(section, REPO, work, sizes, bf16, budget, report.log, report.save)
+        else:
+            benchstage.run_stage(section, REPO, work, sizes, variants, budget, report.log,
+                                 report.save)
+
+
 def run_kit(ns: argparse.Namespace, work: Path) -> int:
     from attnbench.config.groups import group_options
 
@@ -102,35 +127,25 @@ def run_kit(ns: argparse.Namespace, work: Path) -> int:
         return 2
     bf16 = bool(dev.get("bf16_native")) or ns.dry_run
     selected = ns.only.split(",")
-    for stage in STAGES:
-        left = deadline - time.monotonic()
-        budget = min(sizes.budgets[stage], left)
-        if stage not in selected:
-            report.skip(stage, "not selected (--only)")
-            continue
-        if budget < MIN_STAGE_S:
-            report.skip(stage, f"{left:.0f} s of the kit's budget left")
-            continue
-        with report.stage(stage, budget) as section:
-            if stage == "tests":
-                testsuite.run_stage(section, REPO, work, sizes.pytest_workers, budget, report.log)
-            elif stage == "grid":
-                grid.run_stage(section, REPO, work, sizes, variants, backbones, bf16, budget,
-                               report.log)
-            elif stage == "sweep":
-                sweeps.run_stage(section, REPO, work, sizes, bf16, budget, report.log,
-                                 report.save)
-            else:
-                benchstage.run_stage(section, REPO, work, sizes, variants, budget, report.log,
-                                     report.save)
+    try:
+        for stage in STAGES:
+            run_stage(stage, ns, sizes, report, work, deadline, variants, backbones, bf16)
+    except BaseException as exc:
+        report.finish(stopped=f"interrupted ({type(exc).__name__})")
+        raise
     report.finish()
     report.note(f"figures: {ns.outdir / 'gpu-figures.json'} and gpu-figures.md")
     statuses = [report.doc["stages"][s]["status"] for s in selected]
     return 0 if all(s == "done" for s in statuses) else 1
 
 
+def _stop(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     ns = parse(sys.argv[1:] if argv is None else argv)
+    signal.signal(signal.SIGTERM, _stop)  # stop the running command, keep the figures
     if ns.requirements:
         for name, version in wheels.closure(REPO).items():
             print(f"{name}=={version}")

@@ -28,8 +28,8 @@ class Done:
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM to the command's whole process group, SIGKILL after 10 s."""
-    for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 5)):
+    """SIGTERM to the command's whole process group, SIGKILL after 5 s."""
+    for sig, wait in ((signal.SIGTERM, 5), (signal.SIGKILL, 5)):
         try:
             os.killpg(proc.pid, sig)
         except ProcessLookupError:
@@ -60,18 +60,24 @@ def run_all(
                 list(cmd), cwd=cwd, env=dict(env) if env is not None else None, stdout=fh,
                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True))
     ends: dict[int, tuple[int | None, float, bool]] = {}
-    while len(ends) < len(procs):
-        over = time.perf_counter() - t0 > budget_s
+    try:
+        while len(ends) < len(procs):
+            over = time.perf_counter() - t0 > budget_s
+            for i, proc in enumerate(procs):
+                if i in ends:
+                    continue
+                rc = proc.poll()
+                if rc is not None:
+                    ends[i] = (rc, time.perf_counter() - t0, False)
+                elif over:
+                    _stop(proc)
+                    ends[i] = (None, time.perf_counter() - t0, True)
+            if len(ends) < len(procs):
+                time.sleep(0.1)
+    finally:  # the kit itself stopped (SIGTERM, Ctrl-C): no command outlives it
         for i, proc in enumerate(procs):
-            if i in ends:
-                continue
-            rc = proc.poll()
-            if rc is not None:
-                ends[i] = (rc, time.perf_counter() - t0, False)
-            elif over:
+            if i not in ends:
                 _stop(proc)
-                ends[i] = (None, time.perf_counter() - t0, True)
-        time.sleep(0.1)
     done = []
     with log.open("a", encoding="utf-8") as fh:
         for i, (cmd, part) in enumerate(zip(cmds, parts, strict=True)):

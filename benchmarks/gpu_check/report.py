@@ -79,6 +79,9 @@ class Report:
             with self.log.open("a", encoding="utf-8") as fh:
                 fh.write(traceback.format_exc())
             self.note(f"   {name} failed: {section['error']}")
+        except BaseException:  # the kit was stopped: what the stage measured is kept
+            section["status"] = "interrupted"
+            raise
         finally:
             section["elapsed_s"] = round(time.perf_counter() - t0, 1)
             self.note(f"   {name}: {section['status']} in {section['elapsed_s']} s")
@@ -89,6 +92,8 @@ class Report:
         self.note(f"== {name}: skipped ({why})")
         self.save()
 
-    def finish(self) -> None:
+    def finish(self, stopped: str | None = None) -> None:
         self.doc["kit"]["finished"] = now_iso()
+        if stopped:
+            self.doc["kit"]["stopped"] = stopped
         self.save()
