@@ -5,14 +5,13 @@ still counts what it reached."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from benchmarks.gpu_check import proc
+from benchmarks.gpu_check import proc, runs
 from benchmarks.gpu_check.pytest_log import ENV
 
 GPU_MARK = re.compile(r"\bmark\.gpu\b")
@@ -66,7 +65,7 @@ def run_stage(section: dict[str, Any], repo: Path, work: Path, workers: int, bud
     section["files"] = files
     record = work / "tests.jsonl"
     record.unlink(missing_ok=True)
-    env = {**os.environ, ENV: str(record)}
+    env = {**runs.env(repo), ENV: str(record)}  # a test that starts `python -m attnbench` finds it
     cmd = command(files, workers)
     done = proc.run(cmd, budget_s, log, cwd=repo, env=env)
     section["command"] = " ".join(["pytest", *cmd[3:]])
