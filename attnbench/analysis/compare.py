@@ -96,6 +96,7 @@ def compare(
         from attnbench.analysis import reruns as listed
         from attnbench.analysis.layout import print_tables
 
+        console.print()
         print_tables([listed.table(comp)], console)
     names = ", ".join(p.name for p in written)
     where = (f"; logged to sweep run {comp.parent.run_id} under report/{out_dir.name}/"

@@ -200,7 +200,7 @@ def print_tables(tables: Sequence[Table[Any]], console: Any, caption: str = "") 
             console.print()
         if table.title:
             console.print(Text("\n".join(textwrap.wrap(table.title, width)), style="bold"))
-        console.print(rich_table(table, width))
+        console.print(rich_table(table, width) if table.rows else Text("none"))
     if caption:
         console.print()
     for line in caption_lines(caption, width):

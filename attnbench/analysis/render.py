@@ -40,6 +40,7 @@ from attnbench.store.schema import BEST_VAL, COST_COLUMNS, COST_PARAMS, COST_STE
 FORMATS = ("table", "markdown", "csv", "json", "latex")
 PLOTS = ("metric_ci.png", "learning_curves.png", "cost_pareto.png")
 STATUS_EMPHASIS = {"best": STRONG, "baseline": STRONG, "tied": WEAK}
+STEPS_STYLE = metric_style(COST_STEPS)
 
 
 def reference_group(comp: Comparison) -> Group | None:
@@ -123,9 +124,6 @@ def field_name(label: str) -> str:
     return label.replace(" ", "_").replace("/", "_per_")
 
 
-STEPS_STYLE = metric_style(COST_STEPS)
-
-
 def columns(comp: Comparison) -> list[Column[Group]]:
     """The comparison's columns, declared once for every table and format: the group keys, the
     columns whoever read the sweep added (`Comparison.columns`: tuned and search sweeps), n, the
@@ -192,7 +190,7 @@ def terminal_tables(comp: Comparison, wide: bool = False) -> list[Table[Group]]:
     full = table(comp)
     if wide:
         return [full.only(WIDE)]
-    cost = full.only({COST}, title=f"cost per group: what each {', '.join(comp.by)} was given")
+    cost = full.only({COST}, title="what each group was given: cost and budget")
     return [full.only({MAIN}), cost]
 
 
@@ -217,7 +215,7 @@ def to_csv(comp: Comparison) -> str:
 
 
 def to_latex(comp: Comparison) -> str:
-    return writers.latex(table(comp).only({LATEX}), f"attnbench-{comp.name}")
+    return writers.latex(table(comp).only({LATEX}), f"attnbench-{comp.name}-{comp.metric}")
 
 
 def to_json(comp: Comparison) -> str:

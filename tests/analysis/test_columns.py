@@ -151,7 +151,7 @@ def test_latex_is_booktabs_with_the_best_in_bold_and_names_escaped() -> None:
         r"% needs \usepackage{booktabs}",
         r"\begin{table}[htbp]",
         r"  \centering",
-        r"  \label{tab:attnbench-x-y-s1}",
+        r"  \label{tab:attnbench-x-y-s1-test-acc}",
         r"  \begin{tabular}{lrrrrlr}",
         r"    \toprule",
         r"    attention & n & test/acc (mean $\pm$ 95\% CI) & $\Delta$ best (95\% CI) & p & "
