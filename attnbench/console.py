@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -11,7 +12,15 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
+
+def stdout_console() -> Console:
+    """Tables and summaries on stdout, as wide as the terminal, or $COLUMNS when it is set (a
+    pipe, a test), else 160."""
+    columns = os.environ.get("COLUMNS", "")
+    return Console(soft_wrap=True, width=None if sys.stdout.isatty() or columns.isdigit() else 160)
+
+
+console = stdout_console()
 err_console = Console(stderr=True, soft_wrap=True)
 
 

@@ -56,4 +56,4 @@ def test_quickstart_commands_run(runs_dir: Path) -> None:
     assert sum(r.tags.get("attnbench.kind") == "sweep" for r in runs) == 1
     assert len(runs) == 1 + 1 + 5 * 3
     assert all(r.status == "FINISHED" for r in runs)
-    assert list((runs_dir / "reports").glob("*/*.png")), "compare wrote no plots"
+    assert list((runs_dir / "reports").glob("*/*/*.png")), "compare wrote no plots"

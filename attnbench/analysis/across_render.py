@@ -1,6 +1,7 @@
-"""Rendering the cross-task summary (`compare --across task`): the rich and Markdown tables, CSV,
-JSON and the critical-difference diagram, written under ``<runs_dir>/reports/<name>-across-<key>/``
-and logged on the sweep's parent run (under ``report/across-<key>/``)."""
+"""Rendering the cross-task summary (`compare --across task`): its columns declared once, the
+terminal, Markdown, CSV, JSON and LaTeX tables and the critical-difference diagram, written under
+``<runs_dir>/reports/<sweep>/across-<key>/`` and logged on the sweep's parent run (under
+``report/across-<key>/``)."""
 
 from __future__ import annotations
 
@@ -8,85 +9,88 @@ import json
 from pathlib import Path
 from typing import Any
 
-from attnbench.analysis.across import Across
-from attnbench.analysis.render import ci_text, csv_text, write_tables
+from attnbench.analysis import writers
+from attnbench.analysis.across import Across, Row
+from attnbench.analysis.columns import (
+    DASH,
+    KEY,
+    LATEX,
+    MAIN,
+    NAME,
+    STRONG,
+    Cell,
+    Column,
+    Num,
+    Table,
+    metric_style,
+    round_names,
+)
+from attnbench.analysis.model import Group
+from attnbench.analysis.render import ci_cell, log_report, write_tables
 from attnbench.store.handle import Tracker
-from attnbench.store.schema import REPORT_DIR
 
 CD_PLOT = "cd_diagram.png"
 
 
-def table_rows(a: Across) -> tuple[list[str], list[list[str]]]:
-    """Column names and cells shared by the rich and Markdown tables."""
-    columns = [*a.by, *(f"{c} ({a.metrics[c].partition('/')[2]})" for c in a.columns),
-               "avg rank", "average"]
-    rows = []
-    for row in a.rows:
-        cells = []
-        for c in a.columns:
-            g = row.cells.get(c)
-            cells.append("—" if g is None else f"{ci_text(g.summary)} (n={g.summary.n})")
-        rows.append([
-            *row.key.values(),
-            *cells,
-            "—" if row.rank is None else f"{row.rank:.2f}",
-            "—" if row.average is None else f"{row.average:.4f}",
-        ])
-    return columns, rows
+def columns(a: Across) -> list[Column[Row]]:
+    """The summary's columns, declared once: the variant's keys, per task its mean ± 95 % CI
+    and n (in that metric's number style), the average rank and LRA's average."""
+
+    def key(k: str) -> Column[Row]:
+        shown = round_names([row.key[k] for row in a.rows])
+        return Column(k, lambda r: r.key[k], lambda v: shown.get(v, v), k, KEY, NAME)
+
+    def task(c: str) -> Column[Row]:
+        metric = a.metrics[c]
+        style = metric_style(metric, [v for r in a.rows if c in r.cells
+                                      for v in r.cells[c].run_values])
+
+        def cell(g: Group | None) -> Cell | str:
+            return DASH if g is None else Cell((*ci_cell(g.summary, style).parts,
+                                                f"(n={g.summary.n})"))
+
+        def fields(g: Group | None) -> dict[str, object]:
+            s = g.summary if g is not None else None
+            return {f"{c}_n": s.n if s else None, f"{c}_mean": s.mean if s else None,
+                    f"{c}_ci_low": s.ci_low if s else None,
+                    f"{c}_ci_high": s.ci_high if s else None,
+                    f"{c}_ci_clipped": s.clipped if s else None}
+
+        return Column(f"{c} ({metric.partition('/')[2]})", lambda r: r.cells.get(c), cell,
+                      fields, frozenset({MAIN, LATEX}))
+
+    return [
+        *(key(k) for k in a.by),
+        *(task(c) for c in a.columns),
+        Column("avg rank", lambda r: r.rank, Num(2), "avg_rank", frozenset({MAIN, LATEX})),
+        Column("average", lambda r: r.average, Num(4), "average", frozenset({MAIN, LATEX})),
+    ]
 
 
 def title(a: Across) -> str:
     return f"{a.label}: {', '.join(a.by)} across {len(a.columns)} {a.key}s"
 
 
-def rich_table(a: Across) -> Any:
-    from rich.table import Table
-
-    columns, rows = table_rows(a)
-    table = Table(title=title(a), title_justify="left", caption=a.caption, caption_justify="left")
-    for i, col in enumerate(columns):
-        table.add_column(col, justify="left" if i < len(a.by) else "right")
-    for row in rows:
-        table.add_row(*row)
-    return table
+def table(a: Across) -> Table[Row]:
+    return Table(title(a), columns(a), a.rows, a.caption,
+                 lambda r: STRONG if r is a.rows[0] and r.rank is not None else "")
 
 
 def to_markdown(a: Across) -> str:
-    columns, rows = table_rows(a)
-    align = ["---" if i < len(a.by) else "---:" for i in range(len(columns))]
-    return "\n".join([
-        f"### {title(a)}",
-        "",
-        "| " + " | ".join(columns) + " |",
-        "|" + "|".join(align) + "|",
-        *("| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows),
-        "",
-        f"_{a.caption}_",
-        "",
-    ])
+    return writers.markdown(table(a))
 
 
 def records(a: Across) -> list[dict[str, Any]]:
     """One flat record per variant (the CSV rows): per column its n, mean and interval."""
-    out = []
-    for row in a.rows:
-        rec: dict[str, Any] = dict(row.key)
-        for c in a.columns:
-            s = row.cells[c].summary if c in row.cells else None
-            rec |= {
-                f"{c}_n": s.n if s else None,
-                f"{c}_mean": s.mean if s else None,
-                f"{c}_ci_low": s.ci_low if s else None,
-                f"{c}_ci_high": s.ci_high if s else None,
-                f"{c}_ci_clipped": s.clipped if s else None,
-            }
-        rec |= {"avg_rank": row.rank, "average": row.average}
-        out.append(rec)
-    return out
+    return table(a).records()
 
 
 def to_csv(a: Across) -> str:
-    return csv_text(records(a))
+    return writers.csv_text(records(a))
+
+
+def to_latex(a: Across) -> str:
+    return writers.latex(table(a).only({LATEX}), f"attnbench-{a.name}-across-{a.key}")
 
 
 def to_json(a: Across) -> str:
@@ -110,7 +114,7 @@ def to_json(a: Across) -> str:
     return json.dumps(doc, indent=2) + "\n"
 
 
-RENDER = {"markdown": to_markdown, "csv": to_csv, "json": to_json}
+RENDER = {"markdown": to_markdown, "csv": to_csv, "json": to_json, "latex": to_latex}
 
 
 def write_report(tracker: Tracker, a: Across, out_dir: Path, plots: bool = True) -> list[Path]:
@@ -126,7 +130,5 @@ def write_report(tracker: Tracker, a: Across, out_dir: Path, plots: bool = True)
             "bars join variants the Nemenyi test does not separate (p ≥ 0.05); "
             + next(p for p in a.caption.split("; ") if p.startswith("Friedman")),
         ))
-    if a.parent is not None:
-        for path in written:
-            tracker.log_artifact(a.parent.run_id, path, f"{REPORT_DIR}/across-{a.key}")
+    log_report(tracker, a.parent, written, out_dir)
     return written

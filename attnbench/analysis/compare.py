@@ -10,11 +10,12 @@ from attnbench.analysis.model import check_correction, check_margin, compare_run
 from attnbench.analysis.render import (
     RENDER,
     output_format,
+    print_comparison,
     report_dir,
-    rich_table,
+    report_name,
     write_report,
 )
-from attnbench.analysis.select import Selection, select_runs
+from attnbench.analysis.select import Selection, filter_runs, select_runs
 from attnbench.analysis.tuning import read as read_selection
 from attnbench.errors import ConfigError
 from attnbench.store.handle import Tracker
@@ -38,16 +39,19 @@ def compare(
     margin: float | None = None,
     reruns: bool = False,
     across: str | None = None,
+    filters: Sequence[str] = (),
+    wide: bool = False,
 ) -> int:
     """`attnbench compare`: print the comparison, write tables and plots; returns the exit code.
 
     `by=None` groups by what the sweep varied (`model.default_by`); groups that pool runs of
     different configs get a warning line on stderr before the table, or with `strict` a
     one-line error and nothing written; so do groups that differ in steps or parameters by more
-    than 10 % (a warning only). `across="task"`: the cross-task summary (`analysis.across`)."""
+    than 10 % (a warning only). `across="task"`: the cross-task summary (`analysis.across`).
+    `filters`: `key=value` items (`select.filter_runs`); `wide`: one terminal table, not two."""
     import sys
 
-    from attnbench.console import console, err_console
+    from attnbench.console import console
 
     fmt = output_format(fmt, output)
     check_correction(correction)
@@ -63,9 +67,10 @@ def compare(
     tracker.mark_stale_runs()  # runs left RUNNING by a killed process: FAILED, not compared
     # a tuned sweep: its final runs; a search sweep: ranked on validation (analysis.tuning)
     reading = read_selection(select_runs(tracker, experiment, sweep), metric)
-    selection = reading.selection
+    # after the tuned sweep's choice: a filter narrows what is compared, never what was chosen
+    selection = reading.selection = filter_runs(reading.selection, filters)
     if selection.note:
-        err_console.print(f"note: {selection.note}", highlight=False, markup=False)
+        say(f"note: {selection.note}")
     if across is not None:
         return compare_across(tracker, selection, across, by, metric, fmt, output, plots,
                               runs_dir, moved)
@@ -75,29 +80,32 @@ def compare(
     if comp.pooled:
         if strict:
             raise ConfigError(f"--strict: {comp.pooled_message}")
-        err_console.print(f"warning: {comp.pooled_message}", highlight=False, markup=False)
+        say(f"warning: {comp.pooled_message}")
     if comp.budget_warning:
-        err_console.print(f"warning: {comp.budget_warning}", highlight=False, markup=False)
+        say(f"warning: {comp.budget_warning}")
     out_dir = report_dir(runs_dir, comp)
     written = write_report(tracker, comp, out_dir, plots)
     if output is not None:
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(RENDER[fmt](comp), encoding="utf-8")
     if fmt == "table" or output is not None:
-        console.print(rich_table(comp))
+        print_comparison(comp, console, wide)
     else:
         sys.stdout.write(RENDER[fmt](comp))
     if reruns and (fmt == "table" or output is not None):
         from attnbench.analysis import reruns as listed
+        from attnbench.analysis.layout import print_tables
 
-        console.print(listed.rich_table(comp))
+        console.print()
+        print_tables([listed.table(comp)], console)
     names = ", ".join(p.name for p in written)
-    where = f"; logged to sweep run {comp.parent.run_id} under report/" if comp.parent else ""
+    where = (f"; logged to sweep run {comp.parent.run_id} under report/{out_dir.name}/"
+             if comp.parent else "")
     for note in moved:
-        err_console.print(f"note: {note}", highlight=False, markup=False)
-    err_console.print(f"report: {out_dir} ({names}){where}", highlight=False, markup=False)
+        say(f"note: {note}")
+    say(f"report: {out_dir} ({names}){where}")
     if output is not None:
-        err_console.print(f"wrote {output}", highlight=False, markup=False)
+        say(f"wrote {output}")
     return 0
 
 
@@ -131,28 +139,38 @@ def compare_across(
 
     from attnbench.analysis import across_render
     from attnbench.analysis.across import across_runs
-    from attnbench.console import console, err_console
+    from attnbench.analysis.layout import print_tables
+    from attnbench.console import console
     from attnbench.naming import inside
 
     summary = across_runs(selection, key.strip(), by, metric)
-    out_dir = inside(runs_dir, "reports", f"{summary.name}-across-{summary.key}")
+    folder = report_name(f"across-{summary.key}" + (f"_{metric}" if metric else ""),
+                         where=selection.where)
+    out_dir = inside(runs_dir, "reports", summary.name, folder)
     written = across_render.write_report(tracker, summary, out_dir, plots)
     if output is not None:
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(across_render.RENDER[fmt](summary), encoding="utf-8")
     if fmt == "table" or output is not None:
-        console.print(across_render.rich_table(summary))
+        print_tables([across_render.table(summary)], console, summary.caption)
     else:
         sys.stdout.write(across_render.RENDER[fmt](summary))
     for note in moved:
-        err_console.print(f"note: {note}", highlight=False, markup=False)
-    where = (f"; logged to sweep run {summary.parent.run_id} under report/across-{summary.key}/"
+        say(f"note: {note}")
+    where = (f"; logged to sweep run {summary.parent.run_id} under report/{out_dir.name}/"
              if summary.parent else "")
     names = ", ".join(p.name for p in written)
-    err_console.print(f"report: {out_dir} ({names}){where}", highlight=False, markup=False)
+    say(f"report: {out_dir} ({names}){where}")
     if output is not None:
-        err_console.print(f"wrote {output}", highlight=False, markup=False)
+        say(f"wrote {output}")
     return 0
+
+
+def say(text: str) -> None:
+    """A line on stderr: in a terminal wrapped at its width, elsewhere one line (logs, grep)."""
+    from attnbench.console import err_console
+
+    err_console.print(text, highlight=False, markup=False, soft_wrap=not err_console.is_terminal)
 
 
 def check_output(output: Path) -> None:

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from attnbench.analysis.select import Selection
 from attnbench.errors import ConfigError
 from attnbench.store.handle import RunInfo
 from attnbench.store.schema import (
@@ -19,6 +19,9 @@ from attnbench.store.schema import (
     SWEEP_KEYS_TAG,
     TASK_TAG,
 )
+
+if TYPE_CHECKING:  # select filters runs by these keys (it imports this module)
+    from attnbench.analysis.select import Selection
 
 
 def lookup(run: RunInfo, key: str) -> str | None:

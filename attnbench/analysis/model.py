@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from attnbench.analysis import budget, effects, stats
 from attnbench.analysis.keys import (
@@ -68,7 +69,7 @@ class Group:
     reason: str = ""  # why "?": pooled, n<2, best n<2, baseline n<2; inconclusive: n=K
     steps: float | None = None  # mean optimiser steps trained (analysis.budget)
     stopped_by: str = budget.ALL_EPOCHS  # what ended training: epochs, max_steps, max_time
-    extra: dict[str, str] = field(default_factory=dict)  # more columns: label -> cell (tuning)
+    extra: dict[str, Any] = field(default_factory=dict)  # values of Comparison.columns (tuning)
 
     @property
     def label(self) -> str:
@@ -95,6 +96,9 @@ class Comparison:
     margin_given: bool = False  # --margin, not the default
     reruns: list[RunInfo] = field(default_factory=list)  # evaluate / reproduce runs left out
     show_reruns: bool = False  # list them in the report (compare --reruns)
+    # more columns (analysis.columns.Column), declared by whoever read the sweep (analysis.tuning)
+    columns: list[Any] = field(default_factory=list)
+    where: str = ""  # the filter the runs were selected by (compare --filter), '' for none
 
     @property
     def higher_is_better(self) -> bool | None:
@@ -316,6 +320,7 @@ def compare_runs(
         margin=margin if direction != NO_DIRECTION else None,
         margin_given=given and direction != NO_DIRECTION,
         reruns=reruns,
+        where=selection.where,
     )
 
 

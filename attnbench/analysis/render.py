@@ -1,77 +1,46 @@
-"""Rendering a comparison: the rich table, Markdown / CSV / JSON tables and the three plots,
-written under ``<runs_dir>/reports/<name>/`` and logged on the sweep's parent run."""
+"""Rendering a comparison: its columns declared once (`columns`), the terminal's tables, the
+Markdown / CSV / JSON / LaTeX tables and the three plots, written under
+``<runs_dir>/reports/<sweep>/<metric>_by_<keys>/`` and logged on the sweep's parent run."""
 
 from __future__ import annotations
 
-import csv
-import io
+import hashlib
 import json
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from attnbench.analysis import reruns, stats
+from attnbench.analysis import reruns, stats, writers
+from attnbench.analysis.columns import (
+    COST,
+    DASH,
+    DETAIL,
+    KEY,
+    LATEX,
+    MAIN,
+    NAME,
+    STRONG,
+    TEXT,
+    WEAK,
+    WIDE,
+    Cell,
+    Column,
+    Num,
+    Table,
+    metric_style,
+    round_names,
+)
 from attnbench.analysis.model import POOLED, Comparison, Group
 from attnbench.errors import ConfigError
+from attnbench.naming import inside, safe_name
 from attnbench.store.handle import Tracker
-from attnbench.store.schema import BEST_VAL, COST_COLUMNS, REPORT_DIR
+from attnbench.store.schema import BEST_VAL, COST_COLUMNS, COST_PARAMS, COST_STEPS, REPORT_DIR
 
-FORMATS = ("table", "markdown", "csv", "json")
+FORMATS = ("table", "markdown", "csv", "json", "latex")
 PLOTS = ("metric_ci.png", "learning_curves.png", "cost_pareto.png")
-
-
-def records(comp: Comparison) -> list[dict[str, Any]]:
-    """One flat record per group (the CSV/JSON rows)."""
-    ref = reference_group(comp)
-    delta = "delta_vs_best" if comp.baseline is None else "delta_vs_baseline"
-    out = []
-    for g in comp.groups:
-        s = g.summary
-        out.append(
-            {
-                **g.key,
-                **g.extra,
-                "n": s.n,
-                "mean": s.mean,
-                "ci_low": s.ci_low,
-                "ci_high": s.ci_high,
-                "ci_half_width": s.half_width,
-                "ci_clipped": s.clipped,
-                "std": s.std,
-                "min": s.min,
-                "max": s.max,
-                delta: None if ref is None else s.mean - ref.summary.mean,
-                **effect_record(g),
-                "p_value": g.test.p_value if g.test else None,
-                "p_adjusted": g.test.p_adjusted if g.test else None,
-                "test": g.test.test if g.test else "",
-                "pairs": g.test.n_pairs if g.test else None,
-                "status": g.status,
-                "status_reason": g.reason,
-                "pooled_keys": list(g.pooled),
-                **{
-                    label.replace(" ", "_").replace("/", "_per_"): g.cost[name]
-                    for name, label in COST_COLUMNS
-                },
-                "steps": g.steps,
-                "stopped_by": g.stopped_by,
-                "run_ids": " ".join(r.run_id for r in g.runs),
-            }
-        )
-    return out
-
-
-def effect_record(g: Group) -> dict[str, Any]:
-    """The effect against the reference: difference, its 95 % CI, how, over how many, d_z."""
-    e = g.effect
-    return {
-        "effect_diff": e.diff if e else None,
-        "effect_ci_low": e.ci_low if e else None,
-        "effect_ci_high": e.ci_high if e else None,
-        "effect_method": e.method if e else "",
-        "effect_n": e.n if e else None,
-        "cohens_dz": e.d_z if e else None,
-    }
+STATUS_EMPHASIS = {"best": STRONG, "baseline": STRONG, "tied": WEAK}
+STEPS_STYLE = metric_style(COST_STEPS)
 
 
 def reference_group(comp: Comparison) -> Group | None:
@@ -88,167 +57,165 @@ def status_text(g: Group) -> str:
     return f"{g.status} ({POOLED})" if g.pooled else g.status
 
 
-def _num(value: float | None, digits: int = 4) -> str:
-    return "—" if value is None else f"{value:.{digits}f}"
-
-
-def _p(value: float | None) -> str:
+def p_text(test: stats.PairedTest | None, correction: str) -> str:
+    """The p cell: empty for the reference, `—` when the test gives none (CI overlap)."""
+    if test is None:
+        return ""
+    value = shown_p(test, correction)
     if value is None:
-        return "—"
+        return DASH
     return "<0.001" if value < 0.001 else f"{value:.3f}"
 
 
-def ci_text(s: stats.Summary, digits: int = 4) -> str:
+def ci_cell(s: stats.Summary, style: Num) -> Cell:
     """`mean ± half-width`; `mean [low, high]` when the interval was clipped to the range."""
     if s.ci_low is None or s.ci_high is None:
-        return f"{s.mean:.{digits}f}"
+        return Cell((style(s.mean),))
     if s.clipped:
-        return f"{s.mean:.{digits}f} [{s.ci_low:.{digits}f}, {s.ci_high:.{digits}f}]"
-    return f"{s.mean:.{digits}f} ± {s.ci_high - s.mean:.{digits}f}"
+        return Cell((style(s.mean), f"[{style(s.ci_low)}, {style(s.ci_high)}]"))
+    return Cell((style(s.mean), f"± {style(s.ci_high - s.mean)}"))
 
 
-def delta_text(g: Group, ref: Group) -> str:
+def summary_fields(s: stats.Summary) -> dict[str, Any]:
+    return {"mean": s.mean, "ci_low": s.ci_low, "ci_high": s.ci_high,
+            "ci_half_width": s.half_width, "ci_clipped": s.clipped}
+
+
+def delta_cell(g: Group, ref: Group | None, style: Num) -> Cell | str:
     """The Δ cell: the effect ± the half-width of its 95 % CI (`[low, high]` when the CI was
     clipped to ± the range), or the difference of the means when there is no effect."""
-    e = g.effect
+    if ref is None or g is ref:
+        return ""
+    e, signed = g.effect, style.signed
     if e is None or e.ci_low is None or e.ci_high is None:
-        return f"{g.summary.mean - ref.summary.mean:+.4f}"
+        return signed(g.summary.mean - ref.summary.mean)
     half = e.ci_high - e.diff
     if math.isclose(e.diff - e.ci_low, half, rel_tol=1e-9, abs_tol=1e-12):
-        return f"{e.diff:+.4f} ± {half:.4f}"
-    return f"{e.diff:+.4f} [{e.ci_low:+.4f}, {e.ci_high:+.4f}]"
+        return Cell((signed(e.diff), f"± {style(half)}"))
+    return Cell((signed(e.diff), f"[{signed(e.ci_low)}, {signed(e.ci_high)}]"))
 
 
-def _shown_p(test: stats.PairedTest, correction: str) -> float | None:
+def effect_fields(g: Group, ref: Group | None, delta: str) -> dict[str, Any]:
+    """The effect against the reference: difference, its 95 % CI, how, over how many, d_z."""
+    e = g.effect
+    return {
+        delta: None if ref is None else g.summary.mean - ref.summary.mean,
+        "effect_diff": e.diff if e else None,
+        "effect_ci_low": e.ci_low if e else None,
+        "effect_ci_high": e.ci_high if e else None,
+        "effect_method": e.method if e else "",
+        "effect_n": e.n if e else None,
+        "cohens_dz": e.d_z if e else None,
+    }
+
+
+def shown_p(test: stats.PairedTest | None, correction: str) -> float | None:
+    if test is None:
+        return None
     return test.p_adjusted if correction != "none" and test.p_adjusted is not None else test.p_value
 
 
-def table_rows(comp: Comparison) -> tuple[list[str], list[list[str]]]:
-    """Column names and formatted cells shared by the rich and Markdown tables. A metric with
-    no better direction has no Δ, p, test and status columns."""
-    from attnbench.console import fmt
+def steps_cell(steps: float | None, stopped_by: str) -> Cell:
+    return Cell((STEPS_STYLE(steps), f"({stopped_by})"))
 
+
+def field_name(label: str) -> str:
+    """A cost column's CSV/JSON field: `train s` -> train_s, `samples/s` -> samples_per_s."""
+    return label.replace(" ", "_").replace("/", "_per_")
+
+
+def columns(comp: Comparison) -> list[Column[Group]]:
+    """The comparison's columns, declared once for every table and format: the group keys, the
+    columns whoever read the sweep added (`Comparison.columns`: tuned and search sweeps), n, the
+    metric's mean ± CI, std/min/max, the effect, p, the test, the mark, the cost columns
+    (`schema.COST_COLUMNS`, so a new cost metric appears without an edit here) and the steps."""
     ref = reference_group(comp)
     versus = "best" if comp.baseline is None else "baseline"
-    tests = [
-        f"Δ {versus} (95% CI)",
-        "p (Holm)" if comp.correction == "holm" else "p",
-        "test",
-        f"vs {versus}",
+    delta = f"delta_vs_{versus}"
+    style = metric_style(comp.metric, [v for g in comp.groups for v in g.run_values])
+    ranked = frozenset({MAIN, LATEX}) if comp.ranked else frozenset()
+    pooled = frozenset({MAIN}) if not comp.ranked and comp.pooled else frozenset()
+
+    def key(k: str) -> Column[Group]:
+        shown = round_names([g.key[k] for g in comp.groups])
+        return Column(k, lambda g: g.key[k], lambda v: shown.get(v, v), k, KEY, NAME)
+
+    def cost(name: str, label: str) -> Column[Group]:
+        num = metric_style(name, [g.cost.get(name) for g in comp.groups])
+        shows = {COST, LATEX} if name == COST_PARAMS else {COST}
+        return Column(label, lambda g: g.cost.get(name), num, field_name(label),
+                      frozenset(shows))
+
+    return [
+        *(key(k) for k in comp.by),
+        *comp.columns,
+        Column("n", lambda g: g.summary.n, Num(0, integer=True), "n", frozenset({MAIN, LATEX})),
+        Column(f"{comp.metric} (mean ± 95% CI)", lambda g: g.summary,
+               lambda s: ci_cell(s, style), summary_fields, frozenset({MAIN, LATEX})),
+        Column("std", lambda g: g.summary.std, style, "std", frozenset({DETAIL})),
+        Column("min", lambda g: g.summary.min, style, "min", frozenset({DETAIL})),
+        Column("max", lambda g: g.summary.max, style, "max", frozenset({DETAIL})),
+        Column(f"Δ {versus} (95% CI)", lambda g: g, lambda g: delta_cell(g, ref, style),
+               lambda g: effect_fields(g, ref, delta), ranked),
+        Column("p (Holm)" if comp.correction == "holm" else "p",
+               lambda g: g.test, lambda t: p_text(t, comp.correction),
+               lambda t: {"p_value": t.p_value if t else None,
+                          "p_adjusted": t.p_adjusted if t else None}, ranked),
+        Column("test", lambda g: g.test,
+               lambda t: t.test if t is not None and t.test != "none" else "",
+               lambda t: {"test": t.test if t else "", "pairs": t.n_pairs if t else None},
+               frozenset({DETAIL}) if comp.ranked else frozenset(), TEXT),
+        Column(f"vs {versus}", lambda g: g, status_text,
+               lambda g: {"status": g.status, "status_reason": g.reason}, ranked, TEXT),
+        Column("pooled", lambda g: g.pooled, lambda p: POOLED if p else "",
+               lambda p: {"pooled_keys": list(p)}, pooled, TEXT),
+        *(cost(name, label) for name, label in COST_COLUMNS),
+        Column("steps (stopped by)", lambda g: g, lambda g: steps_cell(g.steps, g.stopped_by),
+               lambda g: {"steps": STEPS_STYLE.record(g.steps), "stopped_by": g.stopped_by},
+               frozenset({COST})),
+        Column("run ids", lambda g: " ".join(r.run_id for r in g.runs), fields="run_ids",
+               show=frozenset()),
     ]
-    extra = list(dict.fromkeys(k for g in comp.groups for k in g.extra))
-    columns = [
-        *comp.by,
-        *extra,
-        "n",
-        f"{comp.metric} (mean ± 95% CI)",
-        "std",
-        "min",
-        "max",
-        *(tests if comp.ranked else ["pooled"] if comp.pooled else []),
-        *(label for _, label in COST_COLUMNS),
-        "steps (stopped by)",
-    ]
-    rows = []
-    for g in comp.groups:
-        s = g.summary
-        ci = ci_text(s)
-        if ref is not None:
-            marks = [
-                "" if g is ref else delta_text(g, ref),
-                _p(_shown_p(g.test, comp.correction)) if g.test else "",
-                g.test.test if g.test and g.test.test != "none" else "",
-                status_text(g),
-            ]
-        else:
-            marks = [POOLED if g.pooled else ""] if comp.pooled else []
-        rows.append(
-            [
-                *g.key.values(),
-                *(g.extra.get(k, "") for k in extra),
-                str(s.n),
-                ci,
-                _num(s.std),
-                _num(s.min),
-                _num(s.max),
-                *marks,
-                *(
-                    fmt(round(g.cost[name], 1)) if g.cost[name] is not None else "—"
-                    for name, _ in COST_COLUMNS
-                ),
-                f"{fmt(float(round(g.steps))) if g.steps is not None else '—'} ({g.stopped_by})",
-            ]
-        )
-    return columns, rows
 
 
-LEFT = ("test", "vs best", "vs baseline", "pooled")
-TERMINAL_LEAVES_OUT = ("min", "max")
+def table(comp: Comparison) -> Table[Group]:
+    """Every column of the comparison, its title and caption; `Table.only` picks a view."""
+    return Table(f"{comp.label}: {comp.metric} by {', '.join(comp.by)}", columns(comp),
+                 comp.groups, comp.caption, lambda g: STATUS_EMPHASIS.get(g.status, ""))
 
 
-def rich_table(comp: Comparison) -> Any:
-    from rich.table import Table
+def terminal_tables(comp: Comparison, wide: bool = False) -> list[Table[Group]]:
+    """What the terminal shows: the answer (MAIN) and, below it, what each group was given
+    (COST); `wide`: all of it in one table."""
+    full = table(comp)
+    if wide:
+        return [full.only(WIDE)]
+    cost = full.only({COST}, title="what each group was given: cost and budget")
+    return [full.only({MAIN}), cost]
 
-    columns, rows = table_rows(comp)
-    # The terminal leaves out min and max (in the Markdown, CSV and JSON) to keep 160 columns.
-    keep = [i for i, col in enumerate(columns) if col not in TERMINAL_LEAVES_OUT]
-    columns, rows = [columns[i] for i in keep], [[row[i] for i in keep] for row in rows]
-    table = Table(
-        title=f"{comp.label}: {comp.metric} by {', '.join(comp.by)}",
-        title_justify="left",
-        caption=comp.caption,
-        caption_justify="left",
-    )
-    for i, col in enumerate(columns):
-        table.add_column(
-            col,
-            justify="left" if i < len(comp.by) or col in LEFT else "right",
-            no_wrap=i > len(comp.by) and col.partition(" ")[0] in (comp.metric, "Δ"),
-            min_width=len("inconclusive") if col.startswith("vs ") else len("(max_steps)")
-            if col.startswith("steps") else None,
-        )
-    for g, row in zip(comp.groups, rows, strict=True):
-        style = {"best": "bold green", "baseline": "bold", "tied": "green"}.get(g.status)
-        table.add_row(*row, style=style)
-    return table
+
+def print_comparison(comp: Comparison, console: Any, wide: bool = False) -> None:
+    from attnbench.analysis.layout import print_tables
+
+    print_tables(terminal_tables(comp, wide), console, comp.caption)
+
+
+def records(comp: Comparison) -> list[dict[str, Any]]:
+    """One flat record per group (the CSV rows and JSON `groups`)."""
+    return table(comp).records()
 
 
 def to_markdown(comp: Comparison) -> str:
-    columns, rows = table_rows(comp)
-    esc = [[c.replace("|", "\\|") for c in row] for row in rows]
-    lines = [
-        f"### {comp.label}: {comp.metric} by {', '.join(comp.by)}",
-        "",
-        "| " + " | ".join(columns) + " |",
-        "|"
-        + "|".join(
-            "---" if i < len(comp.by) or col in LEFT else "---:"
-            for i, col in enumerate(columns)
-        )
-        + "|",
-        *("| " + " | ".join(row) + " |" for row in esc),
-        "",
-        f"_{comp.caption}_",
-        "",
-    ]
-    if comp.show_reruns:
-        lines += reruns.markdown(comp)
-    return "\n".join(lines)
+    text = writers.markdown(table(comp).only(WIDE))
+    return text + "\n".join(reruns.markdown(comp)) if comp.show_reruns else text
 
 
 def to_csv(comp: Comparison) -> str:
-    return csv_text(records(comp))
+    return writers.csv_text(records(comp))
 
 
-def csv_text(recs: list[dict[str, Any]]) -> str:
-    """Flat records as CSV, one row each (list values joined by spaces)."""
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(recs[0]), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(
-        {k: " ".join(v) if isinstance(v, list) else v for k, v in rec.items()} for rec in recs
-    )
-    return buf.getvalue()
+def to_latex(comp: Comparison) -> str:
+    return writers.latex(table(comp).only({LATEX}), f"attnbench-{comp.name}-{comp.metric}")
 
 
 def to_json(comp: Comparison) -> str:
@@ -275,8 +242,8 @@ def to_json(comp: Comparison) -> str:
     return json.dumps(doc, indent=2) + "\n"
 
 
-RENDER = {"markdown": to_markdown, "csv": to_csv, "json": to_json}
-SUFFIX = {"markdown": "md", "csv": "csv", "json": "json"}
+RENDER = {"markdown": to_markdown, "csv": to_csv, "json": to_json, "latex": to_latex}
+SUFFIX = {"markdown": "md", "csv": "csv", "json": "json", "latex": "tex"}
 
 
 def curve_metrics(comp: Comparison) -> list[str]:
@@ -291,18 +258,24 @@ def curve_metrics(comp: Comparison) -> list[str]:
 def write_report(
     tracker: Tracker, comp: Comparison, out_dir: Path, plots: bool = True
 ) -> list[Path]:
-    """Tables (Markdown, CSV, JSON) and plots under `out_dir`; logged on the sweep's parent run."""
+    """Tables (Markdown, CSV, JSON, LaTeX) and plots under `out_dir`; logged on the sweep's
+    parent run under `report/<the folder's name>/`."""
     written = write_tables(RENDER, comp, out_dir)
     if plots:
         written += write_plots(tracker, comp, out_dir)
-    if comp.parent is not None:
-        for path in written:
-            tracker.log_artifact(comp.parent.run_id, path, REPORT_DIR)
+    log_report(tracker, comp.parent, written, out_dir)
     return written
 
 
+def log_report(tracker: Tracker, parent: Any, written: list[Path], out_dir: Path) -> None:
+    """The report's files as artifacts of the sweep's parent run, under `report/<folder>/`."""
+    if parent is not None:
+        for path in written:
+            tracker.log_artifact(parent.run_id, path, f"{REPORT_DIR}/{out_dir.name}")
+
+
 def write_tables(renders: dict[str, Any], what: Any, out_dir: Path) -> list[Path]:
-    """`table.md`, `table.csv`, `table.json` of `what` (a comparison or a summary) in `out_dir`."""
+    """`table.md`, `.csv`, `.json`, `.tex` of `what` (a comparison or a summary) in `out_dir`."""
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for fmt_name, render in renders.items():
@@ -340,24 +313,38 @@ def write_plots(tracker: Tracker, comp: Comparison, out_dir: Path) -> list[Path]
     ]
 
 
-def report_dir(runs_dir: str | Path, comp: Comparison) -> Path:
-    from attnbench.naming import inside
+def report_name(what: str, by: Sequence[str] = (), where: str = "", versus: str = "") -> str:
+    """A report's folder in its sweep's: what was compared (`test-acc_by_attention`), with the
+    filter (`_where_backbone=rnn`) and the baseline (`_vs_attention=none`) when given, so a
+    compare on another metric, grouping, filter or baseline never overwrites another's report."""
+    name = what.replace("/", "-") + (f"_by_{'-'.join(by)}" if by else "")
+    name += (f"_where_{where}" if where else "") + (f"_vs_{versus}" if versus else "")
+    name = safe_name(name)
+    if len(name) > 100:  # kept apart from another long name by a hash of the whole
+        name = f"{name[:90]}-{hashlib.sha256(name.encode()).hexdigest()[:8]}"
+    return name
 
-    return inside(runs_dir, "reports", comp.name)
+
+def report_dir(runs_dir: str | Path, comp: Comparison) -> Path:
+    """`<runs_dir>/reports/<experiment>-<sweep>/<report_name>/`."""
+    versus = comp.reference if comp.baseline is not None else ""
+    return inside(runs_dir, "reports", comp.name,
+                  report_name(comp.metric, comp.by, comp.where, versus))
 
 
 def output_format(fmt: str | None, output: Path | None) -> str:
     """The table format asked for: --format, else the -o file's suffix, else the rich table."""
     if fmt is not None:
-        fmt = {"md": "markdown"}.get(fmt.lower(), fmt.lower())
+        fmt = {"md": "markdown", "tex": "latex"}.get(fmt.lower(), fmt.lower())
         if fmt not in FORMATS:
             raise ConfigError(f"Unknown format '{fmt}'. Valid formats: {', '.join(FORMATS)}")
     if output is not None and fmt in (None, "table"):
-        by_suffix = {".md": "markdown", ".markdown": "markdown", ".csv": "csv", ".json": "json"}
+        by_suffix = {".md": "markdown", ".markdown": "markdown", ".csv": "csv", ".json": "json",
+                     ".tex": "latex"}
         if output.suffix.lower() not in by_suffix:
             raise ConfigError(
                 f"Cannot tell the format of '{output}' from its suffix: pass --format markdown, "
-                "csv or json"
+                "csv, json or latex"
             )
         return by_suffix[output.suffix.lower()]
     return fmt or "table"

@@ -1,14 +1,17 @@
 """Which runs `compare` looks at: a sweep (by default the latest that ended), or every FINISHED
-run of an experiment."""
+run of an experiment; narrowed by `--filter key=value` (`filter_runs`)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
+from attnbench.analysis.keys import lookup
 from attnbench.errors import ConfigError
 from attnbench.store.handle import RunInfo, Tracker
 from attnbench.store.queries import resumed_runs
-from attnbench.store.schema import KIND_TAG, SWEEP_KIND
+from attnbench.store.schema import IDENTITY_TAGS, KIND_TAG, SWEEP_KIND
 
 
 @dataclass
@@ -18,6 +21,7 @@ class Selection:
     name: str  # the reports/ folder name
     parent: RunInfo | None = None  # the sweep's parent run (artifacts go there)
     note: str = ""  # what the user should know about the choice (printed on stderr)
+    where: str = ""  # the filter that narrowed the runs (compare --filter), '' for none
 
 
 def select_runs(
@@ -85,3 +89,68 @@ def select_runs(
         parent,
         note,
     )
+
+
+def parse_filters(items: Sequence[str]) -> dict[str, list[str]]:
+    """`--filter` values -> {key: accepted values}. Each is `key=value`, repeated or joined by
+    commas; a bare value after a comma is one more value of the key before it
+    (`attention=dot,scaled`). Different keys must all match, one of a key's values must."""
+    out: dict[str, list[str]] = {}
+    for item in items:
+        key = None
+        for piece in (p.strip() for p in item.split(",")):
+            name, eq, value = (s.strip() for s in piece.partition("="))
+            if eq:
+                key = name
+            elif key is not None:
+                name, value = key, name
+            if not name or not value or key is None:
+                raise ConfigError(
+                    f"--filter '{item}': expected key=value (several joined by commas), e.g. "
+                    "--filter backbone=rnn --filter trainer.lr=0.001"
+                )
+            out.setdefault(name, [])
+            out[name] += [value] if value not in out[name] else []
+    return out
+
+
+def _same(actual: str | None, wanted: str) -> bool:
+    """A run's value matches: equal as text, or as numbers (`1e-3` is `0.001`)."""
+    if actual is None:
+        return False
+    if actual == wanted:
+        return True
+    try:
+        return math.isclose(float(actual), float(wanted), rel_tol=1e-12)
+    except ValueError:
+        return False
+
+
+def filter_runs(selection: Selection, items: Sequence[str]) -> Selection:
+    """Only the runs every `--filter` matches (keys as `--by` takes them: a run tag or a config
+    param). A key no run has, or values that leave no run, is a one-line error naming the keys
+    or the values that exist."""
+    filters = parse_filters(items)
+    if not filters:
+        return selection
+    jobs = [r for r in selection.runs if r.tags.get(KIND_TAG) != SWEEP_KIND]
+    runs, applied = jobs, []
+    for key, wanted in filters.items():
+        if all(lookup(r, key) is None for r in jobs):
+            raise ConfigError(
+                f"Unknown --filter key '{key}': no run of {selection.label} has it. Filter by a "
+                f"run tag ({', '.join(IDENTITY_TAGS)}) or a config param (e.g. trainer.lr, "
+                "backbone.d_model)"
+            )
+        kept = [r for r in runs if any(_same(lookup(r, key), w) for w in wanted)]
+        if not kept:
+            values = sorted({v for r in runs if (v := lookup(r, key)) is not None})
+            where = f" with {', '.join(applied)}" if applied else ""
+            raise ConfigError(
+                f"--filter {key}={','.join(wanted)} matches no run of {selection.label}{where}; "
+                f"{key} values there: {', '.join(values) or 'none'}"
+            )
+        runs = kept
+        applied.append(f"{key}={','.join(wanted)}")
+    where = " ".join(applied)
+    return replace(selection, runs=runs, label=f"{selection.label}, where {where}", where=where)

@@ -1,4 +1,5 @@
-"""The end-of-sweep table: one row per cell of a sweep, read back from the store."""
+"""The end-of-sweep table: one row per cell of a sweep, read back from the store, under columns
+declared once (`sweep_columns`) and fitted to the terminal (`layout`)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from attnbench.analysis.columns import NAME, TEXT, Column, Table, metric_style, round_names
 from attnbench.store.handle import RunInfo, Tracker
 from attnbench.store.queries import resumed_runs
 from attnbench.store.schema import (
@@ -80,52 +82,63 @@ def result_row(result: RunResult) -> dict[str, Any]:
     }
 
 
-def print_sweep_table(summary: SweepSummary) -> None:
-    from attnbench.console import console, results_table
-
-    rows = summary.rows
+def sweep_columns(rows: list[dict[str, Any]]) -> list[Column[dict[str, Any]]]:
+    """The end-of-sweep table's columns, declared once: attention, backbone and task (those that
+    differ between the rows: `shared` values go in the title), seed, the cell (what else the
+    sweep varies), the test and best-validation primary metric (in the metric's number style,
+    the best in bold), parameters, train seconds and the status (with a failed job's error,
+    wrapped, never cut)."""
     metrics = {r["metric"] for r in rows if r["metric"]}
-    m = metrics.pop() if len(metrics) == 1 else "primary"
-    columns = [
-        "attention",
-        "backbone",
-        "task",
-        "seed",
-        f"test/{m}",
-        f"{BEST_VAL}/{m}",
-        "params",
-        "train s",
-        "status",
+    cells = round_names([str(r.get("cell") or "") for r in rows])
+
+    def score(split: str, key: str) -> Column[dict[str, Any]]:
+        if len(metrics) == 1:
+            name = split_metric(split, next(iter(metrics)))
+            return Column(name, lambda r: r[key], metric_style(name), best="max")
+
+        def mixed(row: dict[str, Any]) -> str:  # several tasks: each row in its own style
+            return metric_style(split_metric(split, row["metric"] or "primary"))(row[key])
+
+        return Column(split_metric(split, "primary"), lambda r: r, mixed)
+
+    return [
+        *(Column(k, lambda r, k=k: r[k], kind=NAME) for k in IDENTITY if k not in shared(rows)),
+        Column("seed", lambda r: r["seed"]),
+        *([Column("cell", lambda r: cells[str(r.get("cell") or "")], kind=NAME)]
+          if any(r.get("cell") for r in rows) else []),
+        score("test", "test"),
+        score(BEST_VAL, "val"),
+        Column("params", lambda r: r["params"], metric_style(COST_PARAMS)),
+        Column("train s", lambda r: r["train_s"], metric_style(COST_TRAIN_S)),
+        Column("status", lambda r: r["status"] if r["status"] == "FINISHED"
+               else f"{r['status']}: {r['error']}", kind=TEXT),
     ]
-    table_rows = [
-        [
-            r["attention"],
-            r["backbone"],
-            r["task"],
-            r["seed"],
-            r["test"],
-            r["val"],
-            r["params"],
-            r["train_s"],
-            r["status"] if r["status"] == "FINISHED" else f"{r['status']}: {r['error']}",
-        ]
-        for r in rows
-    ]
-    best: dict[int, int] = {}
-    for col, key in ((4, "test"), (5, "val")):
-        scored = [(r[key], i) for i, r in enumerate(rows) if r[key] is not None]
-        if scored:
-            best[col] = max(scored)[1]
+
+
+IDENTITY = ("attention", "backbone", "task")
+
+
+def shared(rows: list[dict[str, Any]]) -> dict[str, str]:
+    """The backbone and task every row of a sweep of several jobs shares (said in the title)."""
+    if len(rows) < 2:
+        return {}
+    return {k: rows[0][k] for k in IDENTITY[1:] if len({r[k] for r in rows}) == 1}
+
+
+def sweep_title(summary: SweepSummary) -> str:
+    rows = summary.rows
     title = f"sweep {summary.parent_run_id[:8]}: {len(rows)} jobs, {len(summary.failed)} failed"
     resumed = [r for r in rows if r.get("resumed")]
     if resumed:
         title += f", skipped {len(resumed)} of {len(rows)} cells (already finished)"
     if len(summary.skipped) > len(resumed):
         title += f", {len(summary.skipped) - len(resumed)} skipped"
-    cells = [r.get("cell", "") for r in rows]
-    if any(cells):  # the sweep varies more than attention/backbone/task/seed: show what
-        columns.insert(4, "cell")
-        for row, cell in zip(table_rows, cells, strict=True):
-            row.insert(4, cell)
-        best = {col + (col >= 4): i for col, i in best.items()}
-    console.print(results_table(title, columns, table_rows, best))
+    common = shared(rows)
+    return title + (f" ({', '.join(f'{k} {v}' for k, v in common.items())})" if common else "")
+
+
+def print_sweep_table(summary: SweepSummary) -> None:
+    from attnbench.analysis.layout import print_tables
+    from attnbench.console import console
+
+    print_tables([Table(sweep_title(summary), sweep_columns(summary.rows), summary.rows)], console)

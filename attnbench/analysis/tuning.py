@@ -25,7 +25,17 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from attnbench.analysis import stats
+from attnbench.analysis.columns import (
+    COST,
+    DASH,
+    LATEX,
+    MAIN,
+    Column,
+    metric_style,
+    round_names,
+)
 from attnbench.analysis.model import Comparison, default_metric
+from attnbench.analysis.render import ci_cell
 from attnbench.analysis.select import Selection
 from attnbench.store.handle import RunInfo
 from attnbench.store.schema import (
@@ -261,6 +271,9 @@ def _annotate_tuned(comp: Comparison, protocol: Protocol, choices: Sequence[Choi
                      if group_key(r, keys) in of}.values())
         g.extra[CHOSEN_BY] = " ".join(sorted({f"{c.votes}/{c.seeds}" for c in mine}))
         g.extra[TRIALS] = " ".join(sorted({str(c.trials) for c in mine}))
+    # beside the cost columns: what each group was given (its chosen value is a group key)
+    comp.columns += [Column(name, lambda g, name=name: g.extra.get(name, ""), fields=name,
+                            show=frozenset({COST})) for name in (CHOSEN_BY, TRIALS)]
     seeds = ",".join(map(str, protocol.tune_seeds))
     values = "; ".join(f"{k} in {', '.join(map(str, v))}" for k, v in protocol.params.items())
     primary = comp.metric.partition("/")[2]
@@ -281,24 +294,28 @@ def _annotate_tuned(comp: Comparison, protocol: Protocol, choices: Sequence[Choi
 
 def _annotate_search(comp: Comparison, reported: str) -> None:
     column = f"{reported} (mean ± 95% CI)"
+    style = metric_style(reported)
     for g in comp.groups:
         values = [float(r.metrics[reported]) for r in g.runs if reported in r.metrics]
-        g.extra[column] = _mean_ci(values, reported)
+        g.extra[column] = stats.summarize(values, metric_range(reported)) if values else None
+
+    def text(s: stats.Summary | None) -> str:
+        """Mean ± the 95 % interval, kept inside the metric's range (as the table's own)."""
+        return DASH if s is None else ci_cell(s, style).text
+
+    comp.columns.append(Column(
+        column, lambda g: g.extra.get(column),
+        lambda s: DASH if s is None else ci_cell(s, style),
+        lambda s: {column: text(s)}, frozenset({MAIN, LATEX})))
     if not comp.groups or not comp.ranked:
         return
     best = comp.groups[0]
+    label = ", ".join(round_names([g.key[k] for g in comp.groups])[v] for k, v in best.key.items())
     comp.notes.append(
         f"search sweep: groups ranked and the best picked on {comp.metric} (validation), "
-        f"{reported} reported, never used to choose; best on validation: {best.label}, "
-        f"{reported} {best.extra[column]} (n={best.summary.n})"
+        f"{reported} reported, never used to choose; best on validation: {label}, "
+        f"{reported} {text(best.extra[column])} (n={best.summary.n})"
     )
-
-
-def _mean_ci(values: Sequence[float], metric: str) -> str:
-    """Mean ± the 95 % interval, kept inside the metric's range (as the table's own column)."""
-    from attnbench.analysis.render import ci_text
-
-    return ci_text(stats.summarize(list(values), metric_range(metric))) if values else "—"
 
 
 def protocol_tag(params: Mapping[str, Sequence[Any]], tune_seeds: Sequence[int],

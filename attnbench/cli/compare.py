@@ -4,14 +4,24 @@ columns, plots (all the work is in `attnbench.analysis.compare`)."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
 from attnbench.cli._errors import exit_with
 
-FORMAT_HELP = "table (rich, default), markdown, csv or json; -o FILE infers it from the suffix."
+FORMAT_HELP = (
+    "table (the terminal's, default), markdown, csv, json or latex (booktabs); -o FILE infers it "
+    "from the suffix (.md, .csv, .json, .tex)."
+)
 OUTPUT = typer.Option(None, "--output", "-o", help="Also write the table to this file.")
 RUNS_DIR = typer.Option(Path("runs"), "--runs-dir", help="The local store's folder.")
+FILTER = Annotated[list[str] | None, typer.Option(
+    "--filter",
+    help="Compare only the runs with key=value (keys as --by takes them: a tag or a config "
+    "param). Repeat it or join with commas; a bare value after a comma is another value of "
+    "the key before: --filter backbone=rnn --filter attention=dot,scaled.",
+)]
 
 
 def compare(
@@ -68,6 +78,13 @@ def compare(
         help="Summarise across this key's values (e.g. task): a variant x task table, average "
         "ranks, Friedman test, Nemenyi post-hoc, critical-difference diagram.",
     ),
+    filters: FILTER = None,
+    wide: bool = typer.Option(
+        False,
+        "--wide",
+        help="One terminal table with every column (std, min, max, test, cost) instead of the "
+        "answer and a cost table below it.",
+    ),
     runs_dir: Path = RUNS_DIR,
     tracking_uri: str = typer.Option(
         None, "--tracking-uri", help="An MLflow tracking URI instead of the local store."
@@ -99,6 +116,8 @@ def compare(
             margin=margin,
             reruns=reruns,
             across=across,
+            filters=filters or (),
+            wide=wide,
         ),
         debug,
     )

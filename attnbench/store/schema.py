@@ -260,8 +260,11 @@ class RunIdentity:
 
     @property
     def cell(self) -> str:
-        """The swept values beyond attention/backbone/task/seed, e.g. `heads4` (may be '')."""
-        return "-".join(f"{k.split('.')[-1]}{v}" for k, v in self.swept.items())
+        """The swept values beyond attention/backbone/task/seed, e.g. `heads4` (may be ''); a
+        float to 4 significant digits (an Optuna trial's lr `0.0012345678901234567`: `lr0.001235`;
+        the exact value is in the params and the swept tag)."""
+        return "-".join(f"{k.split('.')[-1]}{f'{v:.4g}' if isinstance(v, float) else v}"
+                        for k, v in self.swept.items())
 
     @property
     def run_name(self) -> str:

@@ -229,8 +229,8 @@ def test_compare_across_task_writes_tables_and_the_cd_diagram(cli, runs_dir: Pat
     assert doc["rows"][0]["avg_rank"] == pytest.approx(4 / 3)
     assert doc["rows"][0]["average"] == pytest.approx(0.683333, abs=1e-6)
     assert doc["critical_difference"] == pytest.approx(2.708, abs=2e-3)
-    folder = runs_dir / "reports" / "suite-sweep-suite-across-task"
-    for name in ("table.md", "table.csv", "table.json", "cd_diagram.png"):
+    folder = runs_dir / "reports" / "suite-sweep-suite" / "across-task"
+    for name in ("table.md", "table.csv", "table.json", "table.tex", "cd_diagram.png"):
         assert (folder / name).stat().st_size > 0, name
     md = (folder / "table.md").read_text()
     assert "| attention | assoc_recall (acc) | reverse (exact_match) | translation (bleu) |" in md

@@ -179,22 +179,24 @@ def test_compare_table_plots_and_artifacts(cli, runs_dir: Path, store, tmp_path:
     md = out.read_text()
     assert md.count("\n| ") == 6  # header + 5 groups
     assert "| scaled | 3 | 0.9200 ± 0.0497 |" in md
-    folder = runs_dir / "reports" / "toy-sweep-toy"
+    folder = runs_dir / "reports" / "toy-sweep-toy" / "test-acc_by_attention"
     for name in (
         "table.md",
         "table.csv",
         "table.json",
+        "table.tex",
         "metric_ci.png",
         "learning_curves.png",
         "cost_pareto.png",
     ):
         assert (folder / name).stat().st_size > 0, name
-    logged = {a.path for a in tracker_for(runs_dir).client.list_artifacts(parent, "report")}
+    logged = {a.path for a in tracker_for(runs_dir).client.list_artifacts(
+        parent, "report/test-acc_by_attention")}
     assert {
-        "report/metric_ci.png",
-        "report/learning_curves.png",
-        "report/cost_pareto.png",
-        "report/table.md",
+        "report/test-acc_by_attention/metric_ci.png",
+        "report/test-acc_by_attention/learning_curves.png",
+        "report/test-acc_by_attention/cost_pareto.png",
+        "report/test-acc_by_attention/table.md",
     } <= logged
 
 

@@ -23,7 +23,7 @@ def original(tmp_path_factory: pytest.TempPathFactory, empty_store: Path) -> tup
 
 
 def _report_files(tracker, run_id: str) -> list[str]:  # noqa: ANN001 - Tracker
-    return [a.path for a in tracker.client.list_artifacts(run_id, "report")]
+    return [a.path for a in tracker.client.list_artifacts(run_id, "report/test-acc_by_attention")]
 
 
 @pytest.mark.parametrize("output", ["/dev/null/x.md", "{file}/x.md", "{folder}"],
@@ -54,7 +54,7 @@ def test_a_copied_runs_folder_reports_into_the_copy(cli, tmp_path: Path,
     assert f"note: this store was copied from {root.resolve()}" in result.stderr
     copied = tracker_for(copy)
     assert sorted(_report_files(copied, parent)) == [
-        "report/table.csv", "report/table.json", "report/table.md"]
+        f"report/test-acc_by_attention/table.{suffix}" for suffix in ("csv", "json", "md", "tex")]
     logged = copy / "artifacts"
     assert any(p.name == "table.md" for p in logged.rglob("*")), "logged into the copy"
     assert not (root / "artifacts").exists() or not any(

@@ -79,7 +79,7 @@ def test_tuned_sweep_trains_equal_trials_then_the_validation_choice(cli, runs_di
         chosen = [r for r in final if r.tags["attention"] == group["attention"]]
         assert float(group["trainer.lr"]) == lr_of(chosen[0])
         assert (group["n"], group["chosen by"], group["trials"]) == (2, "1/1", "2")
-    (table,) = (runs_dir / "reports").glob("*/table.md")  # the report compare also wrote
+    (table,) = (runs_dir / "reports").glob("*/*/table.md")  # the report compare also wrote
     assert "tuned: per group, trainer.lr in 0.001, 0.01 chosen on best_val/acc" in table.read_text()
 
 
