@@ -8,10 +8,10 @@ from pathlib import Path
 import typer
 
 from attnbench.cli._errors import exit_with
+from attnbench.cli.options import Debug, RunsDir, TrackingUri
 
 FORMAT_HELP = "table (rich, default), markdown, csv or json; -o FILE infers it from the suffix."
 OUTPUT = typer.Option(None, "--output", "-o", help="Also write the table to this file.")
-RUNS_DIR = typer.Option(Path("runs"), "--runs-dir", help="The local store's folder.")
 
 
 def compare(
@@ -68,11 +68,9 @@ def compare(
         help="Summarise across this key's values (e.g. task): a variant x task table, average "
         "ranks, Friedman test, Nemenyi post-hoc, critical-difference diagram.",
     ),
-    runs_dir: Path = RUNS_DIR,
-    tracking_uri: str = typer.Option(
-        None, "--tracking-uri", help="An MLflow tracking URI instead of the local store."
-    ),
-    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks."),
+    runs_dir: RunsDir = Path("runs"),
+    tracking_uri: TrackingUri = None,
+    debug: Debug = False,
 ) -> None:
     """Compare attention variants (default: the latest sweep) with statistics over seeds.
 
