@@ -33,7 +33,7 @@ Verbose = Annotated[
     bool,
     typer.Option(
         "--verbose", "-v",
-        help="Also show Hydra's and the libraries' log lines (they always go to each job's log "
-        "file).",
+        help="Also show the log lines of Hydra and the libraries (MLflow, Optuna, the UI "
+        "server); a job's log file keeps them either way.",
     ),
 ]
