@@ -166,3 +166,40 @@ def test_dry_run_with_resume_names_the_cells_it_would_skip(cli, runs_dir: Path) 
     assert lines[-1] == ("--resume would skip 2 of 3 cells (a FINISHED run with the same config "
                          "hash) and train or continue 1")
     assert _tree(runs_dir) == before  # the store read, not written
+
+
+@pytest.mark.e2e
+def test_runs_and_names_on_a_tracking_server(cli, tmp_path: Path) -> None:
+    """`mlflow server` on 127.0.0.1 (started and stopped here, by its PID): a named sweep made
+    through it is listed by `runs --tracking-uri` and compared by name; MLflow prints no run
+    links on the terminal."""
+    import sys
+
+    from tests.e2e.servers import Started, free_port, wait_http
+
+    port = free_port()
+    uri = f"http://127.0.0.1:{port}"
+    server = Started([str(Path(sys.executable).parent / "mlflow"), "server", "--host",
+                      "127.0.0.1", "--port", str(port), "--workers", "1", "--backend-store-uri",
+                      f"sqlite:///{tmp_path / 'server.db'}", "--default-artifact-root",
+                      str(tmp_path / "artifacts")], tmp_path / "server.log")
+    try:
+        wait_http(f"{uri}/health", server)
+        made = cli("sweep", "attention=dot,scaled", "tracking=server", f"tracking.uri={uri}",
+                   "--name", "on-server")
+        assert made.exit_code == 0, made.output
+        assert "View run" not in made.output and _noise_free(made.output)
+        listed = cli("runs", "--tracking-uri", uri)
+        assert listed.exit_code == 0, listed.output
+        row = _rows(listed.stdout)[0]
+        assert row[1:5] == ["on-server", "assoc_recall", "2", "FINISHED"]
+        compared = cli("compare", "--sweep", "on-server", "--tracking-uri", uri, "--no-plots",
+                       "--format", "json")
+        assert compared.exit_code == 0, compared.output
+        assert json.loads(compared.stdout)["sweep_run_id"].startswith(row[0])
+    finally:
+        server.stop()
+
+
+def _noise_free(output: str) -> bool:
+    return not any(word in line for line in output.splitlines() for word in ("[HYDRA]", "INFO"))

@@ -62,20 +62,19 @@ def loud(args: Sequence[str]) -> list[str]:
 def environ(values: Mapping[str, str | None]) -> Iterator[None]:
     """Set (a value) or unset (None) environment variables for the block, then put them back;
     processes started meanwhile (joblib's workers) inherit them."""
+    def put(settings: Mapping[str, str | None]) -> None:
+        for key, value in settings.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
     before = {k: os.environ.get(k) for k in values}
     try:
-        for key, value in values.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+        put(values)
         yield
     finally:
-        for key, value in before.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+        put(before)
 
 
 def _launch(args: list[str], multirun: bool, debug: bool, tune: Sequence[str],
