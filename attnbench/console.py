@@ -23,6 +23,29 @@ def stdout_console() -> Console:
 console = stdout_console()
 err_console = Console(stderr=True, soft_wrap=True)
 
+# Set (to "1") by `-v/--verbose` for the command's duration; sweep workers inherit it.
+VERBOSE_ENV = "ATTNBENCH_VERBOSE"
+
+
+def verbose() -> bool:
+    """Whether the libraries' own output (MLflow's log and run links, ...) is wanted on the
+    terminal (`-v`). Hydra's lines and the jobs' INFO logging follow Hydra's logging configs
+    (conf/hydra/*_logging/quiet.yaml by default; `-v` chooses Hydra's own `default`)."""
+    return os.environ.get(VERBOSE_ENV) == "1"
+
+
+def optuna_through_root() -> None:
+    """Optuna prints through a handler of its own (with colour codes, even into a file); make
+    it log through the root logger instead, so Hydra's logging config decides what shows:
+    nothing below WARNING on the terminal by default, all of it with `-v`. Nothing to do when
+    Optuna is not installed."""
+    try:
+        import optuna
+    except ImportError:
+        return
+    optuna.logging.disable_default_handler()
+    optuna.logging.enable_propagation()
+
 
 def error(message: str) -> None:
     """One line on stderr, never wrapped (line breaks in quoted user input are shown escaped)."""

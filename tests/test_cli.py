@@ -189,3 +189,52 @@ def test_a_device_this_machine_lacks_is_one_line_before_any_run(
     (line,) = [ln for ln in result.output.splitlines() if ln.strip()]
     assert line.startswith(f"error: {says}") and "Valid here:" in line
     assert all_runs(runs_dir) == []
+
+
+@pytest.mark.parametrize(("override", "starts"), [
+    ("hydra/launcher=ray_cluster", "hydra/launcher=ray_cluster builds on Hydra's Ray cluster "
+                                   "launcher (ray), which is not installed: "),
+    ("hydra/launcher=ray", "hydra/launcher=ray is Hydra's Ray cluster launcher (ray), which is "
+                           "not installed: "),
+])
+def test_a_launcher_not_installed_names_its_extra(cli, runs_dir: Path, override: str,
+                                                  starts: str) -> None:
+    from attnbench.config.launchers import PLUGINS, installed
+
+    if installed(next(p for p in PLUGINS if p.name == "ray")):
+        pytest.skip("hydra-ray-launcher is installed here")
+    result = cli("sweep", override)
+    (line,) = [ln for ln in result.output.splitlines() if ln.strip()]
+    assert result.exit_code == 2 and line.startswith(f"error: {starts}"), line
+    assert "pip install 'attnbench[ray]'. Installed launchers: basic, joblib" in line
+    assert "ray_cluster," not in line  # a preset of a missing plugin is not offered
+    unknown = cli("sweep", "hydra/launcher=rayy")
+    (line,) = [ln for ln in unknown.output.splitlines() if ln.strip()]
+    assert line.startswith("error: Unknown hydra/launcher 'rayy'. Valid options: basic, joblib")
+    assert line.endswith("; not installed: ray, ray_aws (pip install 'attnbench[ray]'), "
+                         "ray_cluster (builds on ray)")
+    assert all_runs(runs_dir) == []
+
+
+def test_shared_options_are_declared_once() -> None:
+    """--runs-dir, --tracking-uri, --debug and -v live in cli/options.py (Typer's Annotated
+    style); the command modules use them and declare none themselves."""
+    from attnbench.cli import app, options
+
+    cli_dir = Path(options.__file__).parent
+    for path in sorted(cli_dir.glob("*.py")):
+        if path.name != "options.py":
+            text = path.read_text(encoding="utf-8")
+            for flag in ('"--runs-dir"', '"--tracking-uri"', '"--debug"', '"--verbose"'):
+                assert flag not in text, f"{path.name} declares {flag}"
+    import typer.main
+
+    group = typer.main.get_command(app)
+    shared = {"runs_dir": "--runs-dir", "tracking_uri": "--tracking-uri", "debug": "--debug"}
+    for name in ("compare", "runs", "evaluate", "reproduce", "ui"):
+        params = {p.name: p for p in group.commands[name].params}
+        for param, flag in shared.items():
+            assert params[param].opts == [flag], (name, param)
+    for name in ("run", "sweep", "ui"):
+        params = {p.name: p for p in group.commands[name].params}
+        assert params["verbose"].opts == ["--verbose", "-v"], name

@@ -7,7 +7,17 @@ from __future__ import annotations
 
 import typer
 
-from attnbench.cli import bench, compare, completion, evaluate, listing, reproduce, train, ui
+from attnbench.cli import (
+    bench,
+    compare,
+    completion,
+    evaluate,
+    listing,
+    reproduce,
+    runs,
+    train,
+    ui,
+)
 from attnbench.cli._errors import OneLineUsageErrors
 
 completion.answer_requests()
@@ -55,6 +65,8 @@ app.command("list")(listing.list_components)
 app.command("run", context_settings=train.HYDRA_ARGS)(train.run)
 app.command("sweep", context_settings=train.HYDRA_ARGS)(train.sweep)
 app.command("compare")(compare.compare)
+app.command("runs")(runs.runs)
+app.command("sweeps", hidden=True)(runs.runs)  # the same list under the other name people try
 app.command("reproduce")(reproduce.reproduce)
 app.command("evaluate")(evaluate.evaluate)
 app.command("ui")(ui.ui)

@@ -5,15 +5,14 @@ from __future__ import annotations
 import typer
 
 from attnbench.cli._errors import exit_with
+from attnbench.cli.options import Debug
 
 HYDRA_ARGS = {"allow_extra_args": True, "ignore_unknown_options": True}
 
 
 def bench(
     ctx: typer.Context,
-    debug: bool = typer.Option(
-        False, "--debug", help="Show full tracebacks instead of one-line errors."
-    ),
+    debug: Debug = False,
 ) -> None:
     """Time and memory of attention variants vs sequence length (forward + backward).
 

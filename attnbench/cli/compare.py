@@ -9,13 +9,13 @@ from typing import Annotated
 import typer
 
 from attnbench.cli._errors import exit_with
+from attnbench.cli.options import Debug, RunsDir, TrackingUri
 
 FORMAT_HELP = (
     "table (the terminal's, default), markdown, csv, json or latex (booktabs); -o FILE infers it "
     "from the suffix (.md, .csv, .json, .tex)."
 )
 OUTPUT = typer.Option(None, "--output", "-o", help="Also write the table to this file.")
-RUNS_DIR = typer.Option(Path("runs"), "--runs-dir", help="The local store's folder.")
 FILTER = Annotated[list[str] | None, typer.Option(
     "--filter",
     help="Compare only the runs with key=value (keys as --by takes them: a tag or a config "
@@ -85,11 +85,9 @@ def compare(
         help="One terminal table with every column (std, min, max, test, cost) instead of the "
         "answer and a cost table below it.",
     ),
-    runs_dir: Path = RUNS_DIR,
-    tracking_uri: str = typer.Option(
-        None, "--tracking-uri", help="An MLflow tracking URI instead of the local store."
-    ),
-    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks."),
+    runs_dir: RunsDir = Path("runs"),
+    tracking_uri: TrackingUri = None,
+    debug: Debug = False,
 ) -> None:
     """Compare attention variants (default: the latest sweep) with statistics over seeds.
 

@@ -8,12 +8,12 @@ from pathlib import Path
 import typer
 
 from attnbench.cli._errors import exit_with
+from attnbench.cli.options import Debug, RunsDir, TrackingUri
 
 OVERRIDES = typer.Argument(
     None, metavar="[task.KEY=VALUE]...",
     help="Another test file and its columns, e.g. task.test_path=dev.tsv.", show_default=False,
 )
-RUNS_DIR = typer.Option(Path("runs"), "--runs-dir", help="The local store's folder.")
 
 
 def evaluate(
@@ -21,11 +21,9 @@ def evaluate(
         ..., metavar="RUN_ID", help="The run's id, or a unique prefix of 6+ characters of it."
     ),
     overrides: list[str] | None = OVERRIDES,
-    runs_dir: Path = RUNS_DIR,
-    tracking_uri: str = typer.Option(
-        None, "--tracking-uri", help="An MLflow tracking URI instead of the local store."
-    ),
-    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks."),
+    runs_dir: RunsDir = Path("runs"),
+    tracking_uri: TrackingUri = None,
+    debug: Debug = False,
 ) -> None:
     """Score RUN_ID's best weights on its test split, or on task.test_path=FILE.
 

@@ -2,31 +2,29 @@
 
 from __future__ import annotations
 
-import importlib.util
-
 
 def launchers() -> list[tuple[str, str]]:
-    """Hydra launchers usable here: the built-in one plus installed launcher plugins."""
-    plugins = [
-        ("joblib", "hydra_plugins.hydra_joblib_launcher", "local parallel jobs"),
-        ("submitit_slurm", "hydra_plugins.hydra_submitit_launcher",
-         "SLURM cluster (submitit_local to test)"),
-        ("ray", "hydra_plugins.hydra_ray_launcher", "Ray cluster"),
-    ]
-    out = [("basic", "sequential jobs in this process (default)")]
-    for name, module, what in plugins:
-        installed = importlib.util.find_spec(module.split(".")[0]) is not None and _has(module)
-        out.append((name, what if installed else f"{what} — not installed"))
-    return out + _presets("launcher")
+    """Hydra launchers: the built-in one plus the launcher plugins (installed or not)."""
+    return [("basic", "sequential jobs in this process (default)"), *_plugins("launcher"),
+            *_presets("launcher")]
 
 
 def sweepers() -> list[tuple[str, str]]:
-    """Hydra sweepers: the grid (default) and Optuna when its plugin is installed."""
-    what = "Optuna search (see experiment=optuna_lr_width)"
-    installed = _has("hydra_plugins.hydra_optuna_sweeper")
-    return [("basic", "the grid of every override combination (default)"),
-            ("optuna", what if installed else f"{what} — not installed (attnbench[optuna])"),
+    """Hydra sweepers: the grid (default) and the sweeper plugins (Optuna)."""
+    return [("basic", "the grid of every override combination (default)"), *_plugins("sweeper"),
             *_presets("sweeper")]
+
+
+def _plugins(kind: str) -> list[tuple[str, str]]:
+    """The known plugins of `kind` (`config.launchers.PLUGINS`), each said to be missing with
+    what installs it when it is."""
+    from rich.markup import escape  # the extra's [brackets] are not markup
+
+    from attnbench.config.launchers import PLUGINS, installed
+
+    return [(p.name, p.what if installed(p) else escape(f"{p.what} — not installed (pip install "
+                                                        f"{p.install})"))
+            for p in PLUGINS if p.kind == kind]
 
 
 def _presets(kind: str) -> list[tuple[str, str]]:
@@ -34,13 +32,6 @@ def _presets(kind: str) -> list[tuple[str, str]]:
     from attnbench.config.groups import conf_dir, describe
 
     return [(p.stem, describe(p)) for p in sorted((conf_dir() / "hydra" / kind).glob("*.yaml"))]
-
-
-def _has(module: str) -> bool:
-    try:
-        return importlib.util.find_spec(module) is not None
-    except ModuleNotFoundError:
-        return False
 
 
 def list_components() -> None:

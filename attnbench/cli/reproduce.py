@@ -8,8 +8,7 @@ from pathlib import Path
 import typer
 
 from attnbench.cli._errors import exit_with
-
-RUNS_DIR = typer.Option(Path("runs"), "--runs-dir", help="The local store's folder.")
+from attnbench.cli.options import Debug, RunsDir, TrackingUri
 
 
 def _tolerance(value: float) -> float:
@@ -29,11 +28,9 @@ def reproduce(
         0.0, "--tol", callback=_tolerance,
         help="Largest absolute difference still counted as a match (a finite number >= 0)."
     ),
-    runs_dir: Path = RUNS_DIR,
-    tracking_uri: str = typer.Option(
-        None, "--tracking-uri", help="An MLflow tracking URI instead of the local store."
-    ),
-    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks."),
+    runs_dir: RunsDir = Path("runs"),
+    tracking_uri: TrackingUri = None,
+    debug: Debug = False,
 ) -> None:
     """Re-run RUN_ID from its saved config as a new run tagged reproduces=RUN_ID.
 

@@ -16,12 +16,10 @@ from pathlib import Path
 import typer
 
 from attnbench.cli._errors import exit_with
+from attnbench.cli.options import Debug, RunsDir, TrackingUri, Verbose
 
 ALL_INTERFACES = ("0.0.0.0", "::", "[::]")
 TRAINING_RUNS = "#/experiments?workflowType=machine_learning"  # MLflow's list, training view
-RUNS_DIR = typer.Option(
-    Path("runs"), "--runs-dir", help="The runs folder holding the local store (mlflow.db)."
-)
 
 
 @dataclass
@@ -171,12 +169,8 @@ def ui(
     host: str = typer.Option(
         "127.0.0.1", "--host", help="Interface to bind; 0.0.0.0 exposes the UI to the network."
     ),
-    runs_dir: Path = RUNS_DIR,
-    tracking_uri: str = typer.Option(
-        None, "--tracking-uri",
-        help="Another backend store (postgresql://...) instead of the local one; an http(s) URI "
-        "is a server that already has its UI.",
-    ),
+    runs_dir: RunsDir = Path("runs"),
+    tracking_uri: TrackingUri = None,
     allowed_hosts: str = typer.Option(
         None, "--allowed-hosts",
         help="Host headers MLflow accepts (e.g. 'myhost.lab:5000') when serving beyond localhost.",
@@ -185,13 +179,15 @@ def ui(
         None, "--experiment", "-e",
         help="The experiment whose runs the URL opens (default: the latest sweep's).",
     ),
-    verbose: bool = typer.Option(False, "--verbose", "-v", help="Show the server's request log."),
-    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks."),
+    verbose: Verbose = False,
+    debug: Debug = False,
 ) -> None:
     """Start the MLflow UI on the local store (127.0.0.1:5000 by default) and print its URL.
 
     The URL opens the runs of the latest sweep's experiment (or --experiment); a sweep's jobs are
     nested under its parent run. Ctrl-C, SIGTERM or closing the terminal stops the server.
+    --tracking-uri http(s)://... is a server that already has its UI (its URL is printed);
+    postgresql://... is served like the local store. -v shows the server's request log.
     """
     exit_with(lambda: start_ui(ui_plan(runs_dir, tracking_uri, host, port, allowed_hosts,
                                        experiment, verbose)), debug)

@@ -260,6 +260,11 @@ def compose_message(
         where = f" in {parent}" if parent else ""
         valid = _valid_keys(compose, config_name, parent)
         return f"Unknown key '{m.group(1)}'. Valid keys{where}: {valid}"
+    m = re.search(r"Could not load '(hydra/(?:launcher|sweeper))/([^'/]+)'", text)
+    if m:  # a preset building on a plugin that is not installed (hydra/launcher=ray_cluster)
+        inside = re.search(r"In '([^']+)/([^'/]+)'", text)
+        needed_by = f"{inside.group(1)}={inside.group(2)}" if inside else None
+        return plugin_message(m.group(1), m.group(2), _listed(m.group(1)), needed_by)
     m = re.search(r"Could not load '([^']+)'", text)
     if m:
         group = m.group(1).split("/")[0]
@@ -267,10 +272,55 @@ def compose_message(
         return f"Unknown {group} '{m.group(1).split('/')[-1]}'. Valid options: {options}"
     not_found = r"Could not find '([^']+)/([^'/]*)' Available options in '[^']+': (.*?) Conf"
     m = re.search(not_found, text)
-    if m:  # e.g. hydra/launcher=nope
+    if m and m.group(1) in ("hydra/launcher", "hydra/sweeper"):  # hydra/launcher=ray
+        return plugin_message(m.group(1), m.group(2), m.group(3).split())
+    if m:
         options = ", ".join(m.group(3).split())
         return f"Unknown {m.group(1)} '{m.group(2)}'. Valid options: {options}"
     return text.split(" Config search path")[0][:300]
+
+
+def plugin_message(group: str, name: str, listed: Sequence[str], needed_by: str | None = None
+                   ) -> str:
+    """A launcher or sweeper (`group` hydra/launcher or hydra/sweeper) that cannot be loaded:
+    the plugin and what installs it when a known plugin adds `name` (`config.launchers`), else
+    the valid options; both name the options usable here (`listed`, less attnbench's presets
+    whose plugin is missing) and the known plugins not installed."""
+    from attnbench.config.launchers import missing_plugin, not_installed
+
+    kind = group.split("/")[1]
+    usable = [o for o in listed if _preset_base(group, o) in (None, *listed)]
+    line = missing_plugin(kind, name, usable, needed_by)
+    if line is not None:
+        return line
+    blocked = "".join(f", {o} (builds on {_preset_base(group, o)})"
+                      for o in listed if o not in usable)
+    return (f"Unknown {group} '{name}'. Valid options: {', '.join(usable)}"
+            f"{not_installed(kind)}{blocked}")
+
+
+def _listed(group: str) -> list[str]:
+    """The options of `group` Hydra lists now (call inside `hydra_compose`)."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    try:
+        loader = GlobalHydra.instance().hydra.config_loader  # type: ignore[union-attr]
+        return sorted(set(loader.get_group_options(group)))
+    except Exception:  # noqa: BLE001 - no Hydra open: name no options rather than fail
+        return []
+
+
+def _preset_base(group: str, option: str) -> str | None:
+    """The option of `group` an attnbench preset (conf/<group>/<option>.yaml) builds on, from
+    its defaults list; None for an option that is not such a preset."""
+    import yaml
+
+    path = conf_dir() / group / f"{option}.yaml"
+    if not path.is_file():
+        return None
+    node = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    bases = [d for d in node.get("defaults") or () if isinstance(d, str) and d != "_self_"]
+    return bases[0] if bases else None
 
 
 def _valid_keys(compose: Callable[..., DictConfig], config_name: str, parent: str) -> str:

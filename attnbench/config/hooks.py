@@ -19,7 +19,8 @@ refused:
   the fields of its structured config, values it can run; fields that run commands on the job
   machines come from the command line only (`config.launchers`).
 - ``hydra.job_logging`` / ``hydra.hydra_logging``: exactly one of Hydra's own logging options as
-  shipped (default, disabled, none, stdout), compared as written: their interpolations name the
+  shipped (default, disabled, none, stdout) or attnbench's (conf/hydra/*_logging/quiet.yaml, the
+  default), compared as written: their interpolations name the
   job's output folder and job name only, both checked above. So no config can add a handler,
   a formatter factory or a log file at a path it chooses.
 - Hydra's bookkeeping (``hydra.overrides``, ``hydra.runtime``, ``hydra.job.id/num/config_name/
@@ -133,13 +134,15 @@ def _at(node: Any, path: Path) -> Any:
 
 
 def _logging(name: str, node: Any, ref: Reference) -> list[tuple[str, str]]:
-    """`hydra.<name>` must be one of Hydra's own logging options exactly as shipped."""
+    """`hydra.<name>` must be one of the logging options of Hydra and attnbench's conf/ exactly
+    as shipped; a difference is named against attnbench's default (conf/hydra/<name>/quiet)."""
     options = ref.logging.get(name, {})
     if any(node == option for option in options.values()):
         return []
-    closest = options.get("default", {})
+    closest = ref.hydra.get(name) or options.get("default", {})
     key = _first_difference(node, closest, f"hydra.{name}")
-    return [(key, f"logging must be one of Hydra's own options as shipped (hydra/{name}="
+    return [(key, f"logging must be one of Hydra's own options or attnbench's, as shipped "
+                  f"(hydra/{name}="
                   f"{'|'.join(options)}); a config cannot add or change handlers, formatters "
                   "or log files")]
 

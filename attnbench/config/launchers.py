@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 # Per launcher class (its name's last part): fields (dotted, under hydra.launcher) that only the
@@ -32,6 +33,68 @@ COMMAND_LINE_ONLY: dict[str, tuple[str, ...]] = {
 RAY_PLAIN = ("address", "num_cpus", "num_gpus", "memory", "object_store_memory", "resources",
              "namespace", "max_calls", "max_retries")
 SAMPLER_GROUP = "hydra/sweeper/sampler"
+
+
+@dataclass(frozen=True)
+class Plugin:
+    """A launcher or sweeper a Hydra plugin adds, as a command line picks it (`hydra/<kind>=name`):
+    the package it lives in and what installs it."""
+
+    kind: str  # launcher | sweeper
+    name: str
+    module: str  # importable when installed
+    install: str  # what to pip install
+    what: str
+
+
+PLUGINS = (
+    Plugin("launcher", "joblib", "hydra_plugins.hydra_joblib_launcher", "hydra-joblib-launcher",
+           "local parallel jobs"),
+    Plugin("launcher", "submitit_slurm", "hydra_plugins.hydra_submitit_launcher",
+           "'attnbench[slurm]'", "SLURM cluster (submitit_local to test)"),
+    Plugin("launcher", "submitit_local", "hydra_plugins.hydra_submitit_launcher",
+           "'attnbench[slurm]'", "submitit's local launcher (tests SLURM settings here)"),
+    Plugin("launcher", "ray", "hydra_plugins.hydra_ray_launcher", "'attnbench[ray]'",
+           "Ray cluster"),
+    Plugin("launcher", "ray_aws", "hydra_plugins.hydra_ray_launcher", "'attnbench[ray]'",
+           "Ray cluster on AWS"),
+    Plugin("sweeper", "optuna", "hydra_plugins.hydra_optuna_sweeper", "'attnbench[optuna]'",
+           "Optuna search (see experiment=optuna_lr_width)"),
+)
+
+
+def installed(plugin: Plugin) -> bool:
+    """Whether the plugin's package can be imported (found, not imported: cheap)."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(plugin.module) is not None
+    except ModuleNotFoundError:  # hydra_plugins itself is missing
+        return False
+
+
+def missing_plugin(kind: str, name: str, options: Sequence[str], needed_by: str | None = None
+                   ) -> str | None:
+    """One line for a launcher/sweeper `name` that a plugin adds but is not installed (or that
+    the config `needed_by` builds on, e.g. hydra/launcher=ray_cluster), naming what installs it
+    and the `options` that work here; None when no known plugin adds `name`."""
+    plugin = next((p for p in PLUGINS if p.kind == kind and p.name == name), None)
+    if plugin is None:
+        return None
+    chose = f"{needed_by} builds on" if needed_by else f"hydra/{kind}={name} is"
+    return (f"{chose} Hydra's {plugin.what} {kind} ({name}), which is not installed: pip install "
+            f"{plugin.install}. Installed {kind}s: {', '.join(options) or 'none'}")
+
+
+def not_installed(kind: str) -> str:
+    """'; not installed: ray, ray_aws (pip install 'attnbench[ray]')' for the known plugins of
+    `kind` missing here ('' when every one is installed)."""
+    missing = [p for p in PLUGINS if p.kind == kind and not installed(p)]
+    if not missing:
+        return ""
+    names = ", ".join(p.name for p in missing)
+    extras = " / ".join(dict.fromkeys(f"pip install {p.install}" for p in missing))
+    return f"; not installed: {names} ({extras})"
 
 
 @functools.cache

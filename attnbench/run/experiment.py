@@ -37,6 +37,7 @@ class SweepContext:
     # Keys the sweep varies besides attention/backbone/task/seed: tagged, and shown in run names.
     swept: list[str] = field(default_factory=list)
     stage: str | None = None  # a tuned sweep's stage (run.tune): tagged on the job's run
+    tags: dict[str, str] = field(default_factory=dict)  # `sweep --name/--tag/--note` (run.sweep)
 
 
 def identity(cfg: RunConfig, swept: Sequence[str] = ()) -> RunIdentity:
@@ -80,7 +81,8 @@ def run_experiment(
     code = f"{__version__}+{provenance.code_hash(cfg)}"
     token, folder = scratch.new()
     last = LastCheckpoint(folder / scratch.LAST)
-    run_tags = {**ident.tags(), **_run_tags(cfg, code, threads, token, device), **(tags or {})}
+    run_tags = {**(sweep.tags if sweep else {}), **ident.tags(),
+                **_run_tags(cfg, code, threads, token, device), **(tags or {})}
     parent = sweep.parent_run_id if sweep else None
 
     def open_run(extra: Mapping[str, Any] | None = None) -> str:

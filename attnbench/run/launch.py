@@ -13,31 +13,74 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+from attnbench.console import VERBOSE_ENV
 from attnbench.errors import AttnbenchError, Interrupted, RunFailed
 from attnbench.run.app import DEBUG_ENV, Outcome, hydra_app
 from attnbench.run.preflight import Preflight, check_overrides, precheck_overrides
+from attnbench.run.sweep import LABELS_ENV, SweepLabels
 from attnbench.store.schema import RunResult
 
 FULL_ERROR = "HYDRA_FULL_ERROR"
 # Hydra flags that print something instead of running jobs: nothing to validate first.
 HYDRA_INFO_FLAGS = ("--cfg", "-c", "--info", "-i", "--hydra-help", "--help", "-h",
                     "--shell-completion", "-sc")
+# `-v`: Hydra's own logging configs (INFO on the terminal) instead of attnbench's quiet ones
+HYDRA_LOGGING = ("hydra/job_logging=default", "hydra/hydra_logging=default")
 
 
 def launch(args: Sequence[str], multirun: bool, debug: bool = False, tune: Sequence[str] = (),
-           tune_seeds: str | None = None) -> int:
+           tune_seeds: str | None = None, *, verbose: bool = False,
+           labels: SweepLabels | None = None, dry_run: bool = False) -> int:
     """Run Hydra with `args`; returns the exit code. Raises ConfigError for invalid overrides,
     Interrupted on Ctrl-C (after closing the running job and the sweep as KILLED).
 
     A sweep with `tune` flags (`KEY=V1,V2,...`) or a preset's `tune:` node runs the tuned
-    protocol (`run.tune`): a tuning stage, then the chosen values on every seed."""
+    protocol (`run.tune`): a tuning stage, then the chosen values on every seed. `verbose`:
+    Hydra's own logging configs instead of attnbench's quiet ones (conf/hydra/*_logging), and
+    the libraries' output (`console.verbose`). `labels`: the sweep's name, tags and note
+    (`run.sweep.SweepLabels`). `dry_run`: print the jobs (and what `--resume` would skip) after
+    the pre-flight, and run nothing (`run.dry_run`)."""
+    env = {VERBOSE_ENV: "1" if verbose else None,
+           LABELS_ENV: labels.to_env() if labels and multirun else None}
+    with environ(env):
+        return _launch(loud(args) if verbose else list(args), multirun, debug, tune,
+                       tune_seeds, dry_run)
+
+
+def loud(args: Sequence[str]) -> list[str]:
+    """`args` with Hydra's own logging configs (INFO lines on the terminal), unless the command
+    line chooses a logging config itself."""
+    chosen = {a.lstrip("+~").partition("=")[0] for a in args}
+    return [*(o for o in HYDRA_LOGGING if o.partition("=")[0] not in chosen), *args]
+
+
+@contextmanager
+def environ(values: Mapping[str, str | None]) -> Iterator[None]:
+    """Set (a value) or unset (None) environment variables for the block, then put them back;
+    processes started meanwhile (joblib's workers) inherit them."""
+    def put(settings: Mapping[str, str | None]) -> None:
+        for key, value in settings.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+    before = {k: os.environ.get(k) for k in values}
+    try:
+        put(values)
+        yield
+    finally:
+        put(before)
+
+
+def _launch(args: list[str], multirun: bool, debug: bool, tune: Sequence[str],
+            tune_seeds: str | None, dry_run: bool) -> int:
     from attnbench.run import tune as tuned
 
-    args = list(args)
     outcome = Outcome()
     checked = Preflight()
     started_ms = int(time.time() * 1000)
@@ -48,6 +91,10 @@ def launch(args: Sequence[str], multirun: bool, debug: bool = False, tune: Seque
                 precheck_overrides(args, multirun)  # what Hydra would choke on, the shown config
             else:
                 plan = tuned.plan(args, tune, tune_seeds) if multirun else None
+                if dry_run:  # checked the same way, nothing run or written
+                    from attnbench.run.dry_run import show_plan
+
+                    return show_plan(args, multirun, plan)
                 checked = plan.preflight() if plan else check_overrides(args, multirun=multirun)
             if plan is not None:
                 tuned.run(plan, lambda stage: _run_hydra_reported(stage, True, debug, outcome,

@@ -42,11 +42,13 @@ class _Problems(list):
         self.extend(p for p in lines if p not in self)
 
 
-def check_overrides(args: Sequence[str], multirun: bool = False) -> Preflight:
+def check_overrides(args: Sequence[str], multirun: bool = False, *, create_store: bool = True
+                    ) -> Preflight:
     """Compose and validate every job the overrides describe; raise ConfigError with all problems.
 
     In a sweep, cells whose backbone cannot run the task are skipped (returned as notes), unless
-    every cell is such a cell.
+    every cell is such a cell. `create_store=False` (`sweep --dry-run`): a sweep's local store
+    is checked without MLflow, so a missing one is not created.
     """
     jobs = precheck_overrides(args, multirun, master=multirun)
     hargs = parse_hydra_args(args)
@@ -99,7 +101,7 @@ def check_overrides(args: Sequence[str], multirun: bool = False) -> Preflight:
     if not problems:  # Hydra's folder, a broken local store: one line now, not inside Hydra
         problems.add(output_problems(first_tree, multirun))
     if not problems:
-        problems.add(_unusable_stores(local_stores, full=multirun))
+        problems.add(_unusable_stores(local_stores, full=multirun and create_store))
     if incompatible and incompatible == len(jobs):
         problems.add(out.notes)
     if problems:

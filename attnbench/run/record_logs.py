@@ -97,23 +97,65 @@ def match(tracker: Any, run_id: str, chosen: Any) -> None:
 
 
 def match_note(chosen: Any) -> None:
-    """What `match_params` chose, one note line on stderr."""
-    from attnbench.console import err_console
-
-    err_console.print(f"note: {chosen.note()}", highlight=False, markup=False)
+    """What `match_params` chose, one note line on stderr (once per sweep: `_show_once`)."""
+    _show_once(f"note: {chosen.note()}")
 
 
 def report_notes(data: Any) -> None:
     """The task's notes (e.g. which columns were detected) and a warning when val/test examples
-    also occur in train, on stderr where the user sees them."""
-    from attnbench.console import err_console
+    also occur in train, on stderr where the user sees them: once per sweep (`_show_once`), not
+    once per job."""
     from attnbench.tasks.overlap import overlap_warning
 
     for note in data.extra.get("notes") or ():
-        err_console.print(f"note: {note}", highlight=False, markup=False)
+        _show_once(f"note: {note}")
     warning = overlap_warning(data.extra)
     if warning:
-        err_console.print(f"warning: {warning}", highlight=False, markup=False)
+        _show_once(f"warning: {warning}")
+
+
+def _show_once(line: str) -> None:
+    """Print `line` on stderr unless another job of the same sweep already did. The jobs of a
+    sweep share Hydra's sweep folder whatever launches them (this process, joblib's worker
+    processes, SLURM or Ray machines): the first job to create the line's marker file there
+    (atomically, O_EXCL) prints it. Outside a sweep (a `run`, a test) it is always printed."""
+    import hashlib
+    import os
+
+    from attnbench.console import err_console
+
+    folder = _sweep_folder()
+    if folder is not None:
+        marks = folder / NOTES_DIR
+        name = hashlib.sha256(line.encode()).hexdigest()[:24]
+        try:
+            marks.mkdir(parents=True, exist_ok=True)
+            os.close(os.open(marks / name, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            return
+        except OSError:
+            pass  # an unwritable folder: better twice than never
+    err_console.print(line, highlight=False, markup=False)
+
+
+NOTES_DIR = ".attnbench_notes"  # in Hydra's sweep folder: one empty file per line shown
+
+
+def _sweep_folder() -> Path | None:
+    """The folder every job of this Hydra sweep shares (a tuned sweep's stages share the one
+    above theirs); None outside a Hydra multirun."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+    from hydra.utils import to_absolute_path
+
+    if not HydraConfig.initialized():
+        return None
+    hc = HydraConfig.get()
+    if hc.mode != RunMode.MULTIRUN:
+        return None
+    folder = Path(to_absolute_path(str(hc.sweep.dir)))
+    callback = (hc.get("callbacks") or {}).get("attnbench_sweep") or {}
+    return folder.parent if callback.get("stage") else folder
 
 
 def overlap_metrics(data: Any) -> dict[str, float]:

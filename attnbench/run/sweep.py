@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,60 @@ RESULT_FILE = "attnbench_result.json"
 MULTI_TASK_EXPERIMENT = "attnbench"
 # Keys every run name already shows.
 NAMED = {"attention", "backbone", "task", "seed"}
+LABELS_ENV = "ATTNBENCH_SWEEP_LABELS"  # `launch` hands the callback `SweepLabels` (JSON) here
+NAME = re.compile(record.SWEEP_NAME)
+TAG_KEY = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_./ -]{0,249}")  # MLflow's tag key characters
+MAX_TEXT = 5000  # characters of a tag value or note (MLflow keeps 8000)
+
+
+@dataclass(frozen=True)
+class SweepLabels:
+    """`sweep --name NAME --tag k=v --note TEXT`: MLflow tags on the sweep's parent run and on
+    its jobs' runs (`attnbench.sweep_name`, the user's own keys, `mlflow.note.content`, the
+    description the MLflow UI shows); the parent is also named NAME, and `compare --sweep NAME`
+    finds it (`store.run_ids`)."""
+
+    name: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    note: str | None = None
+
+    @classmethod
+    def parse(cls, name: str | None, tags: list[str] | tuple[str, ...] = (),
+              note: str | None = None) -> SweepLabels:
+        """From the command line; ConfigError naming the first bad value and the rule."""
+        from attnbench.errors import ConfigError
+
+        if name is not None and not NAME.fullmatch(name):
+            raise ConfigError(f"--name {name!r}: a sweep name is 1-64 letters, digits and "
+                              "_ . + - (starting with a letter or digit)")
+        found: dict[str, str] = {}
+        for tag in tags:
+            key, eq, value = tag.partition("=")
+            if not eq or not TAG_KEY.fullmatch(key.strip()):
+                raise ConfigError(f"--tag {tag!r}: give KEY=VALUE, the key of letters, digits "
+                                  "and _ . / - or spaces (e.g. --tag project=glue)")
+            key = key.strip()
+            if key.startswith(("mlflow.", "attnbench.")) or key in record.IDENTITY_TAGS:
+                raise ConfigError(f"--tag {tag!r}: '{key}' is a tag MLflow or attnbench sets "
+                                  "itself; choose another key (e.g. --tag project=glue)")
+            found[key] = value
+        for what, text in (("--note", note), *((f"--tag {k}", v) for k, v in found.items())):
+            if text is not None and len(text) > MAX_TEXT:
+                raise ConfigError(f"{what}: {len(text)} characters, at most {MAX_TEXT}")
+        return cls(name, found, note or None)
+
+    def run_tags(self) -> dict[str, str]:
+        """The tags the parent and every job's run get."""
+        return {**self.tags, **({record.SWEEP_NAME_TAG: self.name} if self.name else {}),
+                **({record.NOTE_TAG: self.note} if self.note else {})}
+
+    def to_env(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_env(cls) -> SweepLabels:
+        text = os.environ.get(LABELS_ENV)
+        return cls(**json.loads(text)) if text else cls()
 
 
 def read_context(sweep_dir: str | Path) -> SweepContext | None:
@@ -62,6 +117,14 @@ def swept_keys(overrides: list[str]) -> set[str]:
     return {o.key_or_group for o in parsed if o.is_sweep_override()}
 
 
+def sweep_experiment(experiment_name: str | None, varied: set[str], task: str) -> str:
+    """The experiment a sweep logs into: `experiment_name`, else one shared by every task when
+    the sweep varies the task (`varied`: the keys its grid varies), else the task's own."""
+    if experiment_name:
+        return str(experiment_name)
+    return MULTI_TASK_EXPERIMENT if "task" in varied else str(task)
+
+
 class SweepCallback(Callback):
     """Opens and closes the sweep's parent run (Hydra instantiates it from conf/config.yaml).
 
@@ -81,16 +144,17 @@ class SweepCallback(Callback):
         from attnbench.store.handle import Tracker
         from attnbench.store.liveness import process_tags
 
+        if "optuna" in str(config.hydra.sweeper.get("_target_", "")).lower():
+            from attnbench.console import optuna_through_root
+
+            optuna_through_root()  # its log follows Hydra's logging config (quiet unless -v)
         if self.join:
             self._join(config)
             return
+        labels = SweepLabels.from_env()
         overrides = list(config.hydra.overrides.task)
-        if config.experiment_name:
-            exp_name = str(config.experiment_name)
-        elif "task" in swept_keys(overrides) | grid_keys(config):
-            exp_name = MULTI_TASK_EXPERIMENT
-        else:
-            exp_name = str(config.task.name)
+        exp_name = sweep_experiment(config.experiment_name,
+                                    swept_keys(overrides) | grid_keys(config), config.task.name)
         tracker = Tracker(config.tracking.uri, config.runs_dir)
         exp_id = tracker.experiment_id(exp_name)
         report_stale(tracker.mark_stale_runs([exp_id]))  # so --resume re-runs those cells
@@ -101,8 +165,9 @@ class SweepCallback(Callback):
         self.continued = continued is not None
         self.parent_run_id = continued or tracker.start_run(
             exp_id,
-            f"sweep-{stamp}",
+            labels.name or f"sweep-{stamp}",
             {
+                **labels.run_tags(),
                 record.KIND_TAG: record.SWEEP_KIND,
                 record.OVERRIDES_TAG: " ".join(overrides),
                 record.SWEEP_DIR_TAG: str(sweep_dir.resolve()),
@@ -114,8 +179,12 @@ class SweepCallback(Callback):
         if not self.continued:
             tracker.log_text(self.parent_run_id, OmegaConf.to_yaml(OmegaConf.create(overrides)),
                              record.OVERRIDES_ARTIFACT)
+        elif labels.run_tags():  # a resumed sweep given labels: the reopened parent gets them
+            named = {record.RUN_NAME_TAG: labels.name} if labels.name else {}
+            tracker.set_tags(self.parent_run_id, {**labels.run_tags(), **named})
         self._write_context(sweep_dir, exp_name,
-                            sorted((swept_keys(overrides) | grid_keys(config)) - NAMED))
+                            sorted((swept_keys(overrides) | grid_keys(config)) - NAMED),
+                            labels.run_tags())
 
     def _join(self, config: DictConfig) -> None:
         """A later stage of a tuned sweep: its jobs are children of the sweep `self.join`, in its
@@ -128,13 +197,14 @@ class SweepCallback(Callback):
         exp_name = tracker.experiments().get(parent.experiment_id, parent.experiment_id)
         self.parent_run_id = parent.run_id
         self._write_context(Path(config.hydra.sweep.dir), exp_name,
-                            sorted(set(varied) - NAMED))
+                            sorted(set(varied) - NAMED), SweepLabels.from_env().run_tags())
 
-    def _write_context(self, sweep_dir: Path, exp_name: str, swept: list[str]) -> None:
+    def _write_context(self, sweep_dir: Path, exp_name: str, swept: list[str],
+                       tags: dict[str, str]) -> None:
         sweep_dir.mkdir(parents=True, exist_ok=True)
         (sweep_dir / CONTEXT_FILE).write_text(
             json.dumps({"parent_run_id": self.parent_run_id, "experiment_name": exp_name,
-                        "swept": swept, "stage": self.stage})
+                        "swept": swept, "stage": self.stage, "tags": tags})
         )
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:

@@ -10,6 +10,7 @@ a fresh SQLite file at the same time would otherwise lose runs and corrupt the f
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -37,6 +38,12 @@ SQLITE_RETRIES = 8
 
 
 def _quiet_libraries() -> None:
+    """MLflow's INFO log and "View run at" links stay off the terminal unless `-v`."""
+    from attnbench.console import verbose
+
+    if verbose():
+        return
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     for name in ("alembic", "mlflow", "sqlalchemy", "urllib3"):
         logging.getLogger(name).setLevel(logging.WARNING)
 
@@ -368,8 +375,6 @@ class Tracker:
         )
 
     def download_artifact(self, run_id: str, path: str, dst: str | Path) -> Path:
-        import os
-
         # MLflow draws a tqdm bar per download on stderr unless told otherwise (read per call).
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
         self._check_inside(run_id, path)

@@ -1,13 +1,22 @@
 """Queries the run pipeline, the analysis and the UI share: open an existing store, find a run
-by its content hash, the runs a resumed sweep reused, the experiment a user looked at last."""
+by its content hash, the runs a resumed sweep reused, the experiment a user looked at last, the
+recent sweeps (`attnbench runs`)."""
 
 from __future__ import annotations
 
+from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 from attnbench.errors import ConfigError
 from attnbench.store.handle import RunInfo, Tracker
-from attnbench.store.schema import CONFIG_HASH_TAG, KIND_TAG, RESUMED_BY_TAG, SWEEP_KIND
+from attnbench.store.schema import (
+    CONFIG_HASH_TAG,
+    KIND_TAG,
+    RESUMED_BY_TAG,
+    SWEEP_KIND,
+    SWEEP_NAME_TAG,
+)
 
 
 def open_store(runs_dir: str | Path = "runs", tracking_uri: str | None = None) -> Tracker:
@@ -53,3 +62,45 @@ def latest_experiment(tracker: Tracker) -> tuple[str, str] | None:
         if latest:
             return latest[0].experiment_id, experiments[latest[0].experiment_id]
     return None
+
+
+@dataclass(frozen=True)
+class SweepListing:
+    """One sweep as `attnbench runs` lists it: its parent run, its experiment's name, its name
+    (`sweep --name`, else None) and how many of its jobs' runs are in each status (the runs an
+    earlier sweep made that it reused with `--resume` included)."""
+
+    parent: RunInfo
+    experiment: str
+    name: str | None
+    statuses: dict[str, int]
+
+    @property
+    def jobs(self) -> int:
+        return sum(self.statuses.values())
+
+
+def recent_sweeps(tracker: Tracker, limit: int = 20, experiment: str | None = None
+                  ) -> list[SweepListing]:
+    """The `limit` most recently started sweeps, newest first (of one experiment if named; an
+    unknown name is a ConfigError naming the experiments)."""
+    experiments = tracker.experiments()
+    ids = list(experiments)
+    if experiment is not None:
+        found = tracker.find_experiment(experiment)
+        if found is None:
+            names = ", ".join(sorted(experiments.values())) or "none"
+            raise ConfigError(f"Unknown experiment '{experiment}'. Experiments in the store: "
+                              f"{names}")
+        ids = [found]
+    if not ids:
+        return []
+    parents = tracker.search(ids, f"tags.`{KIND_TAG}` = '{SWEEP_KIND}'",
+                             ["attributes.start_time DESC"], limit)
+    out = []
+    for parent in parents:
+        runs = {r.run_id: r for r in [*tracker.children(parent), *resumed_runs(tracker, parent)]}
+        out.append(SweepListing(parent, experiments.get(parent.experiment_id, "?"),
+                                parent.tags.get(SWEEP_NAME_TAG),
+                                dict(Counter(r.status for r in runs.values()))))
+    return out

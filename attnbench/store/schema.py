@@ -23,6 +23,8 @@ SWEPT_TAG = "attnbench.swept"  # JSON {config key: value} of the other keys a sw
 
 # -- MLflow's own tags -------------------------------------------------------------------------
 PARENT_RUN_TAG = "mlflow.parentRunId"
+RUN_NAME_TAG = "mlflow.runName"
+NOTE_TAG = "mlflow.note.content"  # a run's description in the MLflow UI (`sweep --note`)
 
 # -- attnbench tags ----------------------------------------------------------------------------
 KIND_TAG = "attnbench.kind"  # "sweep" on a sweep's parent run
@@ -33,6 +35,8 @@ REPRODUCE_KIND = "reproduce"  # an `attnbench reproduce` run: re-trains a run to
 OVERRIDES_TAG = "attnbench.overrides"
 SWEEP_DIR_TAG = "attnbench.sweep_dir"
 SWEEP_KEYS_TAG = "attnbench.sweep_keys"  # JSON list: every config key the sweep's grid varies
+SWEEP_NAME_TAG = "attnbench.sweep_name"  # `sweep --name`: on the parent and its jobs' runs
+SWEEP_NAME = r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}"  # what a sweep name may be (a regex)
 CONFIG_HASH_TAG = "attnbench.config_hash"
 VERSION_TAG = "attnbench.version"
 DATA_FINGERPRINT_TAG = "attnbench.data_fingerprint"

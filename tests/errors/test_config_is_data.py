@@ -201,12 +201,13 @@ def test_a_file_handler_from_an_override(cli, runs_dir: Path, victim: Path, comm
 def test_logging_hidden_in_an_interpolation(cli, runs_dir: Path, shared: Path,
                                             victim: Path) -> None:
     (shared / "hydra" / "job_logging").mkdir(parents=True)
-    (shared / "hydra" / "job_logging" / "quiet.yaml").write_text(
+    # (not named quiet.yaml: attnbench's own conf/hydra/job_logging/quiet.yaml comes first)
+    (shared / "hydra" / "job_logging" / "mine.yaml").write_text(
         "version: 1\nhandlers:\n  f: \"${oc.decode:'{class: logging.FileHandler, filename: "
         f"{victim}, mode: w}}'}}\"\nroot:\n  handlers: [f]\n")
     before = snapshot(runs_dir.parent)
-    result = cli("run", "-cd", str(shared), "hydra/job_logging=quiet")
-    _refused(result, runs_dir, before, "'hydra.job_logging", "quiet.yaml, the -cd folder")
+    result = cli("run", "-cd", str(shared), "hydra/job_logging=mine")
+    _refused(result, runs_dir, before, "'hydra.job_logging", "mine.yaml, the -cd folder")
     assert victim.read_text() == "keep me\n"
 
 
