@@ -102,6 +102,7 @@ def fit(
         model.to(device)
         measure.prepare(model, data, cfg, device)
         run = _Training(model, data, cfg, seed, sink, device, measure, last_path, resume_from)
+        measure.start(run.loop)  # the clock goes on from a resumed run's times
         stopped_by = run.train(progress, on_epoch_end)
     finally:
         if progress:
@@ -131,7 +132,6 @@ class _Training:
             self.loop = LoopState(order_start=self.gen.get_state())
         self.amp, self.move = autocast(device, cfg.precision), to_device(device)
         self.first_step = True  # the call's first optimiser step is still to come
-        measure.start(self.loop)
 
     def train(self, progress: Progress | None,
               on_epoch_end: Callable[[int, dict[str, Tensor]], None] | None) -> str | None:
