@@ -60,11 +60,16 @@ class RichProgress:
     """The training loop's progress bar (the loop's `Progress` protocol), on stderr when stderr
     is a terminal; nothing otherwise (a log keeps the summary `run` prints on stdout).
 
-    The bar stops the moment it is full, so the finished bar is drawn once; left running it was
-    redrawn ten times a second while the run validated and tested, each redraw a copy in
-    anything that records the terminal (`script`, `docker run -t`, CI with a pty). A run that
-    ends early (`trainer.max_time`, an error, Ctrl-C) is drawn where it stopped, once, by
-    `stop()`. Epoch and loss show from the first logged loss on (not "loss nan" before it).
+    It shows from the job's start, so start-up never looks like a frozen `0/N`: while the job
+    does something other than training steps, the status column names it (loading data, building
+    the model, first step, opening the MLflow run), drawn the moment it begins, and the count
+    reads `0/?` until the loop knows its total. The bar stops the moment it is full, so the
+    finished bar is drawn once; left running it was redrawn ten times a second while the run
+    validated and tested, each redraw a copy in anything that records the terminal (`script`,
+    `docker run -t`, CI with a pty). A run that ends early (`trainer.max_time`, an error,
+    Ctrl-C) is drawn where it stopped, once, by `stop()`; one that stops before training (a data
+    error, a cell `--resume` skips) leaves no bar. Epoch and loss show from the first logged loss
+    on (not "loss nan" before it).
     """
 
     def __init__(self, label: str) -> None:
@@ -81,15 +86,35 @@ class RichProgress:
         )
         self._task: Any = None
         self._total = 0
+        self._trained = False  # the loop has its total (`start`)
+        self._loss = ""  # the latest logged loss, as shown
         self._stopped = False
 
+    def phase(self, text: str | None) -> None:
+        """What the job does besides training steps, shown now; None: training again (the latest
+        loss)."""
+        if self._stopped:
+            return
+        status = text if text is not None else self._loss or "training"
+        if self._task is None:
+            self._show(None, status)
+        else:
+            self._bar.update(self._task, status=status, refresh=True)
+
     def start(self, total_steps: int) -> None:
-        self._total = total_steps
+        self._total, self._trained = total_steps, True
+        if self._task is None:
+            self._show(total_steps, "")
+        else:
+            self._bar.update(self._task, total=total_steps)
+
+    def _show(self, total: int | None, status: str) -> None:
         self._bar.start()
-        self._task = self._bar.add_task(self.label, total=total_steps, status="")
+        self._task = self._bar.add_task(self.label, total=total, status=status)
+        self._bar.refresh()
 
     def advance(self, step: int, loss: float, note: str) -> None:
-        status = f"{note} loss {loss:.4f}"
+        status = self._loss = f"{note} loss {loss:.4f}"
         if step < self._total:
             self._bar.update(self._task, completed=step, status=status)
             return
@@ -102,6 +127,8 @@ class RichProgress:
     def stop(self) -> None:
         if not self._stopped:  # (a second stop would print a blank line on a dumb terminal)
             self._stopped = True
+            if self._task is not None and not self._trained:
+                self._bar.live.transient = True  # phases only: the display is cleared
             self._bar.stop()
 
 

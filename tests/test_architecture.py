@@ -1,6 +1,6 @@
 """The architecture is checked, not just drawn: the import-linter contracts in pyproject.toml
 hold, no module imports another that imports it back (directly or through others), the command
-line loads no heavy library at start-up, and modules stay small enough to read."""
+line loads no heavy library at start-up, and modules and functions stay small enough to read."""
 
 from __future__ import annotations
 
@@ -94,6 +94,31 @@ def test_modules_stay_readable(path: Path) -> None:
         f"{path.name} has {lines} lines (> {MAX_LINES}): split it by job, or say in its "
         f"docstring why it is {COHESIVE} thing"
     )
+
+
+MAX_FUNCTION_LINES = 100
+
+
+def _long_functions(source: str) -> list[str]:
+    """`name (N lines)` for each function or method longer than MAX_FUNCTION_LINES, counted
+    from its `def` (decorators aside) to its last line, nested functions included."""
+    return [f"{node.name} ({node.end_lineno - node.lineno + 1} lines)"
+            for node in ast.walk(ast.parse(source))
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+            and node.end_lineno is not None
+            and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES]
+
+
+def test_long_functions_are_found() -> None:
+    body = "\n".join(f"        x{i} = {i}" for i in range(MAX_FUNCTION_LINES))
+    source = f"def short():\n    pass\n\n\nclass A:\n    def long(self):\n{body}\n"
+    assert _long_functions(source) == [f"long ({MAX_FUNCTION_LINES + 1} lines)"]
+
+
+@pytest.mark.parametrize("path", _modules(), ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_functions_stay_readable(path: Path) -> None:
+    """No function over 100 lines: a long function is a sign that two concerns share it."""
+    assert _long_functions(path.read_text(encoding="utf-8")) == [], f"{path.name}: split it"
 
 
 TOOLS = PACKAGE.parent / "benchmarks"

@@ -144,3 +144,35 @@ def test_run_in_a_terminal_draws_the_finished_bar_once_then_the_summary(
     summary = shown.index(full[0]) + 1
     assert shown[summary].startswith(f"finished: {NAME} (run "), shown
     assert shown[summary + 1].lstrip().startswith("best_val/acc "), shown
+
+
+BAR = re.compile(rf"{NAME} [━╸╺]+ (\d+)/(\d+|\?) (.*?)\s*\d+:\d\d:\d\d")
+
+
+def test_the_bar_names_each_phase_before_training(
+    runs_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Start-up never shows a silent `0/N` (issue 26): from the job's start the status names
+    what it waits for, drawn the moment it begins: the model being built (its step count still
+    `0/?`), the first step (with the kernels' and the optimiser's one-time set-up), the MLflow
+    run being opened after it; then the losses."""
+    from attnbench.cli import app
+    from attnbench.run import experiment
+
+    monkeypatch.setattr(experiment, "OPEN_RUN_BY_S", 600.0)  # the run opens after the first step
+    monkeypatch.chdir(runs_dir.parent)
+    with terminal() as received, pytest.raises(SystemExit) as exit_:
+        app([*RUN, f"runs_dir={runs_dir}"], prog_name="attnbench")
+    raw = received.decode("utf-8", errors="replace")
+    assert exit_.value.code == 0, raw
+
+    drawn = [m.groups() for line in drawings(raw) if (m := BAR.fullmatch(line))]
+    statuses = list(dict.fromkeys(status for _, _, status in drawn))
+    phases = [s for s in statuses if " loss " not in s]
+    assert phases == ["building the model", "first step", "opening the MLflow run"], statuses
+    counts = {status: f"{done}/{total}" for done, total, status in drawn}
+    assert counts["building the model"] == "0/?"  # before the loop knows its total
+    assert counts["first step"] == f"0/{TOTAL}"
+    assert counts["opening the MLflow run"] == f"1/{TOTAL}"  # (smoke logs every step)
+    assert all(status for _, _, status in drawn), drawn  # never a bare count
+    assert statuses[-1].startswith("epoch 2/2 loss ")

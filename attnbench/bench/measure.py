@@ -261,24 +261,7 @@ def run_cases(plan: BenchPlan, log: Callable[[str], None] = lambda _msg: None) -
         log(f"T={n}: timing {len(runners)} case(s), {s.repeats} interleaved repeats…")
         times, notes, flops = time_cases(runners, s, seconds)
         for case in runners:
-            row = rows[case]
-            if case in notes:
-                row.note = notes[case]
-                if notes[case].startswith("skipped"):
-                    dead[case.label] = "skipped: a shorter T ran out of memory"
-            ts = sorted(times[case])
-            if not ts:
-                continue
-            q1, _, q3 = (
-                statistics.quantiles(ts, n=4, method="inclusive")
-                if len(ts) > 1
-                else (ts[0], 0, ts[0])
-            )
-            row.median_ms = statistics.median(ts) * 1e3
-            row.iqr_ms = (q3 - q1) * 1e3
-            row.repeats = len(ts)
-            if flops.get(case):  # 0: nothing a FLOP counter counts (`none`)
-                row.gflops = flops[case] / (row.median_ms / 1e3) / 1e9
+            _record_times(rows[case], times[case], notes.get(case), flops.get(case), dead)
         measured = [c for c in times if times[c]]
         if s.memory and dev.type == "cuda":  # the allocator's own peak, in this process
             log(f"T={n}: peak memory of {len(measured)} case(s) from the CUDA allocator…")
@@ -323,6 +306,29 @@ def run_cases(plan: BenchPlan, log: Callable[[str], None] = lambda _msg: None) -
         crossovers=crossovers(ordered),
         peak_n=peak_n,
     )
+
+
+def _record_times(row: Row, times: Sequence[float], note: str | None, flops: float | None,
+                  dead: dict[str, str]) -> None:
+    """A case's timings into its row (median, IQR, GFLOP/s) with its note; a case that ran out
+    of memory marks its label dead for the longer lengths."""
+    if note is not None:
+        row.note = note
+        if note.startswith("skipped"):
+            dead[row.label] = "skipped: a shorter T ran out of memory"
+    ts = sorted(times)
+    if not ts:
+        return
+    q1, _, q3 = (
+        statistics.quantiles(ts, n=4, method="inclusive")
+        if len(ts) > 1
+        else (ts[0], 0, ts[0])
+    )
+    row.median_ms = statistics.median(ts) * 1e3
+    row.iqr_ms = (q3 - q1) * 1e3
+    row.repeats = len(ts)
+    if flops:  # 0: nothing a FLOP counter counts (`none`)
+        row.gflops = flops / (row.median_ms / 1e3) / 1e9
 
 
 def crossovers(rows: Sequence[Row]) -> dict[str, int | None]:

@@ -3,6 +3,13 @@
 Components take plain typed arguments; this module is the only one that calls their
 constructors from config (STYLE: torchtune's component builders).
 
+One pass per job: the data is loaded once and the model built once. Validation with loading
+(`config.validate.validate_and_load`, the pre-flight's) runs `load_checked`: the size check
+(`config.resources`) before anything is drawn, the data loaded, the model built once on the meta
+device for the size check and its constructors' problems; what it proved (`Loaded`) goes to
+`build`, which builds the real model. A job given only its validated `RunConfig` loads the data
+itself (`load`), checking what validation could not (a file task's sizes, known once it is read).
+
 Parameter matching (``match_params=VARIANT``, LRA's rule that a model stays within 10 % of the
 baseline's parameters): the backbone's width (its ``width_key``: ``d_model``, ``hidden``) is
 chosen so that the run's variant has about as many parameters as VARIANT (with its YAML defaults)
@@ -17,8 +24,8 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -29,8 +36,11 @@ from attnbench.backbones.base import AttentionFactory, Backbone
 from attnbench.config.schema import ComponentConfig, RunConfig
 from attnbench.errors import ConfigError
 from attnbench.tasks import TASKS
-from attnbench.tasks.base import Task, TaskData, TaskSpec
+from attnbench.tasks.base import DataSize, Task, TaskData, TaskSpec
 from attnbench.training.config import TrainerConfig
+
+if TYPE_CHECKING:
+    from attnbench.config.resources import Sizing
 
 MATCH_TOLERANCE = 0.10  # LRA: a model may have at most 10 % more parameters than the baseline
 MAX_WIDTH_FACTOR = 16  # the widest width tried: 16 x the configured width
@@ -78,6 +88,17 @@ class Built:
     match: Match | None = None  # what match_params chose, when set
 
 
+@dataclass(frozen=True)
+class Loaded:
+    """A job's data (loaded with `seed`) and the backbone its model is built with, at the width
+    `match_params` chose: what `load_checked` or `load` proved, for `build`."""
+
+    data: TaskData
+    seed: int
+    backbone: ComponentConfig
+    match: Match | None = None
+
+
 def attention_factory(spec: ComponentConfig) -> AttentionFactory:
     cls = ATTENTION.get(spec.name)
     params = spec.params
@@ -121,11 +142,17 @@ def build_model(attention: ComponentConfig, backbone: ComponentConfig, data: Tas
     return BACKBONES.get(backbone.name)(data.spec, attention_factory(attention), **backbone.params)
 
 
+def meta_model(attention: ComponentConfig, backbone: ComponentConfig, spec: TaskSpec
+               ) -> Backbone:
+    """The model on the meta device: shapes without storage, no random draws (ValueError, as
+    `build_model`, for a value a constructor refuses)."""
+    with torch.device("meta"):
+        return BACKBONES.get(backbone.name)(spec, attention_factory(attention), **backbone.params)
+
+
 def param_count(attention: ComponentConfig, backbone: ComponentConfig, spec: TaskSpec) -> int:
     """The model's parameter count, built on the meta device (no memory, no random draws)."""
-    with torch.device("meta"):
-        model = BACKBONES.get(backbone.name)(spec, attention_factory(attention), **backbone.params)
-    return sum(p.numel() for p in model.parameters())
+    return sum(p.numel() for p in meta_model(attention, backbone, spec).parameters())
 
 
 def match_width(attention: ComponentConfig, backbone: ComponentConfig, spec: TaskSpec,
@@ -201,62 +228,108 @@ def _nearest_width(count: Callable[[int], int | None], target: int, start: int
     return best
 
 
-def build(cfg: RunConfig, data: TaskData | None = None) -> Built:
-    """Load the task's data (unless given) and build the model; ConfigError for data-file and
-    constructor problems."""
-    from attnbench.config.resources import loaded_problems, resource_problems
-
-    problems: list[str] = []
-    if data is None:
-        problems = resource_problems(cfg.to_dict())  # refuse what cannot fit before drawing it
-        if problems:
-            raise ConfigError(problems[0], problems)
-        data = _load(cfg.task, cfg.seed, problems)
-    if data is not None:  # a file task's sizes are known now: refuse a model that cannot fit
-        problems.extend(loaded_problems(cfg.to_dict(), data))
-    model = match = None
-    if data is not None and not problems:
-        try:
-            backbone = cfg.backbone
-            if cfg.match_params is not None:
-                backbone, match = match_width(cfg.attention, backbone, data.spec,
-                                              cfg.match_params)
-            model = build_model(cfg.attention, backbone, data, cfg.seed)
-        except ValueError as err:
-            problems.append(_value_error(err))
-    if problems or model is None or data is None:
-        raise ConfigError(problems[0], problems)
-    return Built(data=data, model=model, trainer=cfg.trainer, match=match)
-
-
-def check_components(cfg: Mapping[str, Any], data_cache: dict | None = None) -> list[str]:
-    """Data-file and constructor problems of a composed job whose component groups passed the
-    static checks (`config.validate`), all of them; loads each task node's data once per cache."""
-    seed = cfg.get("seed")
-    seed = seed if isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0 else 0
-    attention, backbone, task = (ComponentConfig.from_node(cfg[g])
-                                 for g in ("attention", "backbone", "task"))
-    problems: list[str] = []
-    key = repr(cfg["task"])  # data problems do not depend on the seed: load once
-    data = (data_cache or {}).get(key) or _load(task, seed, problems)
-    if data is not None and data_cache is not None:
-        data_cache[key] = data
-    if data is not None:  # a file task's sizes are known now: before its model is built
-        from attnbench.config.resources import loaded_problems
-
-        sizes = loaded_problems(cfg, data)
-        if sizes:
-            return problems + sizes
+def build(cfg: RunConfig, loaded: Loaded | None = None) -> Built:
+    """The job's model, built once on its data: `loaded` (what validation proved and loaded with
+    the job's seed), else the data `load` reads now. ConfigError for data-file and constructor
+    problems."""
+    if loaded is None or loaded.seed != cfg.seed:
+        loaded = load(cfg)
     try:
-        if data is None:  # still check the attention's own values on a stand-in width
-            attention_factory(attention)(64, 64, 64)
-        else:
-            match = cfg.get("match_params")  # an unknown name is a static problem already
-            build_model(attention, backbone, data, seed,
-                        match if match in ATTENTION.names() else None)
+        model = build_model(cfg.attention, loaded.backbone, loaded.data, cfg.seed)
     except ValueError as err:
-        problems.append(_value_error(err))
-    return problems
+        raise ConfigError(_value_error(err)) from err
+    return Built(data=loaded.data, model=model, trainer=cfg.trainer, match=loaded.match)
+
+
+def load(cfg: RunConfig) -> Loaded:
+    """A validated job's data, and the backbone it is built with; ConfigError for a data file
+    that cannot be read or a model it cannot hold. Validation checked the sizes of a task with a
+    planned size; a file task's are checked now that it is read."""
+    from attnbench.config.resources import Sizing, planned_size
+
+    job = Sizing.of(cfg)
+    problems: list[str] = []
+    data = _load(cfg.task, cfg.seed, problems)
+    if data is None:
+        raise ConfigError(problems[0], problems)
+    sized = planned_size(job) is None  # a file task: sized now
+    backbone, match, problems = _fitted(job, DataSize.of(data), cfg.match_params, check=sized,
+                                        loaded=True)
+    if problems:
+        raise ConfigError(problems[0], problems)
+    return Loaded(data, cfg.seed, backbone, match)
+
+
+def load_checked(job: Sizing, seed: int, match_params: str | None = None,
+                 cache: dict[str, tuple[int, TaskData]] | None = None
+                 ) -> tuple[Loaded | None, list[str]]:
+    """Validation's pass over a job's data and model (every problem, or what it proved): what
+    cannot fit refused before anything is drawn (tasks with a planned size) or once the files
+    are read (file tasks), the data loaded (once per task node in `cache`: data problems do not
+    depend on the seed, and the data keeps the seed it was loaded with), the width
+    `match_params` picks, and the model built once on the meta device for the size check and
+    its constructors' refusals."""
+    from attnbench.config.resources import planned_size
+
+    planned = planned_size(job)
+    if planned is not None:  # refuse what cannot fit before drawing it
+        backbone, match, problems = _fitted(job, planned, match_params, check=True, loaded=False)
+        if problems:
+            return None, problems
+    problems = []
+    key = repr(job.task)
+    cached = (cache or {}).get(key)
+    data_seed, data = cached if cached else (seed, _load(job.task, seed, problems))
+    if data is None:
+        if planned is None:  # still check the attention's own values on a stand-in width
+            try:
+                attention_factory(job.attention)(64, 64, 64)
+            except ValueError as err:
+                problems.append(_value_error(err))
+        return None, problems
+    if cache is not None:
+        cache[key] = (data_seed, data)
+    if planned is None:  # a file task's sizes are known now: before its model is built
+        backbone, match, problems = _fitted(job, DataSize.of(data), match_params, check=True,
+                                            loaded=True)
+        if problems:
+            return None, problems
+    return Loaded(data, data_seed, backbone, match), []
+
+
+def _fitted(job: Sizing, size: DataSize, match_params: str | None, *, check: bool,
+            loaded: bool) -> tuple[ComponentConfig, Match | None, list[str]]:
+    """(backbone at the width `match_params` picks, the match, problems); with `check`, the
+    model built on the meta device once: its constructors' refusals and the size check
+    (`resources.size_problems`; `loaded`: the data exists already)."""
+    from attnbench.config.resources import size_problems
+
+    backbone, match, model = job.backbone, None, None
+    refused: list[str] = []
+    try:
+        if match_params is not None:
+            backbone, match = match_width(job.attention, job.backbone, size.spec, match_params)
+        if check:
+            model = meta_model(job.attention, backbone, size.spec)
+    except ValueError as err:
+        refused.append(_value_error(err))
+    except Exception:  # noqa: BLE001 - a constructor the meta device cannot run: no estimate,
+        refused += _refused(job.attention, backbone, size.spec)  # its refusals found for real
+    if not check:
+        return backbone, match, refused
+    return backbone, match, size_problems(replace(job, backbone=backbone), size, loaded,
+                                          model) + refused
+
+
+def _refused(attention: ComponentConfig, backbone: ComponentConfig, spec: TaskSpec
+             ) -> list[str]:
+    """What a constructor refuses, built for real (for a component the meta device cannot
+    build: a second, full build, only then)."""
+    try:
+        BACKBONES.get(backbone.name)(spec, attention_factory(attention), **backbone.params)
+    except ValueError as err:
+        return [_value_error(err)]
+    return []
 
 
 def _load(task: ComponentConfig, seed: int, problems: list[str]) -> TaskData | None:

@@ -22,25 +22,24 @@ milliseconds, no memory; for synthetic tasks from the settings alone, no tensor 
   * or one evaluation batch with the diagnostic weights every variant but ``none`` returns:
     ``min(eval_batch_size, N) × Tq × Tk × 12`` bytes for the largest call (float32, and the
     float64 copy the entropy is summed in);
-  * the model: its parameters (counted on the meta model) with their gradients and Adam's two
-    moments: 4 float32 copies.
+  * the model: its parameters with their gradients and Adam's two moments: 4 float32 copies.
 
 When it does not fit, the line names the setting that pushed it over: of the settings that
 differ from their component's defaults, the one whose default saves the most.
 
-Two entry points: ``resource_problems(cfg)`` before any data exists (tasks with a
-``planned_size``), and ``loaded_problems(cfg, data)`` once a file task's data is read, before its
-model is built. Notation: B batch, T input length, U target length, N examples.
+It reads a `Sizing` of the job (from its `RunConfig`, or a composed dict while validating).
+``config.build.load_checked`` hands `size_problems` its one meta-device model. Notation: B batch,
+T input length, U target length, N examples.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from attnbench.config.schema import component_params
+from attnbench.config.schema import ComponentConfig, RunConfig
 
 if TYPE_CHECKING:
     from attnbench.backbones.base import Backbone
@@ -50,6 +49,46 @@ FLOAT32 = 4
 WEIGHT_COPIES = 4  # weights, gradients, Adam's two moments
 EVAL_WEIGHT_BYTES = 4 + 8  # float32 weights and the float64 copy the entropy is summed in
 COMPONENTS = ("task", "backbone", "attention")
+
+
+@dataclass(frozen=True)
+class Sizing:
+    """What the size check reads of a job: its components, the trainer's batch sizes and its
+    precision (`of`)."""
+
+    attention: ComponentConfig
+    backbone: ComponentConfig
+    task: ComponentConfig
+    batch_size: int = 1
+    eval_batch_size: int = 1
+    precision: str = "32"
+
+    @classmethod
+    def of(cls, cfg: Sizing | RunConfig | Mapping[str, Any]) -> Sizing:
+        """From a typed `RunConfig`, or from a composed job's dict (validation, before its
+        RunConfig exists: a value validation refuses reads as 1, an invalid component as one
+        that builds nothing, so the estimate does not stop the other checks)."""
+        if isinstance(cfg, Sizing):
+            return cfg
+        if isinstance(cfg, RunConfig):
+            trainer = cfg.trainer
+            return cls(cfg.attention, cfg.backbone, cfg.task, trainer.batch_size,
+                       trainer.eval_batch_size, str(trainer.precision))
+        node = cfg.get("trainer")
+        node = node if isinstance(node, Mapping) else {}
+        attention, backbone, task = (
+            ComponentConfig.from_node(n) if isinstance(n, Mapping) and "name" in n
+            else ComponentConfig("?") for n in (cfg.get(g) for g in COMPONENTS[::-1]))
+        return cls(attention, backbone, task, _int(node.get("batch_size")),
+                   _int(node.get("eval_batch_size")), str(node.get("precision", "32")))
+
+    def changed(self, group: str, key: str, value: Any) -> Sizing:
+        """The same job with `group.key` (a component's or the trainer's) set to `value`."""
+        if group == "trainer":
+            return replace(self, **{key: value})
+        node = getattr(self, group)
+        return replace(self, **{group: ComponentConfig(node.name,
+                                                       tuple({**node.params, key: value}.items()))})
 
 
 @dataclass(frozen=True)
@@ -67,37 +106,47 @@ class Footprint:
         return self.data + self.step + self.model
 
 
-def resource_problems(cfg: Mapping[str, Any], available: int | None = None) -> list[str]:
+Job = Sizing | RunConfig | Mapping[str, Any]  # what the entry points take (`Sizing.of`)
+
+
+def resource_problems(cfg: Job, available: int | None = None) -> list[str]:
     """One line per size the job cannot afford, from its settings alone (empty when it fits, or
     when its task's size is only known once its files are read: see `loaded_problems`).
     `available`: bytes free for new allocations (default: measured, see `available_memory`)."""
-    task = _task(cfg)
-    size = task.planned_size() if task is not None else None
+    job = Sizing.of(cfg)
+    size = planned_size(job)
     if size is None:
         return []
-    return _problems(cfg, size, False, available)
+    return size_problems(job, size, False, meta_model(job, size), available)
 
 
-def loaded_problems(cfg: Mapping[str, Any], data: TaskData, available: int | None = None
-                    ) -> list[str]:
-    """The same check once the task's data is loaded, before the model is built: for tasks
-    without a planned size (file tasks: vocabulary and lengths are known now)."""
+def loaded_problems(cfg: Job, data: TaskData, available: int | None = None) -> list[str]:
+    """The same check once a task without a planned size is loaded (file tasks: vocabulary and
+    lengths are known now), before its model is built."""
     from attnbench.tasks.base import DataSize
 
-    task = _task(cfg)
-    if task is None or task.planned_size() is not None:  # checked before it was drawn
+    job = Sizing.of(cfg)
+    if _task(job) is None or planned_size(job) is not None:  # checked before it was drawn
         return []
-    return _problems(cfg, DataSize.of(data), True, available)
+    size = DataSize.of(data)
+    return size_problems(job, size, True, meta_model(job, size), available)
 
 
-def _problems(cfg: Mapping[str, Any], size: DataSize, loaded: bool, available: int | None
-              ) -> list[str]:
-    found = length_problems(cfg, size)
+def planned_size(cfg: Job) -> DataSize | None:
+    """The task's size from its settings alone (None: known once its files are read)."""
+    task = _task(Sizing.of(cfg))
+    return task.planned_size() if task is not None else None
+
+
+def size_problems(job: Sizing, size: DataSize, loaded: bool, model: Backbone | None,
+                  available: int | None = None) -> list[str]:
+    """Lengths, then memory, on the job's model built on the meta device (None: the data alone
+    is estimated); `loaded`: the data exists already (it is not counted again)."""
+    found = length_problems(job, size)
     if found:
         return found
-    model = meta_model(cfg, size)
     if model is not None:
-        found = key_limit_problems(cfg, model)
+        found = key_limit_problems(job, model)
         if found:
             return found
     source = "given"
@@ -105,22 +154,21 @@ def _problems(cfg: Mapping[str, Any], size: DataSize, loaded: bool, available: i
         available, source = available_memory()
         if available is None:
             return []
-    foot = footprint(cfg, size, model, loaded)
+    foot = footprint(job, size, model, loaded)
     if foot.total <= available:
         return []
-    return [_message(cfg, size, foot, loaded, f"more than the {gib(available)} of memory "
+    return [_message(job, size, foot, loaded, f"more than the {gib(available)} of memory "
                                               f"available ({source})")]
 
 
 # -- the facts, read ---------------------------------------------------------------------------
-def _task(cfg: Mapping[str, Any]) -> Task | None:
+def _task(job: Sizing) -> Task | None:
     """The job's task, built from its settings (it draws nothing); None if they are invalid
     (validation reports them)."""
     from attnbench.tasks import TASKS
 
-    node = cfg.get("task") or {}
     try:
-        return TASKS.get(str(node.get("name")))(**component_params(node))
+        return TASKS.get(job.task.name)(**job.task.params)
     except Exception:  # noqa: BLE001 - invalid settings are reported by validation
         return None
 
@@ -142,7 +190,7 @@ def _defaults(group: str, name: str) -> dict[str, Any]:
     return {k: p.default for k, p in params.items() if p.default is not inspect.Parameter.empty}
 
 
-def meta_model(cfg: Mapping[str, Any], size: DataSize) -> Backbone | None:
+def meta_model(cfg: Job, size: DataSize) -> Backbone | None:
     """The job's model on the meta device (shapes, no storage); None when a constructor refuses
     the settings (validation reports it) or cannot be built there."""
     import torch
@@ -150,63 +198,61 @@ def meta_model(cfg: Mapping[str, Any], size: DataSize) -> Backbone | None:
     from attnbench.attention import ATTENTION
     from attnbench.backbones import BACKBONES
 
-    attention, backbone = cfg.get("attention") or {}, cfg.get("backbone") or {}
+    job = Sizing.of(cfg)
     try:
-        variant = ATTENTION.get(str(attention.get("name")))
-        params = component_params(attention)
+        variant = ATTENTION.get(job.attention.name)
+        params = job.attention.params
         with torch.device("meta"):
-            return BACKBONES.get(str(backbone.get("name")))(
+            return BACKBONES.get(job.backbone.name)(
                 size.spec, lambda dq, dk, dv: variant(dq, dk, dv, **params),
-                **component_params(backbone))
+                **job.backbone.params)
     except Exception:  # noqa: BLE001 - a refused or meta-incapable constructor: no estimate
         return None
 
 
-def length_problems(cfg: Mapping[str, Any], size: DataSize) -> list[str]:
+def length_problems(job: Sizing, size: DataSize) -> list[str]:
     """The backbone's `length_limit` against the task's longest sequence."""
     from attnbench.backbones import BACKBONES
 
-    node = cfg.get("backbone") or {}
     try:
-        name = str(node.get("name"))
-        limit = BACKBONES.get(name).length_limit({**_defaults("backbone", name), **node})
+        name = job.backbone.name
+        limit = BACKBONES.get(name).length_limit({**_defaults("backbone", name),
+                                                  **job.backbone.params})
     except Exception:  # noqa: BLE001 - invalid settings are reported by validation
         return []
     longest = max(size.spec.max_len, size.spec.max_target_len)
     if limit is None or longest <= limit[1]:
         return []
     key, value = limit
-    return [f"{_length_setting(cfg)}sequences of {longest} tokens are longer than the "
+    return [f"{_length_setting(job)}sequences of {longest} tokens are longer than the "
             f"model's maximum 'backbone.{key}' = {value}: raise backbone.{key} or shorten the "
             "task"]
 
 
-def key_limit_problems(cfg: Mapping[str, Any], model: Backbone) -> list[str]:
+def key_limit_problems(job: Sizing, model: Backbone) -> list[str]:
     """Each attention module's `length_limit` against the keys its calls get."""
     needed: dict[tuple[str, int], int] = {}
     for call in model.attention_calls():
         limit = call.module.length_limit()
         if limit is not None and call.tk > limit[1]:
             needed[limit] = max(needed.get(limit, 0), call.tk)
-    name = (cfg.get("attention") or {}).get("name")
+    name = job.attention.name
     return [f"'attention.{key}' = {value}: {name} attention takes at most {value} keys, and "
             f"this task's sequences give it {tk}; set attention.{key}>={tk} (or shorten the task)"
             for (key, value), tk in needed.items()]
 
 
-def footprint(cfg: Mapping[str, Any], size: DataSize, model: Backbone | None, loaded: bool
-              ) -> Footprint:
+def footprint(cfg: Job, size: DataSize, model: Backbone | None, loaded: bool) -> Footprint:
     """The job's memory by part (see the module docstring); without a model only the data."""
     from attnbench.attention.base import Call
 
+    job = Sizing.of(cfg)
     data = 0 if loaded else size.tensor_bytes()
     if model is None:
         return Footprint(data, 0, "", 0, 0)
-    trainer = cfg.get("trainer") or {}
-    batch = _int(trainer.get("batch_size"))
-    evals = min(_int(trainer.get("eval_batch_size")),
-                max(size.sizes.get("val", 1), size.sizes.get("test", 1)))
-    element = 2 if str(trainer.get("precision")) in ("bf16", "16") else FLOAT32
+    batch, evals = job.batch_size, min(job.eval_batch_size, max(size.sizes.get("val", 1),
+                                                                size.sizes.get("test", 1)))
+    element = 2 if job.precision in ("bf16", "16") else FLOAT32
     calls = model.attention_calls()
     activations = batch * model.activations_per_example() * element
     scores = max((c.module.memory_bytes(Call(batch, c.tq, c.tk, element)) for c in calls),
@@ -226,10 +272,9 @@ def footprint(cfg: Mapping[str, Any], size: DataSize, model: Backbone | None, lo
 
 
 # -- the message -------------------------------------------------------------------------------
-def _message(cfg: Mapping[str, Any], size: DataSize, foot: Footprint, loaded: bool, have: str
-             ) -> str:
+def _message(job: Sizing, size: DataSize, foot: Footprint, loaded: bool, have: str) -> str:
     """One line: the part that dominates, the setting that pushed the job over, the way out."""
-    culprit = _culprit(cfg, size, foot.total, loaded)
+    culprit = _culprit(job, size, foot.total, loaded)
     part = max(("data", foot.data), ("step", foot.step), ("model", foot.model),
                key=lambda p: p[1])[0]
     if part == "data":
@@ -240,27 +285,26 @@ def _message(cfg: Mapping[str, Any], size: DataSize, foot: Footprint, loaded: bo
                 f"({sum(size.sizes.values())} examples of {spec.max_len} x {spec.channels} input "
                 f"and {max(size.target_len, 1)} target int64 values each, plus drawing them), "
                 f"{have}; lower {key}")
-    names = f"backbone={_name(cfg, 'backbone')} attention={_name(cfg, 'attention')}"
+    names = f"backbone={job.backbone.name} attention={job.attention.name}"
     if part == "model":
         lead = f"'{culprit[0]}' = {culprit[1]}: " if culprit else ""
         lower = culprit[0] if culprit else "the backbone's or the task's sizes"
         return (f"{lead}the model ({names}) has {foot.params:,} parameters: with their gradients "
                 f"and optimiser state they need ~{gib(foot.model)}, {have}; lower {lower}")
-    length = _task_length_key(cfg)
-    key, value = culprit or (length, (cfg.get("task") or {}).get(length.removeprefix("task.")))
+    length = _task_length_key(job)
+    key, value = culprit or (length, job.task.params.get(length.removeprefix("task.")))
     also = "" if key.startswith("trainer.") else f"{key}, "
     return (f"'{key}' = {value}: a training step or evaluation batch of {names} needs "
             f"~{gib(foot.step)} ({foot.step_what}), {have}; lower {also}trainer.batch_size or "
             "trainer.eval_batch_size")
 
 
-def _culprit(cfg: Mapping[str, Any], size: DataSize, total: int, loaded: bool
-             ) -> tuple[str, Any] | None:
+def _culprit(job: Sizing, size: DataSize, total: int, loaded: bool) -> tuple[str, Any] | None:
     """(dotted setting, value): of the settings that differ from their defaults, the one whose
     default shrinks the estimate most; None if none does. Loaded data keeps its size."""
     best: tuple[int, str, Any] | None = None
-    for group, key, value, default in _changed(cfg, loaded):
-        trial = {**cfg, group: {**cfg[group], key: default}}
+    for group, key, value, default in _changed(job, loaded):
+        trial = job.changed(group, key, default)
         if not loaded:
             task = _task(trial)
             planned = task.planned_size() if task is not None else None
@@ -276,37 +320,39 @@ def _culprit(cfg: Mapping[str, Any], size: DataSize, total: int, loaded: bool
     return None if best is None else (best[1], best[2])
 
 
-def _changed(cfg: Mapping[str, Any], loaded: bool) -> Iterator[tuple[str, str, Any, Any]]:
+def _changed(job: Sizing, loaded: bool) -> Iterator[tuple[str, str, Any, Any]]:
     """(group, key, value, default) of every integer size setting away from its default."""
     from attnbench.training.config import TrainerConfig
 
     groups: dict[str, dict[str, Any]] = {
         "trainer": {"batch_size": TrainerConfig.batch_size,
                     "eval_batch_size": TrainerConfig.eval_batch_size}}
+    values = {"trainer": {"batch_size": job.batch_size, "eval_batch_size": job.eval_batch_size}}
     for group in COMPONENTS if not loaded else COMPONENTS[1:]:
+        values[group] = getattr(job, group).params
         try:
-            groups[group] = _defaults(group, str((cfg.get(group) or {}).get("name")))
+            groups[group] = _defaults(group, getattr(job, group).name)
         except Exception:  # noqa: BLE001 - an unknown component is reported by validation
             continue
     for group, defaults in groups.items():
-        for key, value in (cfg.get(group) or {}).items():
+        for key, value in values[group].items():
             default = defaults.get(key)
             if (key in defaults and _is_int(value) and value != default
                     and (default is None or _is_int(default))):
                 yield group, key, value, default
 
 
-def _task_length_key(cfg: Mapping[str, Any]) -> str:
+def _task_length_key(job: Sizing) -> str:
     """'task.<length_key>' of the job's task ('task.max_len' for a task without one)."""
-    task = _task(cfg)
+    task = _task(job)
     return f"task.{task.length_key or 'max_len'}" if task is not None else "task.max_len"
 
 
-def _length_setting(cfg: Mapping[str, Any]) -> str:
+def _length_setting(job: Sizing) -> str:
     """"'task.length' = 20: " for the task's length setting (its ``test_`` twin when that one,
     the length-extrapolation test length, is the longer), when it has one."""
-    node = cfg.get("task") or {}
-    key = _task_length_key(cfg).removeprefix("task.")
+    node = job.task.params
+    key = _task_length_key(job).removeprefix("task.")
     test = f"test_{key}"
     if _is_int(node.get(test)) and node[test] > _int(node.get(key), 0):
         key = test
@@ -352,7 +398,3 @@ def gib(n: float) -> str:
             return f"{n / size:.1f} {unit}"
     return f"{n / 2**10:.0f} KiB"
 
-
-def _name(cfg: Mapping[str, Any], group: str) -> str:
-    node = cfg.get(group) or {}
-    return str(node.get("name", "?"))

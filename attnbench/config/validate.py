@@ -9,18 +9,21 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from attnbench.config.groups import group_options
 from attnbench.config.schema import (
     TOP_LEVEL_KEYS,
-    ComponentConfig,
     RunConfig,
     TrackingConfig,
     component_params,
 )
 from attnbench.errors import ConfigError, IncompatibleError
 from attnbench.training.config import TrainerConfig
+
+if TYPE_CHECKING:
+    from attnbench.config.build import Loaded
 
 COMPONENT_GROUPS = ("attention", "backbone", "task")
 MAX_SEED = 2**64 - 1  # torch.manual_seed's range (numpy's 2**32 - 1 is reached by reduction)
@@ -32,15 +35,38 @@ MIN_FREE_MB = 64
 PATH_RESERVE = 256
 
 
-def validate(cfg: Mapping[str, Any], *, load: bool = False, data_cache: dict | None = None
-             ) -> RunConfig:
+def validate(cfg: Mapping[str, Any]) -> RunConfig:
     """The typed config of one composed job (a plain dict; a `hydra` node is ignored).
 
     Raises one ConfigError listing every problem (IncompatibleError when the only problem is a
-    backbone that cannot run the task). With `load`, the task's data is loaded and the model
-    built too, so data-file and constructor problems join the same message (`data_cache`, keyed
-    by the task node, lets a sweep load each data set once).
+    backbone that cannot run the task). Sizes the job cannot afford are refused from its settings
+    (tasks with a planned size); data-file and constructor problems are found when the job loads
+    its data and builds its model (`config.build`), or all at once by `validate_and_load`.
     """
+    return _validated(cfg, load=False, data_cache=None)[0]
+
+
+@dataclass(frozen=True)
+class Checked:
+    """A job validated with its data loaded (`validate_and_load`): its typed config and what its
+    model is built from (`config.build.build(checked.cfg, checked.loaded)`; None: the job loads
+    its data itself)."""
+
+    cfg: RunConfig
+    loaded: Loaded | None
+
+
+def validate_and_load(cfg: Mapping[str, Any], data_cache: dict | None = None) -> Checked:
+    """`validate`, with the task's data loaded and the model built on the meta device
+    (`config.build.load_checked`), so data-file and constructor problems join the same message;
+    `data_cache` (keyed by the task node) lets a sweep load each data set once."""
+    run, loaded = _validated(cfg, load=True, data_cache=data_cache)
+    assert loaded is not None  # (load_checked returns None with its problems)
+    return Checked(run, loaded)
+
+
+def _validated(cfg: Mapping[str, Any], load: bool, data_cache: dict | None
+               ) -> tuple[RunConfig, Loaded | None]:
     found = static_problems(cfg)
     problems = [p for group in found.values() for p in group]
     if found["compat"] and problems == found["compat"]:
@@ -48,22 +74,28 @@ def validate(cfg: Mapping[str, Any], *, load: bool = False, data_cache: dict | N
     components_ok = not any(found[g] for g in (*COMPONENT_GROUPS, "compat"))
     if not components_ok:
         raise ConfigError(problems[0], problems)
-    from attnbench.config.resources import resource_problems
+    from attnbench.config.resources import Sizing
 
-    sizes = resource_problems(cfg)  # before any data is generated
-    if sizes:
-        problems.extend(sizes)
-        raise ConfigError(problems[0], problems)
+    job = Sizing.of(cfg)
+    loaded = None
     if load:  # top-level, trainer and tracking problems do not stop the data and model checks
-        from attnbench.config.build import check_components
+        from attnbench.attention import ATTENTION
+        from attnbench.config.build import load_checked
 
-        problems.extend(check_components(cfg, data_cache))
+        match = cfg.get("match_params")  # an unknown name is a static problem already
+        loaded, more = load_checked(job, _seed(cfg.get("seed")),
+                                    match if match in ATTENTION.names() else None, data_cache)
+        problems.extend(more)
+    else:
+        from attnbench.config.resources import resource_problems
+
+        problems.extend(resource_problems(job))  # before any data is generated
     if problems:
         raise ConfigError(problems[0], problems)
-    return RunConfig(
-        attention=ComponentConfig.from_node(cfg["attention"]),
-        backbone=ComponentConfig.from_node(cfg["backbone"]),
-        task=ComponentConfig.from_node(cfg["task"]),
+    run = RunConfig(
+        attention=job.attention,
+        backbone=job.backbone,
+        task=job.task,
         trainer=trainer_config(cfg["trainer"]),
         tracking=TrackingConfig(uri=cfg["tracking"].get("uri")),
         seed=int(cfg["seed"]),
@@ -72,6 +104,12 @@ def validate(cfg: Mapping[str, Any], *, load: bool = False, data_cache: dict | N
         resume=bool(cfg.get("resume", False)),
         match_params=cfg.get("match_params"),
     )
+    return run, loaded
+
+
+def _seed(seed: Any) -> int:
+    """The seed data is loaded with while validating (0 for one validation refuses)."""
+    return seed if isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0 else 0
 
 
 def trainer_config(node: Mapping[str, Any]) -> TrainerConfig:

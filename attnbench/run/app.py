@@ -2,9 +2,10 @@
 
 `launch` hands the command line to Hydra's own ``@hydra.main`` (a sweep is Hydra multirun), so the
 whole override grammar, ``--cfg``, ``--info``, launchers and sweepers behave as Hydra users
-expect. Each job validates its composed config into a `RunConfig` (an optimising sweeper samples
-values no pre-flight saw) and runs `run_experiment`. A job never raises in a sweep: a failed job
-must not stop the others.
+expect. A job run in the launching process takes what the pre-flight validated and loaded for
+its config (`preflight.Prepared`); any other (a worker process, a value an optimising sweeper
+samples) validates its composed config into a `RunConfig` itself. Either runs `run_experiment`.
+A job never raises in a sweep: a failed job must not stop the others.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from attnbench.config.schema import RunConfig
 from attnbench.config.validate import validate
 from attnbench.errors import AttnbenchError, ConfigError, IncompatibleError
 from attnbench.run.experiment import SweepContext, run_experiment
+from attnbench.run.preflight import Prepared
 from attnbench.run.sweep import read_context, write_result
 from attnbench.store.schema import STAGE_TAG, RunIdentity, RunResult
 
@@ -40,15 +42,18 @@ class Outcome:
     error: AttnbenchError | None = None  # a `run` that failed: its one-line error
 
 
-def hydra_app(outcome: Outcome) -> Callable[[], Any]:
-    """attnbench's Hydra app: `@hydra.main` on conf/, whose jobs record into `outcome`.
+def hydra_app(outcome: Outcome, prepared: Prepared | None = None) -> Callable[[], Any]:
+    """attnbench's Hydra app: `@hydra.main` on conf/, whose jobs record into `outcome` and take
+    what the pre-flight `prepared` for them.
 
-    Launchers pickle the task function (with its `outcome`) to their workers; results that must
-    reach the launching process go through the sweep folder (`write_result`) instead.
+    Launchers pickle the task function (with its `outcome`; `prepared` arrives empty) to their
+    workers; results that must reach the launching process go through the sweep folder
+    (`write_result`) instead.
     """
+    prepared = prepared if prepared is not None else Prepared()
 
     def task(cfg: DictConfig) -> dict[str, Any] | float:
-        result = run_job(cfg, outcome)
+        result = run_job(cfg, outcome, prepared)
         hc = HydraConfig.get()
         if hc.mode == RunMode.MULTIRUN and "BasicSweeper" not in str(hc.sweeper.get("_target_")):
             # Optuna (like any optimising Hydra sweeper) needs each job to return one number.
@@ -102,7 +107,7 @@ def with_job_device(cfg: RunConfig, hc: Any, parallel_jobs: int) -> RunConfig:
     return replace(cfg, trainer=replace(cfg.trainer, device=device))
 
 
-def run_job(cfg: DictConfig, outcome: Outcome) -> RunResult:
+def run_job(cfg: DictConfig, outcome: Outcome, prepared: Prepared | None = None) -> RunResult:
     """One Hydra job: never raises in a sweep (a failed job must not stop the others)."""
     hc = HydraConfig.get()
     multirun = hc.mode == RunMode.MULTIRUN
@@ -116,9 +121,11 @@ def run_job(cfg: DictConfig, outcome: Outcome) -> RunResult:
     n_jobs = jobs_sharing_this_machine(hc.launcher) if multirun else 1
     ident = _identity(plain, sweep)
     stage = {STAGE_TAG: sweep.stage} if sweep is not None and sweep.stage else None
+    checked = prepared.take(plain) if prepared is not None else None
     try:
         result = run_experiment(
-            with_job_device(validate(plain), hc, n_jobs),
+            with_job_device(checked.cfg if checked else validate(plain), hc, n_jobs),
+            loaded=checked.loaded if checked else None,
             overrides=list(hc.overrides.task),
             sweep=sweep,
             show_progress=n_jobs == 1,

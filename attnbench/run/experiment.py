@@ -1,12 +1,17 @@
 """One experiment, end to end: open the run, build, train, evaluate, log to MLflow.
 
 `run_experiment(cfg)` takes a validated `RunConfig` (config.validate) and is the plain function
-behind `attnbench run` and every sweep job; tests call it directly. The MLflow run is opened on a
-thread as the job starts (with the job's start time, so durations in the UI are the job's) while
-data loads and the model is built; a failure after that marks it FAILED (or KILLED on Ctrl-C)
-with the reason as a tag. With `resume`, the cell is claimed first (`Tracker.claim`): a FINISHED
-run with the same content hash is reused, one still training elsewhere is left to it, and an
-interrupted one is reopened and trained on from the state it left (`run.resume`).
+behind `attnbench run` and every sweep job; tests call it directly. Given the data validation
+loaded (`loaded`, the pre-flight's hand-over), it loads nothing again: it builds the model once.
+Its stages: `_start` (seeds, threads, identity, tags), `_run` (open the run, or claim the cell),
+`_build` (data and model, each once), `_train` (`fit`, then `_finish` records the result). The
+MLflow run is opened on a thread (with the job's start time, so durations in the UI are the
+job's) after the first training step, or once data loading outlasts OPEN_RUN_BY_S; a failure
+after that marks it FAILED (or KILLED on Ctrl-C) with the reason as a tag. With `resume`, the
+cell is claimed first (`Tracker.claim`): a FINISHED run with the same content hash is reused,
+one still training elsewhere is left to it, and an interrupted one is reopened and trained on
+from the state it left (`run.resume`). In a terminal the progress bar names each phase before
+training (`console.RichProgress`).
 """
 
 from __future__ import annotations
@@ -14,16 +19,19 @@ from __future__ import annotations
 import contextlib
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from attnbench import OPENMP_WAIT, __version__
 from attnbench.config.schema import RunConfig
 from attnbench.errors import AttnbenchError
 from attnbench.store import schema as record
 from attnbench.store.schema import RunIdentity, RunResult
+
+if TYPE_CHECKING:
+    from attnbench.config.build import Built, Loaded
 
 OPEN_RUN_BY_S = 5.0  # the latest a job's MLflow run starts opening (see run_experiment)
 
@@ -40,112 +48,178 @@ class SweepContext:
     tags: dict[str, str] = field(default_factory=dict)  # `sweep --name/--tag/--note` (run.sweep)
 
 
-def identity(cfg: RunConfig, swept: Sequence[str] = ()) -> RunIdentity:
-    return RunIdentity(cfg.attention.name, cfg.backbone.name, cfg.task.name, cfg.seed,
-                       record.swept_values(cfg.to_dict(), swept))
-
-
 def run_experiment(
     cfg: RunConfig,
     *,
+    loaded: Loaded | None = None,
     overrides: Sequence[str] = (),
     sweep: SweepContext | None = None,
     show_progress: bool = False,
     parallel_jobs: int = 1,
     tags: Mapping[str, str] | None = None,
 ) -> RunResult:
-    """Train and evaluate one validated config."""
-    import yaml
-
-    from attnbench.config.build import build
+    """Train and evaluate one validated config: set up (`_start`), open the run or claim the
+    cell (`_run`), load and build (`_build`), train and record (`_train`). `loaded`: its data as
+    validation loaded it (the pre-flight's, `config.build.Loaded`), else it is read here."""
     from attnbench.console import RichProgress
-    from attnbench.run import provenance
-    from attnbench.run import record_logs as logs
     from attnbench.store import scratch
-    from attnbench.store.handle import Tracker
     from attnbench.training.device import resolve
-    from attnbench.training.loop import fit
     from attnbench.training.optimizers import prefetch
-    from attnbench.training.seeding import seed_everything, set_threads
 
     started_ms = int(time.time() * 1000)
     warm = prefetch()  # torch.optim's first use imports torch._dynamo (~1 s): off the critical path
     device = resolve(cfg.trainer)  # ConfigError when this machine cannot (pre-flight said so)
-    ident = identity(cfg, sweep.swept if sweep else ())
-    name = ident.run_name
+    job = _start(cfg, sweep, parallel_jobs, tags, device, started_ms)
+    progress = RichProgress(job.name) if show_progress and cfg.trainer.progress else None
+    try:
+        return _run(job, loaded, overrides, progress, device, warm)
+    finally:
+        if progress is not None:  # (a run that fails before training clears its phases)
+            progress.stop()
+        scratch.remove(job.token)
+
+
+@dataclass
+class _Job:
+    """A job on its way: its config, where and as what it records, its scratch folder."""
+
+    cfg: RunConfig
+    plain: dict[str, Any]  # the config as recorded: config.yaml, params, the content hash
+    ident: RunIdentity
+    sweep: SweepContext | None
+    tracker: Any
+    experiment: str
+    code: str  # package version + hash of the code that defines what it trains
+    tags: dict[str, Any]  # what the run is tagged with when it opens
+    token: str  # the scratch folder's (store.scratch)
+    last: LastCheckpoint
+    started_ms: int
+
+    @property
+    def name(self) -> str:
+        return self.ident.run_name
+
+    @property
+    def parent(self) -> str | None:
+        return self.sweep.parent_run_id if self.sweep else None
+
+
+def _start(cfg: RunConfig, sweep: SweepContext | None, parallel_jobs: int,
+           tags: Mapping[str, str] | None, device: Any, started_ms: int) -> _Job:
+    """Seeds and threads set; the job's identity, store, tags and scratch folder."""
+    from attnbench.run import provenance
+    from attnbench.store import scratch
+    from attnbench.store.handle import Tracker
+    from attnbench.training.seeding import seed_everything, set_threads
+
+    plain = cfg.to_dict()
+    ident = RunIdentity(cfg.attention.name, cfg.backbone.name, cfg.task.name, cfg.seed,
+                        record.swept_values(plain, sweep.swept if sweep else ()))
     seed_everything(cfg.seed, cfg.trainer.deterministic)
     threads = set_threads(cfg.trainer.threads, parallel_jobs)
-    plain = cfg.to_dict()
-    tracker = Tracker(cfg.tracking.uri, cfg.runs_dir)
-    exp_name = sweep.experiment_name if sweep else cfg.default_experiment
     code = f"{__version__}+{provenance.code_hash(cfg)}"
     token, folder = scratch.new()
-    last = LastCheckpoint(folder / scratch.LAST)
     run_tags = {**(sweep.tags if sweep else {}), **ident.tags(),
                 **_run_tags(cfg, code, threads, token, device), **(tags or {})}
-    parent = sweep.parent_run_id if sweep else None
+    return _Job(cfg, plain, ident, sweep, Tracker(cfg.tracking.uri, cfg.runs_dir),
+                sweep.experiment_name if sweep else cfg.default_experiment, code, run_tags,
+                token, LastCheckpoint(folder / scratch.LAST), started_ms)
 
-    def open_run(extra: Mapping[str, Any] | None = None) -> str:
-        exp_id = tracker.experiment_id(exp_name)
-        if sweep is None:  # a sweep's callback already did, for the whole sweep
-            tracker.mark_stale_runs([exp_id])
-        run_id = tracker.start_run(exp_id, name, {**run_tags, **(extra or {})}, parent, started_ms)
-        try:
-            tracker.heartbeat(run_id)
-            tracker.log_params(run_id, logs.defining_params(plain))
-            tracker.log_text(run_id, yaml.safe_dump(plain, sort_keys=False), record.CONFIG_ARTIFACT)
-            tracker.log_text(run_id, yaml.safe_dump(list(overrides)), record.OVERRIDES_ARTIFACT)
-        except BaseException as err:
-            _close(tracker, run_id, "FAILED", _reason(err), last)
-            raise
-        return run_id
 
-    built = None
-    resume_from = None
-    if cfg.resume:  # the content hash needs the data: load it, then claim the cell
-        built = build(cfg)
-        chash = record.config_hash(plain, code, built.data.fingerprint)
-        claimed = _claim_cell(tracker, cfg, built, chash, ident, parent, exp_name,
-                              lambda: open_run({record.CONFIG_HASH_TAG: chash}), run_tags, last)
+def _run(job: _Job, loaded: Loaded | None, overrides: Sequence[str], progress: Any,
+         device: Any, warm: Any) -> RunResult:
+    """The run opened (or, with `resume`, the cell claimed first), then built and trained; a
+    failure once the run may exist closes it (`_closed_on_error`)."""
+    built = resume_from = None
+    if job.cfg.resume:  # the content hash needs the data: load it, then claim the cell
+        built = _build(job.cfg, loaded, progress)
+        claimed = _claim_cell(job, built, overrides)
         if isinstance(claimed, RunResult):
-            scratch.remove(token)
             return claimed
         run_id, resume_from = claimed
-        opening = tracker.open_run(lambda: run_id, background=False)
+        opening = job.tracker.open_run(lambda: run_id, background=False)
     else:
         # MLflow's import and the run's creation (2-4 s of CPU) wait for the first training
-        # step (`fit(after_first_step=...)`): they would only compete for the GIL with
+        # step (`Measurement.after_first_step`): they would only compete for the GIL with
         # torch.optim's one-time import (`warm`) the first step waits for, and there they stay
         # out of the timed training and the memory figure. A job whose data takes longer than
         # OPEN_RUN_BY_S to load opens its run then. The run keeps the job's start time; metrics
         # wait in the sink until it exists.
-        opening = tracker.open_run(open_run)
+        opening = job.tracker.open_run(lambda: _open_run(job, overrides))
         opening.start_by(OPEN_RUN_BY_S)
+    with _closed_on_error(job.tracker, opening, job.last):
+        if built is None:
+            built = _build(job.cfg, loaded, progress)
+        opening.cancel_timer()  # from here on fit opens it, where the memory meter allows
+        return _train(job, built, opening, progress, device, warm, resume_from)
+
+
+def _open_run(job: _Job, overrides: Sequence[str], extra: Mapping[str, Any] | None = None
+              ) -> str:
+    """Create the job's run with its tags, params and config files; its id."""
+    import yaml
+
+    from attnbench.run import record_logs as logs
+
+    tracker = job.tracker
+    exp_id = tracker.experiment_id(job.experiment)
+    if job.sweep is None:  # a sweep's callback already did, for the whole sweep
+        tracker.mark_stale_runs([exp_id])
+    run_id = tracker.start_run(exp_id, job.name, {**job.tags, **(extra or {})}, job.parent,
+                               job.started_ms)
     try:
-        with _closed_on_error(tracker, opening, last):
-            if built is None:
-                built = build(cfg)
-            opening.cancel_timer()  # from here on fit opens it, where the memory meter allows
-            data = built.data
-            chash = record.config_hash(plain, code, data.fingerprint)
-            _log_data(tracker, opening, cfg, built, chash)
-            progress = RichProgress(name) if show_progress and cfg.trainer.progress else None
-            result = fit(
-                built.model, data, built.trainer, cfg.seed, tracker.sink(opening), progress,
-                on_epoch_end=last.mark_epoch, before_eval=opening.result, device=device,
-                warm=warm, last_path=last.path, resume_from=resume_from,
-                after_first_step=opening.result,
-            )
-            run_id = opening.result()
-            final = _finish(tracker, run_id, built, result, last)
-            primary = record.split_metric(record.BEST_VAL, data.primary_metric)
-            return RunResult(name, "FINISHED", run_id, final, primary=primary,
-                             identity=ident.tags(), experiment=exp_name)
-    finally:
-        scratch.remove(token)
+        tracker.heartbeat(run_id)
+        tracker.log_params(run_id, logs.defining_params(job.plain))
+        tracker.log_text(run_id, yaml.safe_dump(job.plain, sort_keys=False),
+                         record.CONFIG_ARTIFACT)
+        tracker.log_text(run_id, yaml.safe_dump(list(overrides)), record.OVERRIDES_ARTIFACT)
+    except BaseException as err:
+        _close(tracker, run_id, "FAILED", _reason(err), job.last)
+        raise
+    return run_id
 
 
-def _log_data(tracker: Any, opening: Any, cfg: RunConfig, built: Any, chash: str) -> None:
+def _build(cfg: RunConfig, loaded: Loaded | None, progress: Any) -> Built:
+    """The data (as validation loaded it, else read now) and the model, each once; the bar
+    shows which."""
+    from attnbench.config.build import build, load
+
+    if loaded is None or loaded.seed != cfg.seed:
+        if progress is not None:
+            progress.phase("loading data")
+        loaded = load(cfg)
+    if progress is not None:
+        progress.phase("building the model")
+    return build(cfg, loaded)
+
+
+def _train(job: _Job, built: Built, opening: Any, progress: Any, device: Any, warm: Any,
+           resume_from: Path | None) -> RunResult:
+    """Log what the data is, train (`fit`), record the result (`_finish`)."""
+    from attnbench.training.loop import fit
+    from attnbench.training.measurement import Measurement
+
+    def open_after_first_step() -> None:
+        if progress is not None and not opening.done():
+            progress.phase("opening the MLflow run")
+        opening.result()
+
+    data = built.data
+    chash = record.config_hash(job.plain, job.code, data.fingerprint)
+    _log_data(job.tracker, opening, job.cfg, built, chash)
+    measure = Measurement(warm=warm, after_first_step=open_after_first_step,
+                          before_eval=opening.result)
+    result = fit(built.model, data, built.trainer, job.cfg.seed, job.tracker.sink(opening),
+                 progress, job.last.mark_epoch, measure=measure, device=device,
+                 last_path=job.last.path, resume_from=resume_from)
+    run_id = opening.result()
+    final = _finish(job.tracker, run_id, built, result, job.last)
+    primary = record.split_metric(record.BEST_VAL, data.primary_metric)
+    return RunResult(job.name, "FINISHED", run_id, final, primary=primary,
+                     identity=job.ident.tags(), experiment=job.experiment)
+
+
+def _log_data(tracker: Any, opening: Any, cfg: RunConfig, built: Built, chash: str) -> None:
     """What the data is, logged once the run exists, and its notes shown now (`record_logs`)."""
     from attnbench.run import record_logs as logs
 
@@ -178,27 +252,26 @@ def _closed_on_error(tracker: Any, opening: Any, last: LastCheckpoint) -> Iterat
         raise
 
 
-def _claim_cell(
-    tracker: Any, cfg: RunConfig, built: Any, chash: str, ident: RunIdentity,
-    parent: str | None, exp_name: str, open_run: Callable[[], str],
-    run_tags: Mapping[str, Any], last: LastCheckpoint,
-) -> RunResult | tuple[str, Path | None]:
+def _claim_cell(job: _Job, built: Built, overrides: Sequence[str]
+                ) -> RunResult | tuple[str, Path | None]:
     """`--resume`: under the cell's claim (`Tracker.claim`), the SKIPPED result of a cell done or
     being trained elsewhere, else (run id, state to resume from): the interrupted run of this
     cell reopened, or a new RUNNING run (the claim for other processes)."""
     from attnbench.run.resume import continuation, skip_if_done
 
+    tracker = job.tracker
+    chash = record.config_hash(job.plain, job.code, built.data.fingerprint)
     with tracker.claim(chash):
-        exp_id = tracker.experiment_id(exp_name)
-        skipped = skip_if_done(tracker, exp_id, chash, ident, parent)
+        exp_id = tracker.experiment_id(job.experiment)
+        skipped = skip_if_done(tracker, exp_id, chash, job.ident, job.parent)
         if skipped is not None:
             return skipped
-        cont = continuation(tracker, exp_id, chash, last.path.parent, cfg=cfg,
-                            model=built.model, parent_run_id=parent)
+        cont = continuation(tracker, exp_id, chash, job.last.path.parent, cfg=job.cfg,
+                            model=built.model, parent_run_id=job.parent)
         if cont is None:
-            return open_run(), None
-        last.continued = True
-        return _reopen(tracker, cont, run_tags), cont.state
+            return _open_run(job, overrides, {record.CONFIG_HASH_TAG: chash}), None
+        job.last.continued = True
+        return _reopen(tracker, cont, job.tags), cont.state
 
 
 def _reason(err: BaseException) -> str:

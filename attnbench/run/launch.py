@@ -181,7 +181,7 @@ def _run_hydra_reported(args: list[str], multirun: bool, debug: bool, outcome: O
     not foresee) as one line, exit 1, and the sweep this process opened closed as FAILED instead
     of left RUNNING (Hydra would print its traceback and exit)."""
     try:
-        _run_hydra(args, multirun, debug, outcome)
+        _run_hydra(args, multirun, debug, outcome, checked)
     except (KeyboardInterrupt, AttnbenchError):
         raise
     except Exception as err:
@@ -205,7 +205,8 @@ def _close_sweep(checked: Preflight, reason: str) -> str | None:
         return None
 
 
-def _run_hydra(args: list[str], multirun: bool, debug: bool, outcome: Outcome) -> None:
+def _run_hydra(args: list[str], multirun: bool, debug: bool, outcome: Outcome,
+               checked: Preflight) -> None:
     argv, debug_env = sys.argv, os.environ.get(DEBUG_ENV)
     full_error = os.environ.get(FULL_ERROR)
     os.environ[FULL_ERROR] = "1"  # Hydra raises instead of printing a traceback and exiting
@@ -215,7 +216,7 @@ def _run_hydra(args: list[str], multirun: bool, debug: bool, outcome: Outcome) -
     if debug:
         os.environ[DEBUG_ENV] = "1"
     try:
-        hydra_app(outcome)()
+        hydra_app(outcome, checked.prepared)()  # the jobs take what the pre-flight proved
     finally:
         sys.argv = argv
         if full_error is None:

@@ -1,11 +1,16 @@
 """Pre-flight: compose every job a command line describes and validate it, before anything
 trains, so a typo is one line naming the valid choices (and every problem of a sweep is in one
 message). The result is the jobs' typed `RunConfig`s; Hydra then runs them.
+
+What it validated and loaded is handed to the jobs Hydra runs in this process (`Prepared`): such
+a job validates nothing again and loads no data again; it builds its model. A launcher's worker
+process (joblib, submitit, Ray) receives none of it and does its one pass itself.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,7 +18,7 @@ from attnbench.config.compose import compose_reporting, hydra_compose, parse_hyd
 from attnbench.config.grid import expand_overrides
 from attnbench.config.guard import check_config, whence_finder
 from attnbench.config.schema import RunConfig
-from attnbench.config.validate import check_uri, validate
+from attnbench.config.validate import Checked, check_uri, validate_and_load
 from attnbench.errors import ConfigError, IncompatibleError
 from attnbench.run.sources import (
     master_problems,
@@ -27,12 +32,48 @@ from attnbench.run.sources import (
 )
 
 
+class Prepared:
+    """What the pre-flight proved for each job, found by the job's composed config (`take`): its
+    typed config, and its data when it was loaded with the job's seed (a sweep loads each task's
+    data once, with the first seed that needs it).
+
+    It serves the jobs Hydra runs in this process. Pickled to a launcher's worker it arrives
+    empty: the worker validates and loads for itself, and no job's data crosses with it.
+    """
+
+    def __init__(self) -> None:
+        self._jobs: dict[str, Checked] = {}
+
+    def add(self, plain: Mapping[str, Any], checked: Checked) -> None:
+        self._jobs[_key(plain)] = checked
+
+    def take(self, plain: Mapping[str, Any]) -> Checked | None:
+        """The job's `Checked`, once (its data is then the job's to let go); None for a config
+        the pre-flight did not see (a value an optimising sweeper samples, a remote worker's
+        absolute folders)."""
+        return self._jobs.pop(_key(plain), None)
+
+    def __len__(self) -> int:
+        return len(self._jobs)
+
+    def __reduce__(self) -> tuple[type, tuple[()]]:
+        return (Prepared, ())
+
+
+def _key(plain: Mapping[str, Any]) -> str:
+    """A composed config (its `hydra` node aside) as text: equal configs, equal keys."""
+    return json.dumps({k: v for k, v in plain.items() if k != "hydra"}, sort_keys=True,
+                      default=repr)
+
+
 @dataclass
 class Preflight:
-    """The validated jobs of a command line, and notes on the sweep cells it will skip."""
+    """The validated jobs of a command line, notes on the sweep cells it will skip, and what it
+    proved for the jobs this process runs."""
 
     jobs: list[RunConfig] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    prepared: Prepared = field(default_factory=Prepared)
 
 
 class _Problems(list):
@@ -60,7 +101,7 @@ def check_overrides(args: Sequence[str], multirun: bool = False, *, create_store
     incompatible = 0
     servers: dict[str, str] = {}  # tracking server URI -> runs_dir, contacted once below
     local_stores: list[str] = []  # runs_dir of each local store, checked once below
-    data_cache: dict[str, Any] = {}
+    data_cache: dict[str, Any] = {}  # task node -> (seed, data): each task's data loaded once
     first_tree: dict[str, Any] = {}  # the first job's resolved config: Hydra's output folder
     with hydra_compose(**sources(hargs)) as compose:
         for job in jobs:
@@ -87,7 +128,7 @@ def check_overrides(args: Sequence[str], multirun: bool = False, *, create_store
             if uri is None and isinstance(runs_dir, str) and runs_dir not in local_stores:
                 local_stores.append(runs_dir)
             try:
-                out.jobs.append(validate(plain, load=True, data_cache=data_cache))
+                checked = validate_and_load(plain, data_cache)
             except IncompatibleError as err:
                 if not multirun:
                     problems.add(err.problems)
@@ -96,6 +137,10 @@ def check_overrides(args: Sequence[str], multirun: bool = False, *, create_store
                 incompatible += 1
             except ConfigError as err:
                 problems.add(err.problems)
+            else:
+                out.jobs.append(checked.cfg)
+                out.prepared.add(plain, checked if checked.loaded.seed == checked.cfg.seed
+                                 else Checked(checked.cfg, None))
     problems.add(_device_problems(out.jobs))
     problems.add(_unreachable(servers))
     if not problems:  # Hydra's folder, a broken local store: one line now, not inside Hydra

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 from attnbench.tasks.base import PAD
 from attnbench.training.loop import better, fit
+from attnbench.training.measurement import Measurement
 from attnbench.training.steps import evaluate
 from tests.training.conftest import COPY, RECALL, Recorder, case
 
@@ -23,7 +24,8 @@ def test_validation_every_epoch_by_default() -> None:
     sink = Recorder()
     epochs: list[int] = []
     result = fit(c.model, c.data, c.trainer, c.seed, sink,
-                 on_epoch_end=lambda e, _: epochs.append(e), before_eval=lambda: epochs.append(0))
+                 on_epoch_end=lambda e, _: epochs.append(e),
+                 measure=Measurement(before_eval=lambda: epochs.append(0)))
     assert sink.steps_of("val/acc") == [8, 16, 24] == sink.steps_of("val/loss")
     assert epochs == [0, 1, 0, 2, 0, 3]  # before_eval before each validation, then on_epoch_end
     assert result.steps == 24 and result.stopped_by is None
