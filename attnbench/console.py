@@ -8,16 +8,32 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from rich.console import Console
+from rich.console import Console, ConsoleDimensions
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 
-def stdout_console() -> Console:
+class _Stdout(Console):
     """Tables and summaries on stdout, as wide as the terminal, or $COLUMNS when it is set (a
-    pipe, a test), else 160."""
-    columns = os.environ.get("COLUMNS", "")
-    return Console(soft_wrap=True, width=None if sys.stdout.isatty() or columns.isdigit() else 160)
+    pipe, a test), else 160 — decided when something is printed, not when attnbench is
+    imported (a command's environment may set COLUMNS after that)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._width = None  # rich fixes $COLUMNS at construction: read it when printing instead
+
+    def _size(self) -> ConsoleDimensions:
+        dims = Console.size.fget(self)  # type: ignore[attr-defined]
+        if (self._width is None and not self.is_terminal
+                and not os.environ.get("COLUMNS", "").isdigit()):
+            return ConsoleDimensions(160, dims.height)
+        return dims
+
+    size = property(_size, Console.size.fset)  # type: ignore[assignment]
+
+
+def stdout_console() -> Console:
+    return _Stdout(soft_wrap=True)
 
 
 console = stdout_console()

@@ -37,7 +37,10 @@ def _rows(output: str) -> list[list[str]]:
     return [re.split(r"\s{2,}", ln.strip()) for ln in body]
 
 
-def test_runs_lists_recent_sweeps_with_their_compare_command(cli, runs_dir: Path) -> None:
+def test_runs_lists_recent_sweeps_with_their_compare_command(
+    cli, runs_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "160")  # wide enough for the compare command on every row
     tracker = tracker_for(runs_dir)
     old = _sweep(tracker, "reverse", None, ["FINISHED"] * 2, 1_700_000_000_000)
     new = _sweep(tracker, "assoc_recall", "baseline", ["FINISHED", "FAILED", "KILLED"],
