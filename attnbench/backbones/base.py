@@ -18,6 +18,9 @@ pre-flight reads them on a model built on the meta device, so no memory is alloc
 - ``kinds`` (required): the task kinds it supports; an incompatible task is refused before
   training.
 - ``width``: the width of the states attention sees (its query width).
+- ``causal`` (False): a position's output depends on the inputs up to it only (a decoder-only
+  language model); the conformance suite then checks that a later token changes no earlier
+  output. Every decoder is causal in its targets whatever this says.
 - ``attention_calls()``: what it asks of attention in one training forward pass over a
   full-length example: one ``AttentionCall(module, Tq, Tk)`` per call, the module knowing the
   widths it was built with (default: none declared; the pre-flight then counts no attention
@@ -90,6 +93,7 @@ class Backbone(nn.Module):
     # The constructor argument that sets the model's width, which `match_params` adjusts to bring
     # a variant's parameter count to the reference's (config.build); None = not adjustable.
     width_key: ClassVar[str | None] = None
+    causal: ClassVar[bool] = False
     width: int = 0
 
     def attention_calls(self) -> list[AttentionCall]:

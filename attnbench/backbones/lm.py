@@ -59,6 +59,7 @@ from attnbench.tasks.base import BOS, EOS, PAD, TaskSpec
 class LM(Backbone):
     kinds = frozenset({"classify", "transduce"})
     width_key = "d_model"
+    causal = True
 
     def __init__(
         self,
@@ -212,7 +213,7 @@ class LM(Backbone):
             if bool(done.all()) or len(out) == max_len:
                 break
             new, new_pos = self.tgt_embed(nxt[:, None]), pos[:, -1:] + 1  # (B, 1, D), (B, 1)
-            real = torch.ones(b, 1, dtype=torch.bool, device=seq.device)
+            real = nxt[:, None] != PAD  # as in training: a PAD token is no key
             pos = torch.cat([pos, new_pos], dim=1)
             if cache:
                 h = self._step(new, real, new_pos, pos, states)

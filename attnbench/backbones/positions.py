@@ -94,11 +94,12 @@ class Sinusoidal(nn.Module, PositionScheme):
 def rope(x: Tensor, pos: Tensor, base: float = 10000.0) -> Tensor:
     """Su et al. 2021 eq. 34: x (B[, H], T, Dh) with each pair (x_2k, x_2k+1) rotated by the angle
     p·θ_k, θ_k = base^(-2k/Dh), p the position (pos: (B | 1, T)). An odd last feature is left as
-    it is. Angles in float32, the result in x's dtype."""
+    it is. Angles in float32 (float64 for float64 x), the result in x's dtype."""
     d = x.shape[-1]
     pairs = d // 2
-    theta = torch.exp(torch.arange(pairs, device=x.device) * (-2.0 * math.log(base) / d))
-    angle = pos[..., None].float() * theta  # (B | 1, T, Dh/2)
+    exact = torch.promote_types(x.dtype, torch.float32)  # float32, or float64 for float64 x
+    theta = torch.exp(torch.arange(pairs, device=x.device, dtype=exact) * (-2 * math.log(base) / d))
+    angle = pos[..., None].to(exact) * theta  # (B | 1, T, Dh/2)
     while angle.dim() < x.dim():
         angle = angle.unsqueeze(1)  # (B | 1, 1, T, Dh/2): shared by the heads
     cos, sin = angle.cos().to(x.dtype), angle.sin().to(x.dtype)
