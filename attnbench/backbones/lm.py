@@ -51,7 +51,13 @@ from attnbench.backbones.base import (
     padding_mask,
 )
 from attnbench.backbones.blocks import Block, check_settings
-from attnbench.backbones.positions import SchemeName, check_length, make_scheme, refusal
+from attnbench.backbones.positions import (
+    SchemeName,
+    check_length,
+    make_scheme,
+    refusal,
+    table_limit,
+)
 from attnbench.tasks.base import BOS, EOS, PAD, TaskSpec
 
 
@@ -97,9 +103,7 @@ class LM(Backbone):
     # -- facts -------------------------------------------------------------------------------
     @classmethod
     def length_limit(cls, params: Mapping[str, Any]) -> tuple[str, int] | None:
-        if params.get("positions", "learned") != "learned":
-            return None  # sinusoidal, rope, alibi, none: any position
-        return "max_len", int(params["max_len"])  # one learned row per position
+        return table_limit(params)  # learned: one row per position; the others: any length
 
     @classmethod
     def sequence_length(cls, spec: TaskSpec) -> int:

@@ -23,7 +23,8 @@ paper's −m·(i − j); in an encoder it is the symmetric form.
 from __future__ import annotations
 
 import math
-from typing import ClassVar, Literal
+from collections.abc import Mapping
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
@@ -192,6 +193,13 @@ def refusal(name: str, attention: type) -> str | None:
     outside = [s.name for s in SCHEMES.values() if s.needs is None]
     return (f"backbone.positions={name} {scheme.acts} and '{attention.name}' cannot take it "
             f"({scheme.needs} is False; or use backbone.positions={'|'.join(outside)})")
+
+
+def table_limit(params: Mapping[str, Any]) -> tuple[str, int] | None:
+    """A backbone's ``length_limit`` from its ``positions`` and ``max_len`` settings: the table's
+    rows for a bounded scheme (learned), None (any length) for the others."""
+    scheme = SCHEMES.get(str(params.get("positions", "learned")))
+    return ("max_len", int(params["max_len"])) if scheme is None or scheme.bounded else None
 
 
 def check_length(name: str, longest: int, max_len: int) -> None:

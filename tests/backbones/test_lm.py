@@ -160,3 +160,21 @@ def test_lowrank_is_refused_naming_the_causal_variants() -> None:
     assert "'lowrank' has no causal form" in message
     ok = message.split("Compatible variants: ")[1].split(", ")
     assert set(ok) == {n for n in ATTENTION.names() if n != "lowrank"}
+
+
+def test_the_length_generalization_preset_tests_at_1x_2x_and_4x() -> None:
+    """Press et al. 2022's question on the lm: one training length, tests at 1x, 2x and 4x, the
+    schemes it compares, 3 seeds, and a learned table that covers the 4x test (so learned is
+    reported there, reading rows training never reached, rather than refused)."""
+    preset = yaml.safe_load((CONF / "experiment" / "length_generalization.yaml").read_text())
+    grid = {k: str(v).split(",") for k, v in preset["hydra"]["sweeper"]["params"].items()}
+    task = preset["task"]
+    pairs = [int(p) for p in grid["task.test_num_pairs"]]
+    assert pairs == [task["num_pairs"] * m for m in (1, 2, 4)]
+    assert {"learned", "sinusoidal", "rope", "alibi"} <= set(grid["backbone.positions"])
+    assert len(grid["seed"]) >= 3 and len(grid["attention"]) >= 2
+    assert {"override /backbone": "lm"} in preset["defaults"]
+    spec = TASKS.get("assoc_recall")(**{k: v for k, v in task.items()},
+                                     test_num_pairs=max(pairs)).planned_size().spec
+    assert LM.length_limit({"positions": "learned", **preset["backbone"]})[1] >= \
+        LM.sequence_length(spec)
