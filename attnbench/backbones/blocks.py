@@ -112,6 +112,20 @@ class Block(nn.Module):
                 x = x + self.drop(ctx)
         return x + self.drop(self.mlp(self.ln2(x))), weights
 
+    def saved_per_position(self) -> int:
+        """Float values one position keeps for backward in this block outside attention: each
+        sublayer's norm and residual sum (~2 D), the q/k/v/o projections the mixer adds around a
+        variant without its own (4 D; ``multihead`` counts its own in its ``memory_bytes``), the
+        MLP's hidden units and their GELU (2 ffn_mult D), and a cross-attention's (4 D); a
+        ``none`` mixer keeps nothing."""
+        d = self.ln1.normalized_shape[0]
+        saved = 2 * d + 2 * self.mlp[0].out_features  # the MLP sublayer
+        if not self.mix.baseline:
+            saved += 2 * d + (4 * d if self.mix.proj is not None else 0)
+        if self.cross is not None and not self.cross.baseline:
+            saved += 4 * d
+        return saved
+
     def decode(
         self, x: Tensor, keep: Tensor, state: Any, positions: Positions | None
     ) -> tuple[Tensor, Any]:

@@ -126,14 +126,13 @@ class LM(Backbone):
         return [AttentionCall(b.mix.attn, s, s) for b in self.blocks if not b.mix.baseline]
 
     def activations_per_example(self) -> int:
-        """Per block and position: norms, residuals and q/k/v/o projections (~8 D) and the MLP's
-        hidden units and their GELU (2 ffn_mult D); the embeddings; the logits, their
-        log-softmax and gradient (3 per output)."""
+        """Per position, what each block keeps (``Block.saved_per_position``); the embeddings;
+        the logits, their log-softmax and gradient (3 per output)."""
         s, d, spec = self.sequence_length(self.spec), self.width, self.spec
         outputs = {"prefix_target": spec.max_target_len * spec.target_vocab_size,
                    "last_token": spec.num_classes,
                    "per_position": spec.max_len * spec.num_classes}[self.format]
-        return s * len(self.blocks) * (8 + 2 * self.ffn_mult) * d + s * d + 3 * outputs
+        return s * sum(b.saved_per_position() for b in self.blocks) + s * d + 3 * outputs
 
     # -- training forward ----------------------------------------------------------------------
     def forward(

@@ -117,15 +117,15 @@ class Transformer(Backbone):
         return calls
 
     def activations_per_example(self) -> int:
-        """Per block and position: the norms, residuals and q/k/v/o projections (~8 D), the MLP's
-        hidden units and their GELU (2 ffn_mult D), a decoder block's cross-attention (4 D);
+        """Per position, what each block keeps (``Block.saved_per_position``); the embeddings;
         then the logits, their log-softmax and gradient (3 per output)."""
         d, t, u = self.width, self.spec.max_len, self.spec.max_target_len
-        block = (8 + 2 * self.ffn_mult) * d
         out = 3 * (t if self.spec.target_per_position else 1) * self.spec.num_classes
         if self.spec.kind == "transduce":
-            out = 3 * u * self.spec.target_vocab_size + u * len(self.decoder) * (block + 4 * d)
-        return t * len(self.encoder) * block + (t + u) * d + out
+            out = 3 * u * self.spec.target_vocab_size
+        encoder = sum(b.saved_per_position() for b in self.encoder)
+        decoder = sum(b.saved_per_position() for b in self.decoder)
+        return t * encoder + u * decoder + (t + u) * d + out
 
     def _positioned(self, x: Tensor) -> tuple[Tensor, Positions | None]:
         """x (B, T, D) with the scheme's embedding added, and what it does inside attention."""

@@ -178,3 +178,15 @@ def test_the_length_generalization_preset_tests_at_1x_2x_and_4x() -> None:
                                      test_num_pairs=max(pairs)).planned_size().spec
     assert LM.length_limit({"positions": "learned", **preset["backbone"]})[1] >= \
         LM.sequence_length(spec)
+
+
+@pytest.mark.parametrize("attention", ["scaled", "multihead", "linear", "none"])
+@pytest.mark.parametrize("task", ["copy", "assoc_recall"])
+def test_the_preflight_estimate_is_a_lower_bound_of_an_lm_step(task: str, attention: str) -> None:
+    """The lm's facts (``attention_calls``, ``activations_per_example``) keep the pre-flight's
+    step estimate under what a real training step holds, as for the other backbones."""
+    from tests.config.test_resource_preflight import (
+        test_the_step_estimate_is_a_lower_bound_of_a_real_step as lower_bound,
+    )
+
+    lower_bound("lm", task, attention)
