@@ -29,6 +29,7 @@ def _options(group: str) -> list[str]:
 
 
 def _triples() -> list[tuple[str, str, str]]:
+    from attnbench.attention import ATTENTION
     from attnbench.backbones import BACKBONES
     from attnbench.tasks import TASKS
 
@@ -37,7 +38,10 @@ def _triples() -> list[tuple[str, str, str]]:
         _options("backbone"), _options("attention"), _options("task")
     ):
         kind = TASKS.get(_yaml("task", task)["name"]).kind
-        if kind in BACKBONES.get(_yaml("backbone", backbone)["name"]).kinds:
+        node = _yaml("backbone", backbone)
+        cls = BACKBONES.get(node.pop("name"))
+        refused = cls.incompatible(ATTENTION.get(_yaml("attention", attention)["name"]), node)
+        if kind in cls.kinds and refused is None:  # e.g. lm refuses lowrank (no causal form)
             out.append((backbone, attention, task))
     return out
 

@@ -9,6 +9,10 @@ that tensor exceeds ``chunk_bytes``, scores are computed over chunks of C query 
 (B, C, Tk, Hd) chunk under the budget, one buffer reused by every chunk, and backward recomputes
 each chunk instead of storing it (checkpointing, done by hand to run in place). Only the
 (B, Tq, Tk) scores and weights persist, which the softmax needs anyway.
+
+Positions inside attention: ALiBi's bias is added to the scores before the softmax. RoPE is not
+taken: it makes a dot product depend on the distance by rotating q and k, and vᵀ tanh(W q + U k)
+is not a dot product of q and k (``accepts_rotary`` False: a backbone refuses the pair).
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from attnbench.attention.base import (
     softmax_mix,
     upcast,
 )
+from attnbench.attention.causal import Positions
 
 DEFAULT_CHUNK_BYTES = 64 * 2**20  # few, large chunks: robust when CPU threads are contended
 
@@ -141,6 +146,7 @@ def additive_scores(wq: Tensor, uk: Tensor, v: Tensor, chunk_bytes: int) -> Tens
 @ATTENTION.register("additive")
 class AdditiveAttention(Attention):
     bounded_in_bf16: ClassVar[bool] = True  # |score| <= Σ|v|: tanh is bounded, in float32
+    accepts_bias: ClassVar[bool] = True  # on the scores; no rotation (no qᵀk to rotate)
     references = MappingProxyType({"naive": Reference(_additive_naive)})
     reference: ClassVar[str] = (
         "Bahdanau, Cho & Bengio 2015, 'Neural Machine Translation by Jointly Learning to Align "
@@ -196,12 +202,16 @@ class AdditiveAttention(Attention):
         value: Tensor,
         mask: Tensor | None = None,
         need_weights: bool = False,
+        positions: Positions | None = None,
     ) -> tuple[Tensor, Tensor | None]:
         b, tq, _ = query.shape
         m = expand_mask(mask, b, tq, key.shape[1])  # (B, Tq, Tk) or None
         wq = self.W(query)  # (B, Tq, Hd)
         uk = self.U(key)  # (B, Tk, Hd)
         scores = additive_scores(wq, uk, self.v.weight[0], self.chunk_bytes)  # (B, Tq, Tk)
+        bias = None if positions is None else positions.score_bias(1)  # (B | 1, 1, Tq, Tk)
+        if bias is not None:
+            scores = scores + bias[:, 0]
         p = self.dropout if self.training else 0.0
         context, weights = softmax_mix(scores, m, value, p)  # (B, Tq, Dv), (B, Tq, Tk)
         return context, (weights if need_weights else None)

@@ -42,6 +42,17 @@ keep no list of names):
   written formula, cross-checked by a test against the counter; default None: the bench counts);
 - ``length_limit()``: (setting, value) of the longest key sequence the module takes (default
   None: any length), checked by the pre-flight against the task.
+- ``causal`` (True): it can be a causal language model's token mixer (``backbone=lm``): under a
+  causal mask no output depends on a later key, and ``decode`` runs it step by step. False for
+  ``lowrank``, whose Linformer projection spans the whole length; the LM refuses it.
+- ``accepts_rotary`` (False) / ``accepts_bias`` (False): it applies a positional scheme inside
+  attention (causal.py's ``Positions``): RoPE's rotation of its queries and keys, ALiBi's bias on
+  its logits. Such a variant's ``forward`` takes a keyword ``positions`` (default None); a
+  backbone passes it only to a variant that declares the fact, and refuses a scheme the variant
+  cannot take, naming the variants that can.
+- ``decode(query, key, value, keep, state, positions)``: causal self-attention of the S newest
+  positions given what earlier calls kept (causal.py); default: a ``KVCache`` of every key and
+  value, and ``forward`` over them.
 
 Precision (``torch.autocast``, or 16-bit tensors as ``bench.dtype=bf16`` passes them): products
 run in the dtype autocast gives them (the fused SDPA kernels take bfloat16/float16 and keep their
@@ -55,8 +66,9 @@ float64 every step of this is a no-op: the same aten ops run as without it.
 
 Helpers any variant (built-in or plugin) may use, so the same check or step reads the same
 everywhere: ``check_widths``, ``require_equal_widths`` and ``check_dropout`` for the constructor;
-``expand_mask``, ``masked_softmax``, ``softmax_mix``, ``dot_scores`` and ``sdpa_mask`` for the
-forward pass; ``upcast``, ``mix_dtype`` and ``full_precision`` for precision.
+``expand_mask``, ``masked_softmax``, ``softmax_mix``, ``dot_scores``, ``sdpa_mask`` and
+causal.py's ``fold_bias`` for the forward pass; ``upcast``, ``mix_dtype`` and
+``full_precision`` for precision.
 """
 
 from __future__ import annotations
@@ -71,6 +83,8 @@ from typing import Any, ClassVar, Literal
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from attnbench.attention.causal import KVCache, Positions, causal_rows
 
 # Wiring arguments the backbone passes; everything else comes from conf/attention/<name>.yaml.
 CONTEXT_ARGS: tuple[str, ...] = ("d_query", "d_key", "d_value")
@@ -120,6 +134,9 @@ class Attention(nn.Module):
     materialises: ClassVar[bool] = True
     bounded_in_bf16: ClassVar[bool] = False
     equal_widths: ClassVar[bool] = False
+    causal: ClassVar[bool] = True
+    accepts_rotary: ClassVar[bool] = False
+    accepts_bias: ClassVar[bool] = False
     references: ClassVar[Mapping[str, Reference]] = MappingProxyType({})
     heads: int = 1  # H: score matrices per call (multihead and local set theirs)
 
@@ -138,6 +155,29 @@ class Attention(nn.Module):
         need_weights: bool = False,
     ) -> tuple[Tensor, Tensor | None]:
         raise NotImplementedError(f"{type(self).__name__} must implement forward")
+
+    def decode(
+        self,
+        query: Tensor,
+        key: Tensor,
+        value: Tensor,
+        keep: Tensor,
+        state: Any = None,
+        positions: Positions | None = None,
+    ) -> tuple[Tensor, Any]:
+        """Causal self-attention of the S newest positions of a sequence: query (B, S, Dq), key
+        (B, S, Dk), value (B, S, Dv) for them, ``keep`` (B, S) True where they are real tokens,
+        ``state`` what the previous call returned (None at the start), ``positions`` the S
+        queries' and all t + S keys' positions. Returns the (B, S, out_dim) contexts, which equal
+        the last S rows of ``forward`` over the whole sequence under its causal mask (each
+        position sees the real positions up to itself), and the state for the next call.
+
+        Default: a ``KVCache`` of the keys and values given so far, and ``forward`` over them."""
+        cache = KVCache.extend(state, key, value, keep)
+        mask = causal_rows(cache.keep, query.shape[1])  # (B, S, t + S)
+        extra = {} if positions is None else {"positions": positions}
+        context, _ = self(query, cache.key, cache.value, mask, False, **extra)
+        return context, cache
 
     def memory_bytes(self, call: Call, path: Literal["fast", "naive"] = "fast") -> int:
         """The most bytes one forward+backward of ``path`` holds at once beyond its inputs, its

@@ -11,6 +11,9 @@ or a fixed constant. A zero vector is compared as zero (F.normalize's eps), not 
 
 q/‖q‖·β and k/‖k‖ then go through ``dot`` attention: fused SDPA with scale 1 on the fast path (no
 (B, Tq, Tk) weights materialised), explicit scores and ``masked_softmax`` on the weights path.
+Positions inside attention: RoPE rotates the unit q and k (a rotation keeps norms, so the score
+is still a cosine, of the rotated vectors), ALiBi's bias goes on the logits; decoding caches the
+unit keys.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from torch import Tensor, nn
 
 from attnbench.attention import ATTENTION
 from attnbench.attention.base import Attention, Call, Reference, require_equal_widths, upcast
+from attnbench.attention.causal import Positions
 from attnbench.attention.dot import DotProductAttention, dot_naive, sdpa_flops
 
 EPS = 1e-8  # norms below this count as EPS: a zero vector has cosine 0 with everything
@@ -42,6 +46,8 @@ class CosineAttention(Attention):
     materialises: ClassVar[bool] = False
     equal_widths: ClassVar[bool] = True
     bounded_in_bf16: ClassVar[bool] = True  # |score| <= 1/τ whatever the inputs' scale
+    accepts_rotary: ClassVar[bool] = True  # in dot, on the unit vectors
+    accepts_bias: ClassVar[bool] = True
     references = MappingProxyType({"naive": Reference(_cosine_naive)})
     reference: ClassVar[str] = (
         "Graves, Wayne & Danihelka 2014, 'Neural Turing Machines', §3.3.1 eq. 5-6: "
@@ -78,6 +84,15 @@ class CosineAttention(Attention):
         """τ as it stands (the learned value, or the fixed one)."""
         return float(self.log_temperature.detach().exp())
 
+    def _unit(self, query: Tensor, key: Tensor) -> tuple[Tensor, Tensor]:
+        """q/‖q‖·β (B, Tq, D) and k/‖k‖ (B, Tk, D) in the inputs' dtypes."""
+        beta = torch.exp(-upcast(self.log_temperature))  # 1/τ, a 0-d tensor (learned or not)
+        # Norms in float32 (a 16-bit sum of squares loses bits, and overflows in float16), then
+        # back to the inputs' dtype, the one SDPA gets anyway.
+        q = (F.normalize(upcast(query), dim=-1, eps=EPS) * beta).to(query.dtype)  # (B, Tq, D)
+        k = F.normalize(upcast(key), dim=-1, eps=EPS).to(key.dtype)  # (B, Tk, D), unit rows
+        return q, k
+
     def forward(
         self,
         query: Tensor,
@@ -85,10 +100,21 @@ class CosineAttention(Attention):
         value: Tensor,
         mask: Tensor | None = None,
         need_weights: bool = False,
+        positions: Positions | None = None,
     ) -> tuple[Tensor, Tensor | None]:
-        beta = torch.exp(-upcast(self.log_temperature))  # 1/τ, a 0-d tensor (learned or not)
-        # Norms in float32 (a 16-bit sum of squares loses bits, and overflows in float16), then
-        # back to the inputs' dtype, the one SDPA gets anyway.
-        q = (F.normalize(upcast(query), dim=-1, eps=EPS) * beta).to(query.dtype)  # (B, Tq, D)
-        k = F.normalize(upcast(key), dim=-1, eps=EPS).to(key.dtype)  # (B, Tk, D), unit rows
-        return self.dot(q, k, value, mask, need_weights)  # (B, Tq, Dv), (B, Tq, Tk) | None
+        q, k = self._unit(query, key)
+        # (B, Tq, Dv), (B, Tq, Tk) | None
+        return self.dot(q, k, value, mask, need_weights, positions)
+
+    def decode(
+        self,
+        query: Tensor,
+        key: Tensor,
+        value: Tensor,
+        keep: Tensor,
+        state: Any = None,
+        positions: Positions | None = None,
+    ) -> tuple[Tensor, Any]:
+        """``dot``'s cache of the unit keys."""
+        q, k = self._unit(query, key)
+        return self.dot.decode(q, k, value, keep, state, positions)

@@ -7,6 +7,10 @@ Fast path (``need_weights=False``): ``F.scaled_dot_product_attention`` with ``sc
 on CPU that needs Dv == Dk, otherwise its math fallback runs). Weights path: explicit scores and
 ``masked_softmax``, both in float32 under autocast as inside the fused kernel (see base.py).
 ``ScaledDotProductAttention`` (scaled.py) reuses this class with 1/√D.
+
+Positions inside attention (causal.py): RoPE rotates q and k before the score (qᵀk then depends on
+their distance only); ALiBi's bias is added to the logits (the fast path hands SDPA a float mask:
+the bias where a key may be attended, -inf elsewhere).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from attnbench.attention.base import (
     sdpa_mask,
     softmax_mix,
 )
+from attnbench.attention.causal import Positions, fold_bias
 
 
 def dot_naive(attn: Any, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
@@ -57,6 +62,8 @@ class DotProductAttention(Attention):
     fused: ClassVar[bool] = True
     materialises: ClassVar[bool] = False
     equal_widths: ClassVar[bool] = True
+    accepts_rotary: ClassVar[bool] = True
+    accepts_bias: ClassVar[bool] = True
     references = MappingProxyType({"naive": Reference(dot_naive), "bare": Reference(_dot_bare)})
     reference: ClassVar[str] = (
         "Luong, Pham & Manning 2015, 'Effective Approaches to Attention-based NMT', "
@@ -84,10 +91,15 @@ class DotProductAttention(Attention):
         value: Tensor,
         mask: Tensor | None = None,
         need_weights: bool = False,
+        positions: Positions | None = None,
     ) -> tuple[Tensor, Tensor | None]:
         b, tq, _ = query.shape
         m = expand_mask(mask, b, tq, key.shape[1])  # (B, Tq, Tk) or None
         p = self.dropout if self.training else 0.0
+        bias = None
+        if positions is not None:
+            query, key = positions.rotated(query, key)  # RoPE, or as they are
+            bias = positions.score_bias(1)  # ALiBi: (B | 1, 1, Tq, Tk), or None
 
         if not need_weights:
             safe, empty = sdpa_mask(m)
@@ -96,7 +108,7 @@ class DotProductAttention(Attention):
                 query[:, None],  # (B, 1, Tq, D)
                 key[:, None],  # (B, 1, Tk, D)
                 value[:, None],  # (B, 1, Tk, Dv)
-                attn_mask=None if safe is None else safe[:, None],  # (B, 1, Tq, Tk)
+                attn_mask=fold_bias(None if safe is None else safe[:, None], bias, query.dtype),
                 dropout_p=p,
                 scale=self.scale,
             )[:, 0]  # (B, Tq, Dv)
@@ -105,4 +117,6 @@ class DotProductAttention(Attention):
             return context, None
 
         scores = dot_scores(query, key, self.scale)  # (B, Tq, Tk), float32 under autocast
+        if bias is not None:
+            scores = scores + bias[:, 0]
         return softmax_mix(scores, m, value, p)  # (B, Tq, Dv), (B, Tq, Tk)

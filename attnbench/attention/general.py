@@ -7,6 +7,9 @@ learns which directions of the two spaces should match. W k is computed once per
 then the score is the plain dot product qᵀ(W k) and the rest is ``dot`` attention: fused SDPA
 with scale 1 on the fast path (no (B, Tq, Tk) weights materialised), explicit scores and
 ``masked_softmax`` on the weights path (see dot.py).
+
+Positions inside attention: RoPE rotates q and W k (so qᵀ R W k depends on the distance only;
+rotating k before W would not), ALiBi's bias goes on the logits; decoding caches W k.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from torch import Tensor, nn
 
 from attnbench.attention import ATTENTION
 from attnbench.attention.base import Attention, Call, Reference
+from attnbench.attention.causal import Positions
 from attnbench.attention.dot import DotProductAttention, dot_naive, sdpa_flops
 
 
@@ -31,6 +35,8 @@ class GeneralAttention(Attention):
     projects: ClassVar[bool] = False
     fused: ClassVar[bool] = True
     materialises: ClassVar[bool] = False
+    accepts_rotary: ClassVar[bool] = True  # on q and W k, in dot
+    accepts_bias: ClassVar[bool] = True
     references = MappingProxyType({"naive": Reference(_general_naive)})
     reference: ClassVar[str] = (
         "Luong, Pham & Manning 2015, 'Effective Approaches to Attention-based NMT', "
@@ -54,6 +60,20 @@ class GeneralAttention(Attention):
         value: Tensor,
         mask: Tensor | None = None,
         need_weights: bool = False,
+        positions: Positions | None = None,
     ) -> tuple[Tensor, Tensor | None]:
         wk = self.W(key)  # W_a h_s: (B, Tk, Dq)
-        return self.dot(query, wk, value, mask, need_weights)  # (B, Tq, Dv), (B, Tq, Tk) | None
+        # (B, Tq, Dv), (B, Tq, Tk) | None
+        return self.dot(query, wk, value, mask, need_weights, positions)
+
+    def decode(
+        self,
+        query: Tensor,
+        key: Tensor,
+        value: Tensor,
+        keep: Tensor,
+        state: Any = None,
+        positions: Positions | None = None,
+    ) -> tuple[Tensor, Any]:
+        """``dot``'s cache of W k: each key is projected once."""
+        return self.dot.decode(query, self.W(key), value, keep, state, positions)

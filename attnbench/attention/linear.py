@@ -19,6 +19,13 @@ Fast path (``need_weights=False``), chosen from the mask's structure (see ``_lay
 - any other per-query mask: the explicit masked similarity matrix (it has no O(n) form).
 Weights path (diagnostics only): the explicit normalised matrix φ(Q)φ(K)ᵀ ⊙ M, row-normalised.
 
+Decoding (``decode``, §3.4: a causal linear transformer is an RNN): the state is the running
+(S, z) = Σ_j φ(k_j) [v_j, 1]ᵀ over the real keys so far, one (B, D, Dv + 1) tensor whatever the
+length; the S new positions read it and their own causal block (the prompt), then add to it.
+Positions inside attention are not taken: ALiBi's bias would have to enter the kernel's feature
+map, and RoPE's rotation breaks the positivity the normaliser needs (``accepts_bias`` and
+``accepts_rotary`` False: a backbone refuses either scheme with ``linear``).
+
 Precision: numerator and denominator are sums over up to Tk keys of positive terms that grow
 with the length (they overflow float16 at a few hundred keys of moderate size), so both paths
 run in float32 with autocast off, on the operands as they come (16-bit after autocast's
@@ -28,6 +35,7 @@ weights in float32.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, ClassVar, Literal
 
@@ -48,8 +56,12 @@ from attnbench.attention.base import (
     Reference,
     attend_in_float32,
     expand_mask,
+    full_precision,
+    mix_dtype,
     require_equal_widths,
+    upcast,
 )
+from attnbench.attention.causal import Positions
 
 
 def feature_map(x: Tensor) -> Tensor:
@@ -61,6 +73,14 @@ def _linear_naive(attn: Any, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
     """The row-normalised (B, Tq, Tk) matrix φ(Q)φ(K)ᵀ, materialised: the bench's ``naive``."""
     sim = feature_map(q) @ feature_map(k).transpose(1, 2)  # (B, Tq, Tk), positive
     return sim / sim.sum(dim=-1, keepdim=True) @ v  # (B, Tq, Dv)
+
+
+@dataclass(frozen=True)
+class RunningSums:
+    """linear's decoding state: (S, z) of Katharopoulos et al. 2020 eq. 10-11 side by side,
+    Σ_j φ(k_j) [v_j, 1]ᵀ over the real keys so far: (B, D, Dv + 1), float32."""
+
+    sums: Tensor
 
 
 @ATTENTION.register("linear")
@@ -125,3 +145,29 @@ class LinearAttention(Attention):
         summed = masked_kernel_sum(fq, fk, torch.cat([value, ones], dim=-1), layout, self.chunk)
         num, den = summed[..., :-1], summed[..., -1:]  # (B, Tq, Dv), (B, Tq, 1)
         return num / safe_denominator(den), None
+
+    def decode(
+        self,
+        query: Tensor,
+        key: Tensor,
+        value: Tensor,
+        keep: Tensor,
+        state: RunningSums | None = None,
+        positions: Positions | None = None,
+    ) -> tuple[Tensor, RunningSums]:
+        """The running (S, z): the new positions read the sums of the earlier ones plus their own
+        causal block, then join the sums (O(S·D·Dv) per call, nothing kept per position)."""
+        out = mix_dtype(value)
+        with full_precision(query):
+            q, k, v = upcast(query), upcast(key), upcast(value)
+            b, s, _ = q.shape
+            fq, fk = feature_map(q), feature_map(k)  # (B, S, D)
+            kv = torch.cat([v, v.new_ones(b, s, 1)], dim=-1) * keep[..., None]  # (B, S, Dv + 1)
+            block = torch.ones(s, s, dtype=torch.bool, device=q.device).tril()[None] & keep[:, None]
+            summed = masked_kernel_sum(fq, fk, kv, mask_layout(block, b, s, s), self.chunk)
+            new = fk.transpose(1, 2) @ kv  # (B, D, Dv + 1): the S positions' part of the sums
+            if state is not None:
+                summed = summed + fq @ state.sums  # (B, S, Dv + 1)
+                new = new + state.sums
+        num, den = summed[..., :-1], summed[..., -1:]  # (B, S, Dv), (B, S, 1)
+        return (num / safe_denominator(den)).to(out), RunningSums(new)

@@ -25,6 +25,10 @@ O(T·S) time and memory, never a T × T tensor (the caller's mask is only read a
 positions). When one block's neighbourhood already covers the sequence (T ≤ S) the plain
 T × T band mask is as cheap and ``multihead``'s path runs with it. Weights path: the explicit
 (B, T, T) band ∧ mask, for diagnostics only.
+
+Positions inside attention: ``multihead``'s (RoPE per head, ALiBi per head), gathered per block on
+the blocked path. Decoding (causal.py) keeps the last w keys and values of every head: a constant-
+size window state, where ``multihead`` keeps every position.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from torch import Tensor
 
 from attnbench.attention import ATTENTION
 from attnbench.attention.base import Call, Reference, expand_mask, sdpa_mask
+from attnbench.attention.causal import KVCache, Positions, fold_bias
 from attnbench.attention.dot import sdpa_flops
 from attnbench.attention.multihead import MultiHeadAttention, merge_heads, split_heads
 
@@ -123,19 +128,35 @@ class LocalAttention(MultiHeadAttention):
         value: Tensor,
         mask: Tensor | None = None,
         need_weights: bool = False,
+        positions: Positions | None = None,
     ) -> tuple[Tensor, Tensor | None]:
         if query is not key:  # no shared positions: every key is in the window
-            return super().forward(query, key, value, mask, need_weights)
+            return super().forward(query, key, value, mask, need_weights, positions)
         b, t, _ = query.shape
         c = self.block
         n = -(-self.window // c)  # neighbouring blocks on each side
         if need_weights or t <= (2 * n + 1) * c:
             band = band_mask(t, self.window, query.device)  # (T, T)
             m = expand_mask(mask, b, t, t)
-            return super().forward(query, key, value, band if m is None else m & band, need_weights)
-        return self._blocked(query, value, mask, n), None
+            m = band if m is None else m & band
+            return super().forward(query, key, value, m, need_weights, positions)
+        return self._blocked(query, value, mask, n, positions), None
 
-    def _blocked(self, x: Tensor, value: Tensor, mask: Tensor | None, n: int) -> Tensor:
+    def _decode_mask(self, keep: Tensor, s: int) -> Tensor:
+        """multihead's causal rows, within the window: (B, S, t + S)."""
+        total = keep.shape[1]
+        cols = torch.arange(total, device=keep.device)
+        rows = torch.arange(total - s, total, device=keep.device)
+        near = (rows[:, None] - cols[None, :]) <= self.window  # (S, t + S)
+        return super()._decode_mask(keep, s) & near[None]
+
+    def _kept(self, cache: KVCache) -> KVCache:
+        """The next query sees the w positions before it: keep those."""
+        return cache.last(self.window)
+
+    def _blocked(
+        self, x: Tensor, value: Tensor, mask: Tensor | None, n: int, positions: Positions | None
+    ) -> Tensor:
         """Self-attention of x (B, T, D) within the window, block by block: (B, T, D)."""
         b, t, _ = x.shape
         h, dh, c = self.heads, self.d_model // self.heads, self.block
@@ -147,6 +168,9 @@ class LocalAttention(MultiHeadAttention):
         q = self.q_proj(x).view(b, t, h, dh)  # (B, T, H, Dh)
         k = self.k_proj(x).view(b, t, h, dh)  # (B, T, H, Dh)
         v = self.v_proj(value).view(b, t, h, dh)  # (B, T, H, Dh)
+        if positions is not None and positions.rotate is not None:  # RoPE over (B, H, T, Dh)
+            q = positions.rotate(q.transpose(1, 2), positions.query).transpose(1, 2)
+            k = positions.rotate(k.transpose(1, 2), positions.key).transpose(1, 2)
         qb = F.pad(q, (0, 0, 0, 0, 0, pad)).view(b, nb, c, h, dh)  # (B, N, C, H, Dh)
         qb = qb.permute(0, 1, 3, 2, 4).reshape(b * nb, h, c, dh)  # (B·N, H, C, Dh)
 
@@ -171,8 +195,15 @@ class LocalAttention(MultiHeadAttention):
             allowed = allowed & m[:, rows, cols]  # (B, N, C, S)
         allowed = allowed.expand(b, nb, c, s).reshape(b * nb, 1, c, s)  # (B·N, 1, C, S)
         safe, empty = sdpa_mask(allowed)  # empty: (B·N, 1, C, 1) or None
+        bias = None
+        if positions is not None and positions.bias is not None:  # ALiBi, per block
+            pq = positions.query[:, qpos.clamp(max=t - 1)]  # (B | 1, N, C)
+            pk = positions.key[:, kpos.clamp(0, t - 1)]  # (B | 1, N, S)
+            bias = positions.bias(pq[..., :, None] - pk[..., None, :], h)  # (H, B | 1, N, C, S)
+            bias = bias.permute(1, 2, 0, 3, 4).expand(b, nb, h, c, s).reshape(b * nb, h, c, s)
 
-        ctx = F.scaled_dot_product_attention(qb, kb, vb, attn_mask=safe, dropout_p=p)
+        mask = fold_bias(safe, bias, qb.dtype)  # (B·N, 1 | H, C, S)
+        ctx = F.scaled_dot_product_attention(qb, kb, vb, attn_mask=mask, dropout_p=p)
         ctx = ctx.view(b, nb, h, c, dh).permute(0, 1, 3, 2, 4)  # (B, N, C, H, Dh)
         out = self.out_proj(ctx.reshape(b, nb * c, self.d_model)[:, :t])  # (B, T, D)
         if empty is not None:  # rows with no allowed key: zero value and zero gradient

@@ -27,6 +27,11 @@ How E and F are built here, and why (the choices the paper leaves open):
   projection; the sums are prefix sums, chunked like ``linear``: O(T·(C + R·D / C)) memory.
   Other per-query masks take the explicit O(Tq·Tk) route. A query with no key gets zero context.
 
+Not causal (``causal`` False): Linformer's E and F project along the whole length n, so a
+causal language model (``backbone=lm``) refuses it. The per-query form above keeps a decoder's
+cross-step masking honest inside the encoder-decoder, but it is no longer the paper's
+projection, and the LM does not offer it.
+
 Fast path (``need_weights=False``): the projections as masked kernel sums (``_layout.py``) and a
 softmax over the R projected rows, (B, Tq, R), small enough that fused SDPA would gain nothing;
 no (B, Tq, Tk) tensor under key padding or causal masks.
@@ -85,6 +90,7 @@ class LowRankAttention(Attention):
     materialises: ClassVar[bool] = False
     equal_widths: ClassVar[bool] = True
     bounded_in_bf16: ClassVar[bool] = True  # its normalised sums and softmax run in float32
+    causal: ClassVar[bool] = False  # E and F project along the whole length
     references = MappingProxyType({"naive": Reference(_lowrank_naive)})
     reference: ClassVar[str] = (
         "Wang et al. 2020, 'Linformer: Self-Attention with Linear Complexity', §4 eq. 7: "

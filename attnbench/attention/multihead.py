@@ -10,6 +10,10 @@ SDPA on (B, H, T, Dh); weights path: explicit per-head softmax, weights averaged
 ``nn.MultiheadAttention(average_attn_weights=True)``). Query rows with no allowed key return a
 zero context (after the output projection, so not its bias), unlike ``nn.MultiheadAttention``,
 which returns NaN there.
+
+Positions inside attention (causal.py): RoPE rotates each head's projected queries and keys
+(over Dh), ALiBi adds head h's slope times the distance to head h's logits. Decoding caches the
+projected (and rotated) keys and values of every head: each position is projected once.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from attnbench.attention.base import (
     sdpa_mask,
     softmax_mix,
 )
+from attnbench.attention.causal import KVCache, Positions, causal_rows, fold_bias
 from attnbench.attention.dot import sdpa_flops
 
 
@@ -98,6 +103,8 @@ class MultiHeadAttention(Attention):
     projects: ClassVar[bool] = True
     fused: ClassVar[bool] = True
     materialises: ClassVar[bool] = False
+    accepts_rotary: ClassVar[bool] = True  # per head, after the projections
+    accepts_bias: ClassVar[bool] = True  # one slope per head
     # bare: one SDPA call on its projected heads (the floor); plain: the whole variant as plain
     # torch calls; torch: PyTorch's own module, same weights; naive: every intermediate.
     references = MappingProxyType({
@@ -195,25 +202,83 @@ class MultiHeadAttention(Attention):
         value: Tensor,
         mask: Tensor | None = None,
         need_weights: bool = False,
+        positions: Positions | None = None,
     ) -> tuple[Tensor, Tensor | None]:
+        b, tq, _ = query.shape
+        m = expand_mask(mask, b, tq, key.shape[1])  # (B, Tq, Tk) or None
+        q, k, v = self._heads(query, key, value)  # (B, H, T, Dh) each
+        bias = None
+        if positions is not None:
+            q, k = positions.rotated(q, k)  # RoPE per head, or as they are
+            bias = positions.score_bias(self.heads)  # ALiBi: (B | 1, H, Tq, Tk), or None
+        return self._mix(q, k, v, None if m is None else m[:, None], bias, need_weights)
+
+    def decode(
+        self,
+        query: Tensor,
+        key: Tensor,
+        value: Tensor,
+        keep: Tensor,
+        state: Any = None,
+        positions: Positions | None = None,
+    ) -> tuple[Tensor, Any]:
+        """A cache of every head's projected keys and values (B, H, t, Dh) (``local`` keeps its
+        window of them)."""
+        q, k, v = self._heads(query, key, value)  # (B, H, S, Dh) each
+        s = q.shape[2]
+        if positions is not None and positions.rotate is not None:
+            q = positions.rotate(q, positions.query)
+            k = positions.rotate(k, positions.key[:, -s:])  # the new keys' positions
+        cache = KVCache.extend(state, k, v, keep)  # (B, H, t + S, Dh)
+        mask = self._decode_mask(cache.keep, s)[:, None]  # (B, 1, S, t + S)
+        bias = None
+        if positions is not None:
+            bias = positions.last(cache.keep.shape[1]).score_bias(self.heads)
+        out, _ = self._mix(q, cache.key, cache.value, mask, bias, False)
+        return out, self._kept(cache)
+
+    def _decode_mask(self, keep: Tensor, s: int) -> Tensor:
+        """(B, S, t + S): which cached keys each of the S new queries may see."""
+        return causal_rows(keep, s)
+
+    def _kept(self, cache: KVCache) -> KVCache:
+        """What the next decoding call needs of the cache: all of it."""
+        return cache
+
+    def _heads(self, query: Tensor, key: Tensor, value: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Queries, keys and values projected and split into (B, H, T, Dh) heads."""
         b, tq, _ = query.shape
         tk = key.shape[1]
         h, dh = self.heads, self.d_model // self.heads
-        m = expand_mask(mask, b, tq, tk)  # (B, Tq, Tk) or None
-        m4 = None if m is None else m[:, None]  # (B, 1, Tq, Tk), shared by the heads
-        safe, empty = sdpa_mask(m4)  # empty: (B, 1, Tq, 1) or None
-        p = self.dropout if self.training else 0.0
-
         q = self.q_proj(query).view(b, tq, h, dh).transpose(1, 2)  # (B, H, Tq, Dh)
         k = self.k_proj(key).view(b, tk, h, dh).transpose(1, 2)  # (B, H, Tk, Dh)
         v = self.v_proj(value).view(b, tk, h, dh).transpose(1, 2)  # (B, H, Tk, Dh)
+        return q, k, v
 
+    def _mix(
+        self,
+        q: Tensor,
+        k: Tensor,
+        v: Tensor,
+        m4: Tensor | None,
+        bias: Tensor | None,
+        need_weights: bool,
+    ) -> tuple[Tensor, Tensor | None]:
+        """Heads q (B, H, Tq, Dh) over k, v (B, H, Tk, Dh) under the mask m4 (B, 1, Tq, Tk) and
+        the logit bias (B | 1, H, Tq, Tk): the output-projected context (B, Tq, D) and, with
+        ``need_weights``, the weights averaged over heads (B, Tq, Tk)."""
+        b, _, tq, _ = q.shape
+        safe, empty = sdpa_mask(m4)  # empty: (B, 1, Tq, 1) or None
+        p = self.dropout if self.training else 0.0
         if need_weights:
-            scores = dot_scores(q, k, dh**-0.5)  # (B, H, Tq, Tk)
+            scores = dot_scores(q, k, q.shape[-1] ** -0.5)  # (B, H, Tq, Tk)
+            if bias is not None:
+                scores = scores + bias
             ctx, head_weights = softmax_mix(scores, m4, v, p)  # (B, H, Tq, Dh), (B, H, Tq, Tk)
             weights = head_weights.mean(dim=1)  # (B, Tq, Tk)
         else:
-            ctx = F.scaled_dot_product_attention(q, k, v, attn_mask=safe, dropout_p=p)
+            mask = fold_bias(safe, bias, q.dtype)
+            ctx = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
             weights = None  # ctx: (B, H, Tq, Dh)
 
         ctx = ctx.transpose(1, 2).reshape(b, tq, self.d_model)  # (B, Tq, D)

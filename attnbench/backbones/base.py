@@ -1,4 +1,6 @@
-"""The backbone contract: every backbone accepts every attention variant.
+"""The backbone contract: every backbone accepts every attention variant, unless a setting rules
+one out (``incompatible``: a causal model and a variant with no causal form, a positional scheme
+a variant cannot take), and then it says so in one line before anything is built.
 
 Notation: B batch, T input length, C token channels, U target length, D width, K classes,
 V target vocabulary.
@@ -16,6 +18,9 @@ pre-flight reads them on a model built on the meta device, so no memory is alloc
 - ``kinds`` (required): the task kinds it supports; an incompatible task is refused before
   training.
 - ``width``: the width of the states attention sees (its query width).
+- ``causal`` (False): a position's output depends on the inputs up to it only (a decoder-only
+  language model); the conformance suite then checks that a later token changes no earlier
+  output. Every decoder is causal in its targets whatever this says.
 - ``attention_calls()``: what it asks of attention in one training forward pass over a
   full-length example: one ``AttentionCall(module, Tq, Tk)`` per call, the module knowing the
   widths it was built with (default: none declared; the pre-flight then counts no attention
@@ -24,6 +29,13 @@ pre-flight reads them on a model built on the meta device, so no memory is alloc
   attention (default 0: a lower bound).
 - ``length_limit(params)`` (a class method, read before anything is built): (setting, value) of
   the longest sequence it takes (default None: any length).
+- ``sequence_length(spec)`` (a class method): the longest sequence it builds for a task, which
+  ``length_limit`` bounds (default: the task's longest input or target; the ``lm`` reads input
+  and target as one sequence).
+- ``refusal(attention, params)`` (a class method, read before anything is built): why a backbone
+  built with ``params`` cannot run the variant class ``attention`` (default None: it can);
+  ``incompatible`` turns it into the one-line refusal that names the variants it does run, which
+  validation raises as an ``IncompatibleError`` (a sweep skips the cell with a note).
 
 Calls:
 - ``forward(inputs, targets=None, need_weights=False) -> BackboneOutput``
@@ -48,7 +60,7 @@ from typing import Any, ClassVar
 from torch import Tensor, nn
 
 from attnbench.attention.base import Attention
-from attnbench.tasks.base import PAD, Kind
+from attnbench.tasks.base import PAD, Kind, TaskSpec
 
 AttentionFactory = Callable[[int, int, int], Attention]
 
@@ -81,6 +93,7 @@ class Backbone(nn.Module):
     # The constructor argument that sets the model's width, which `match_params` adjusts to bring
     # a variant's parameter count to the reference's (config.build); None = not adjustable.
     width_key: ClassVar[str | None] = None
+    causal: ClassVar[bool] = False
     width: int = 0
 
     def attention_calls(self) -> list[AttentionCall]:
@@ -96,6 +109,40 @@ class Backbone(nn.Module):
         """(key in the backbone's group, value) of the longest sequence a backbone built with
         ``params`` (its YAML settings, defaults filled in) takes; None: any length."""
         return None
+
+    @classmethod
+    def sequence_length(cls, spec: TaskSpec) -> int:
+        """The longest sequence the backbone builds for a task with ``spec``."""
+        return max(spec.max_len, spec.max_target_len)
+
+    @classmethod
+    def refusal(cls, attention: type[Attention], params: Mapping[str, Any]) -> str | None:
+        """Why a backbone built with ``params`` (its YAML settings, defaults filled in) cannot run
+        the variant ``attention`` (a clause); None: it can."""
+        return None
+
+    @classmethod
+    def incompatible(cls, attention: type[Attention], params: Mapping[str, Any]) -> str | None:
+        """The one-line refusal of ``refusal`` for ``params`` (YAML settings, missing ones at
+        their defaults), naming the variants the backbone runs with them; None: compatible."""
+        from attnbench.attention import ATTENTION
+        from attnbench.registry import params_of
+
+        settings = {n: p.default for n, p in params_of(cls, CONTEXT_ARGS).items()} | dict(params)
+        why = cls.refusal(attention, settings)
+        if why is None:
+            return None
+        ok = [n for n in ATTENTION.names() if cls.refusal(ATTENTION.get(n), settings) is None]
+        return (f"backbone '{cls.name}' cannot run attention '{attention.name}': {why}. "
+                f"Compatible variants: {', '.join(ok)}")
+
+    def check_compatible(self, attention: Attention, **params: Any) -> None:
+        """Raise ``incompatible``'s one line as a ValueError when the constructor was given a
+        variant its settings rule out (validation refuses the pair first; this guards direct
+        use)."""
+        why = self.incompatible(type(attention), params)
+        if why is not None:
+            raise ValueError(why)
 
 
 def padding_mask(inputs: Tensor) -> Tensor:

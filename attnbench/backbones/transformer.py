@@ -12,7 +12,13 @@ V target vocabulary.
   fixed-summary baseline of Cho et al. 2014).
 
 Variants that do not learn projections (dot, scaled, additive) get q/k/v/o projections here, so
-every variant mixes projected tokens; ``multihead`` brings its own (``attn.projects``).
+every variant mixes projected tokens; ``multihead`` brings its own (``attn.projects``). The blocks
+are blocks.py's, shared with the decoder-only ``lm``.
+
+Positions (``positions``, positions.py): ``learned`` (the default, one row per position up to
+``max_len``), ``sinusoidal`` (added to the embeddings), ``rope`` and ``alibi`` (inside every
+self-attention call, encoder and decoder; cross-attention gets none), or ``none``. A scheme the
+chosen variant cannot take inside attention is refused (``refusal``), naming what works.
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from attnbench.attention.base import Attention
+from attnbench.attention.causal import Positions
 from attnbench.backbones import BACKBONES
 from attnbench.backbones.base import (
     AttentionCall,
@@ -32,78 +40,15 @@ from attnbench.backbones.base import (
     TokenEmbedding,
     padding_mask,
 )
+from attnbench.backbones.blocks import Block, check_settings
+from attnbench.backbones.positions import (
+    SchemeName,
+    check_length,
+    make_scheme,
+    refusal,
+    table_limit,
+)
 from attnbench.tasks.base import BOS, EOS, PAD, TaskSpec
-
-
-class Mixer(nn.Module):
-    """Attention as a token mixer: projections around variants that have none of their own."""
-
-    def __init__(self, make_attention: AttentionFactory, d_model: int) -> None:
-        super().__init__()
-        self.attn = make_attention(d_model, d_model, d_model)
-        self.baseline = bool(self.attn.baseline)
-        self.proj: nn.ModuleDict | None = None
-        if not self.attn.projects:
-            self.proj = nn.ModuleDict(
-                {n: nn.Linear(d_model, d_model) for n in ("q", "k", "v")}
-                | {"o": nn.Linear(self.attn.out_dim, d_model)}
-            )
-
-    def forward(
-        self, x: Tensor, memory: Tensor, mask: Tensor | None, need_weights: bool
-    ) -> tuple[Tensor, Tensor | None]:
-        if self.proj is None:
-            return self.attn(x, memory, memory, mask, need_weights)
-        q, k, v = self.proj["q"](x), self.proj["k"](memory), self.proj["v"](memory)
-        ctx, w = self.attn(q, k, v, mask, need_weights)  # (B, Tq, D), (B, Tq, Tk) | None
-        return self.proj["o"](ctx), w
-
-
-class Block(nn.Module):
-    """x + mix(ln x) [+ cross(ln x, memory)] + mlp(ln x); the `none` variant skips the mixing."""
-
-    def __init__(
-        self,
-        make_attention: AttentionFactory,
-        d_model: int,
-        ffn_mult: int,
-        dropout: float,
-        cross: bool,
-    ) -> None:
-        super().__init__()
-        self.ln1 = nn.LayerNorm(d_model)
-        self.mix = Mixer(make_attention, d_model)
-        self.cross = Mixer(make_attention, d_model) if cross else None
-        self.ln_cross = nn.LayerNorm(d_model) if cross else None
-        self.ln2 = nn.LayerNorm(d_model)
-        self.mlp = nn.Sequential(
-            nn.Linear(d_model, ffn_mult * d_model),
-            nn.GELU(),
-            nn.Linear(ffn_mult * d_model, d_model),
-        )
-        self.drop = nn.Dropout(dropout)
-
-    def forward(
-        self,
-        x: Tensor,  # (B, T, D)
-        self_mask: Tensor | None,  # (B, T, T)
-        memory: Tensor | None = None,  # (B, S, D)
-        memory_mask: Tensor | None = None,  # (B, T, S)
-        summary: Tensor | None = None,  # (B, 1, D): the `none` baseline's encoder summary
-        need_weights: bool = False,
-    ) -> tuple[Tensor, Tensor | None]:
-        weights = None
-        if not self.mix.baseline:
-            h = self.ln1(x)
-            ctx, weights = self.mix(h, h, self_mask, need_weights)
-            x = x + self.drop(ctx)
-        if self.cross is not None:
-            if self.cross.baseline:
-                x = x + summary
-            else:
-                ctx, weights = self.cross(self.ln_cross(x), memory, memory_mask, need_weights)
-                x = x + self.drop(ctx)
-        return x + self.drop(self.mlp(self.ln2(x))), weights
 
 
 @BACKBONES.register("transformer")
@@ -122,34 +67,22 @@ class Transformer(Backbone):
         ffn_mult: int = 4,
         dropout: float = 0.0,
         max_len: int = 512,
+        positions: SchemeName = "learned",
     ) -> None:
         super().__init__()
-        for key, value in (
-            ("d_model", d_model),
-            ("layers", layers),
-            ("ffn_mult", ffn_mult),
-            ("max_len", max_len),
-        ):
-            if value < 1:
-                raise ValueError(f"'backbone.{key}' = {value} is out of range: must be >= 1")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"'backbone.dropout' = {dropout} is out of range: must be in [0, 1)")
-        longest = max(spec.max_len, spec.max_target_len)
-        if longest > max_len:
-            raise ValueError(
-                f"sequence length {longest} is longer than the model's maximum "
-                f"'backbone.max_len' = {max_len}: raise backbone.max_len or shorten the task"
-            )
+        check_settings(dropout, d_model=d_model, layers=layers, ffn_mult=ffn_mult, max_len=max_len)
+        check_length(positions, self.sequence_length(spec), max_len)
         if spec.kind == "transduce" and decoder_layers < 1:
             raise ValueError(f"'backbone.decoder_layers' = {decoder_layers}: must be >= 1")
         self.spec = spec
         self.width = d_model
         self.ffn_mult = ffn_mult
         self.embed = TokenEmbedding(spec.vocab_size, d_model)
-        self.pos = nn.Embedding(max_len, d_model)
+        self.pos = make_scheme(positions, d_model, max_len)  # learned: the table it always had
         self.encoder = nn.ModuleList(
             Block(make_attention, d_model, ffn_mult, dropout, cross=False) for _ in range(layers)
         )
+        self.check_compatible(self.encoder[0].mix.attn, positions=positions)
         self.ln_enc = nn.LayerNorm(d_model)
         if spec.kind == "classify":
             self.decoder = nn.ModuleList()  # no decoder blocks
@@ -164,8 +97,12 @@ class Transformer(Backbone):
             self.head = nn.Linear(d_model, spec.target_vocab_size)
 
     @classmethod
-    def length_limit(cls, params: Mapping[str, Any]) -> tuple[str, int]:
-        return "max_len", int(params["max_len"])  # one learned embedding per position
+    def length_limit(cls, params: Mapping[str, Any]) -> tuple[str, int] | None:
+        return table_limit(params)  # learned: one row per position; the others: any length
+
+    @classmethod
+    def refusal(cls, attention: type[Attention], params: Mapping[str, Any]) -> str | None:
+        return refusal(str(params.get("positions")), attention)
 
     def attention_calls(self) -> list[AttentionCall]:
         """Self-attention over T per encoder block; per decoder block, causal self-attention over
@@ -180,28 +117,31 @@ class Transformer(Backbone):
         return calls
 
     def activations_per_example(self) -> int:
-        """Per block and position: the norms, residuals and q/k/v/o projections (~8 D), the MLP's
-        hidden units and their GELU (2 ffn_mult D), a decoder block's cross-attention (4 D);
+        """Per position, what each block keeps (``Block.saved_per_position``); the embeddings;
         then the logits, their log-softmax and gradient (3 per output)."""
         d, t, u = self.width, self.spec.max_len, self.spec.max_target_len
-        block = (8 + 2 * self.ffn_mult) * d
         out = 3 * (t if self.spec.target_per_position else 1) * self.spec.num_classes
         if self.spec.kind == "transduce":
-            out = 3 * u * self.spec.target_vocab_size + u * len(self.decoder) * (block + 4 * d)
-        return t * len(self.encoder) * block + (t + u) * d + out
+            out = 3 * u * self.spec.target_vocab_size
+        encoder = sum(b.saved_per_position() for b in self.encoder)
+        decoder = sum(b.saved_per_position() for b in self.decoder)
+        return t * encoder + u * decoder + (t + u) * d + out
 
-    def _positions(self, t: int, device: torch.device) -> Tensor:
-        return self.pos(torch.arange(t, device=device))  # (T, D)
+    def _positioned(self, x: Tensor) -> tuple[Tensor, Positions | None]:
+        """x (B, T, D) with the scheme's embedding added, and what it does inside attention."""
+        pos = torch.arange(x.shape[1], device=x.device)[None]  # (1, T)
+        added = self.pos.embed(pos)  # (1, T, D) or None
+        return (x if added is None else x + added), self.pos.inside(pos, pos)
 
     def encode(
         self, inputs: Tensor, need_weights: bool = False
     ) -> tuple[Tensor, Tensor, Tensor | None]:
         keep = padding_mask(inputs)  # (B, T)
-        x = self.embed(inputs) + self._positions(keep.shape[1], inputs.device)  # (B, T, D)
+        x, inside = self._positioned(self.embed(inputs))  # (B, T, D)
         mask = keep[:, None, :]  # (B, 1, T): every query may see every real token
         weights = None
         for block in self.encoder:
-            x, weights = block(x, mask, need_weights=need_weights)
+            x, weights = block(x, mask, need_weights=need_weights, positions=inside)
         return self.ln_enc(x), keep, weights
 
     def forward(
@@ -225,7 +165,7 @@ class Transformer(Backbone):
         self, dec_in: Tensor, memory: Tensor, keep: Tensor, need_weights: bool
     ) -> tuple[Tensor, Tensor | None]:
         u = dec_in.shape[1]
-        y = self.tgt_embed(dec_in) + self._positions(u, dec_in.device)  # (B, U, D)
+        y, inside = self._positioned(self.tgt_embed(dec_in))  # (B, U, D)
         causal = torch.ones(u, u, dtype=torch.bool, device=dec_in.device).tril()  # (U, U)
         self_mask = causal[None] & (dec_in != PAD)[:, None, :] | torch.eye(
             u, dtype=torch.bool, device=dec_in.device
@@ -235,7 +175,7 @@ class Transformer(Backbone):
         summary = ((memory * w).sum(1) / w.sum(1).clamp_min(1.0)).unsqueeze(1)  # (B, 1, D)
         weights = None
         for block in self.decoder:
-            y, weights = block(y, self_mask, memory, memory_mask, summary, need_weights)
+            y, weights = block(y, self_mask, memory, memory_mask, summary, need_weights, inside)
         return self.ln_dec(y), weights
 
     @torch.no_grad()

@@ -218,9 +218,9 @@ def length_problems(job: Sizing, size: DataSize) -> list[str]:
         name = job.backbone.name
         limit = BACKBONES.get(name).length_limit({**_defaults("backbone", name),
                                                   **job.backbone.params})
+        longest = BACKBONES.get(name).sequence_length(size.spec)  # lm: input and answer
     except Exception:  # noqa: BLE001 - invalid settings are reported by validation
         return []
-    longest = max(size.spec.max_len, size.spec.max_target_len)
     if limit is None or longest <= limit[1]:
         return []
     key, value = limit

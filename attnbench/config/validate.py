@@ -205,6 +205,11 @@ def static_problems(cfg: Mapping[str, Any]) -> dict[str, list[str]]:
                 f"backbone '{cfg['backbone']['name']}' cannot run task '{cfg['task']['name']}' "
                 f"({kind}). Compatible backbones: {', '.join(ok)}"
             )
+    if "backbone" in classes and "attention" in classes and not found["backbone"]:
+        refused = classes["backbone"].incompatible(classes["attention"],
+                                                   component_params(cfg["backbone"]))
+        if refused:  # its settings rule the variant out (a causal LM, a positional scheme)
+            found["compat"].append(refused)
     return found
 
 

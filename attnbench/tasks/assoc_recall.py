@@ -40,6 +40,7 @@ from attnbench.tasks.base import (
     INT64,
     DataSize,
     Kind,
+    SequenceFormat,
     Split,
     Task,
     TaskData,
@@ -52,6 +53,9 @@ class AssocRecall(Task):
     kind: ClassVar[Kind] = "classify"
     metrics: ClassVar[tuple[str, ...]] = ("acc", "f1")
     length_key: ClassVar[str] = "num_pairs"
+    # Each answer depends on its query and the pairs before it: Zoology's MQAR reading for a
+    # causal LM (keys-values then queries, the loss on the answers at the query positions).
+    lm_format: ClassVar[SequenceFormat | None] = "per_position"
 
     def __init__(
         self,
@@ -111,6 +115,7 @@ class AssocRecall(Task):
             num_classes=self.num_values,
             target_per_position=True,
             channels=2 if paired else 1,
+            lm_format=self.lm_format,
         )
 
     def planned_size(self) -> DataSize:

@@ -21,7 +21,10 @@ pre-flight: ``kind`` and ``metrics`` (required); ``length_key`` (default ""), th
 bounds the input length, named when sequences are too long; ``planned_size()`` (default None),
 the ``DataSize`` of its data from its settings alone, before anything is drawn (synthetic tasks).
 A task that reads files has no size until it has read them: its ``TaskData`` gives it then
-(``DataSize.of``), and the model is estimated before it is built.
+(``DataSize.of``), and the model is estimated before it is built. ``lm_format`` (default None:
+its kind's reading, ``kind_format``) says how the task reads as one sequence for a decoder-only
+language model (``backbone=lm``); a task whose reading differs declares it and passes it to its
+``TaskSpec``, which is how the backbone learns it.
 
 Token conventions (inputs and transduction targets): PAD = 0, BOS = 1, EOS = 2, UNK = 3;
 real tokens start at ``FIRST_TOKEN``. Inputs may carry several channels ``(N, T, C)`` whose
@@ -53,6 +56,22 @@ FIRST_TOKEN = 4
 IGNORE = -100
 
 Kind = Literal["classify", "transduce"]
+# How a task reads as one causal sequence (backbone=lm), next-token loss on the answers only:
+# - prefix_target: the inputs, BOS, then the target tokens; each target token is predicted from
+#   everything before it (copy/reverse/sort, translation);
+# - last_token: the inputs, BOS, then the label as the one answer token (one label per sequence);
+# - per_position: the inputs as they are; the label at a position is predicted from that
+#   position and what precedes it (Zoology's MQAR: keys-values then queries, loss on the answers).
+SequenceFormat = Literal["prefix_target", "last_token", "per_position"]
+
+
+def kind_format(kind: Kind, target_per_position: bool) -> SequenceFormat | None:
+    """The reading of a task that declares none: prefix_target for transduction, last_token for
+    one label per sequence; None for labels per position (a label may depend on later tokens, so
+    such a task must say that its labels are causal: ``Task.lm_format = "per_position"``)."""
+    if kind == "transduce":
+        return "prefix_target"
+    return None if target_per_position else "last_token"
 
 
 @dataclass
@@ -83,6 +102,13 @@ class TaskSpec:
     target_vocab_size: int = 0  # transduce: V_out, specials included
     max_target_len: int = 0  # transduce: longest U (EOS included), over the splits
     channels: int = 1  # C
+    lm_format: SequenceFormat | None = None  # the task's declared reading (Task.lm_format)
+
+    @property
+    def sequence_format(self) -> SequenceFormat | None:
+        """How a decoder-only LM reads the task: its declared ``lm_format``, else its kind's
+        (``kind_format``); None: the task has no causal reading."""
+        return self.lm_format or kind_format(self.kind, self.target_per_position)
 
 
 @dataclass
@@ -141,6 +167,8 @@ class Task:
     # Metric names the task reports (train/val/test prefixes are added by the trainer).
     metrics: ClassVar[tuple[str, ...]]
     length_key: ClassVar[str] = ""  # the key in the task group that bounds the input length
+    # How the task reads as one causal sequence (SequenceFormat); None: its kind's (kind_format).
+    lm_format: ClassVar[SequenceFormat | None] = None
 
     def load(self, seed: int) -> TaskData:
         raise NotImplementedError(f"{type(self).__name__} must implement load")

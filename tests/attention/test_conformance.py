@@ -322,6 +322,32 @@ def test_wrong_sized_widths_are_refused(conf: Path) -> None:
         ATTENTION.get(name)(DQ, DK, 0, **params)
 
 
+# --- causality: a causal language model's mixer ---------------------------------------------
+
+
+@pytest.mark.parametrize("t", [9, 64], ids=["short", "long"])  # 64: local's blocked fast path
+@pytest.mark.parametrize("need_weights", [False, True], ids=["fast", "weights"])
+def test_a_causal_mask_hides_later_positions(conf: Path, need_weights: bool, t: int) -> None:
+    """``causal``: self-attention under a causal mask (with key padding) — new values from
+    position p on change no output before p, and do change the output at p."""
+    attn = build(conf, dq=DK, dk=DK, dv=DK)
+    if not attn.causal:
+        pytest.skip(f"{conf.stem} declares no causal form (causal = False)")
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(2, t, DK, generator=g)
+    keep = torch.ones(2, t, dtype=torch.bool)
+    keep[1, 2] = False  # a padded key in the second row
+    mask = torch.ones(t, t, dtype=torch.bool).tril()[None] & keep[:, None, :]
+    p = t - 3
+    y = x.clone()
+    y[:, p:] = torch.randn(2, t - p, DK, generator=g)
+    before, _ = attn(x, x, x, mask=mask, need_weights=need_weights)  # query is key: self-attention
+    after, _ = attn(y, y, y, mask=mask, need_weights=need_weights)
+    torch.testing.assert_close(after[:, :p], before[:, :p], atol=1e-6, rtol=0)
+    if not attn.baseline:
+        assert not torch.allclose(after[:, p], before[:, p], atol=1e-4)
+
+
 # --- per-variant references ------------------------------------------------------------------
 
 DOT_YAML = CONF / "dot.yaml"

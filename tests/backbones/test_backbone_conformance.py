@@ -1,12 +1,15 @@
 """Every backbone against the contract in attnbench/backbones/base.py, with every attention
-variant (every backbone accepts every variant).
+variant it accepts (a pair its settings rule out, ``Backbone.incompatible``, must be refused in
+one line naming the variants it runs).
 
 Backbones and variants are found by globbing conf/backbone/*.yaml and conf/attention/*.yaml, and
 built as a run builds them (``BACKBONES.get(name)(spec, make_attention, **yaml)``), so a new YAML
 is tested here without editing this file. For each task kind the backbone declares (per sequence
 and per position for ``classify``): the output shapes, the diagnostic weights, PAD appended
 changing nothing, greedy decoding, and the facts the resource pre-flight reads — the declared
-attention calls are the calls a training forward pass makes.
+attention calls are the calls a training forward pass makes. Causality, on the fast path and the
+weights path: a decoder's output at a target position never depends on a later target token,
+and a backbone that declares ``causal`` never lets a later input change an earlier output.
 
 Notation: B batch, T input length, U target length, K classes, V target vocabulary.
 """
@@ -22,6 +25,7 @@ import torch
 import yaml
 from torch import Tensor, nn
 
+from attnbench.attention import ATTENTION
 from attnbench.backbones import BACKBONES
 from attnbench.backbones.base import Backbone
 from attnbench.tasks.base import EOS, PAD, TaskSpec
@@ -33,14 +37,21 @@ BACKBONE_YAMLS = sorted((CONF / "backbone").glob("*.yaml"))
 SPECS = {
     "classify": TaskSpec(kind="classify", vocab_size=VOCAB, max_len=T, num_classes=K),
     "per_position": TaskSpec(kind="classify", vocab_size=VOCAB, max_len=T, num_classes=K,
-                             target_per_position=True),
+                             target_per_position=True, lm_format="per_position"),
     "transduce": TaskSpec(kind="transduce", vocab_size=VOCAB, max_len=T, target_vocab_size=V,
                           max_target_len=U),
 }
 
 
+def refused(path: Path, name: str) -> str | None:
+    """The backbone's one-line refusal of the variant at its YAML's settings (None: accepted)."""
+    node = yaml.safe_load(path.read_text())
+    return BACKBONES.get(node.pop("name")).incompatible(ATTENTION.get(name), node)
+
+
 def cases() -> list:
-    """(backbone YAML, spec name, variant name, variant params) for every kind it declares."""
+    """(backbone YAML, spec name, variant name, variant params) for every kind it declares and
+    every variant it accepts."""
     out = []
     for path in BACKBONE_YAMLS:
         kinds = BACKBONES.get(yaml.safe_load(path.read_text())["name"]).kinds
@@ -48,8 +59,14 @@ def cases() -> list:
             if SPECS[spec].kind not in kinds:
                 continue
             for v in VARIANTS:
-                out.append(pytest.param(path, spec, *v.values, id=f"{path.stem}-{spec}-{v.id}"))
+                if refused(path, v.values[0]) is None:
+                    out.append(pytest.param(path, spec, *v.values,
+                                            id=f"{path.stem}-{spec}-{v.id}"))
     return out
+
+
+REFUSED = [pytest.param(path, *v.values, id=f"{path.stem}-{v.id}")
+           for path in BACKBONE_YAMLS for v in VARIANTS if refused(path, v.values[0])]
 
 
 def build(path: Path, spec: TaskSpec, name: str, params: dict) -> tuple[Backbone, Factory]:
@@ -161,3 +178,57 @@ def test_generate_stops_at_max_len(path: Path, spec_name: str, name: str, params
     assert int(out.tokens.min()) >= 0 and int(out.tokens.max()) < V
     if not factory.built[0].baseline:
         assert out.weights is not None and out.weights.shape[2] == T
+
+
+@pytest.mark.parametrize(("path", "name", "params"), REFUSED)
+def test_a_refused_variant_is_one_line_naming_the_compatible_ones(path: Path, name: str,
+                                                                  params: dict) -> None:
+    message = refused(path, name)
+    assert message is not None and "\n" not in message
+    listed = message.split("Compatible variants: ")[1].split(", ")
+    assert name not in listed and listed
+    assert all(refused(path, other) is None for other in listed)
+    spec = SPECS["transduce" if "transduce" in BACKBONES.get(path.stem).kinds else "classify"]
+    with pytest.raises(ValueError) as err:
+        build(path, spec, name, params)
+    assert str(err.value) == message
+
+
+def changed_at(x: Tensor, p: int, vocab: int) -> Tensor:
+    """x with column p replaced by a different real token (4 <= id < vocab)."""
+    out = x.clone()
+    out[:, p] = 4 + (x[:, p] - 4 + 1) % (vocab - 4)
+    return out
+
+
+@pytest.mark.parametrize("need_weights", [False, True], ids=["fast", "weights"])
+@pytest.mark.parametrize(("path", "spec_name", "name", "params"),
+                         [c for c in cases() if c.values[1] == "transduce"])
+def test_a_decoder_never_reads_a_later_target(path: Path, spec_name: str, name: str,
+                                              params: dict, need_weights: bool) -> None:
+    """Teacher forcing: the logits predicting target u see targets < u only."""
+    spec = SPECS[spec_name]
+    model, _ = build(path, spec, name, params)
+    x, y = data(spec, lengths=(T, T, T))
+    p = U - 3
+    before = model(x, y, need_weights=need_weights).logits
+    after = model(x, changed_at(y, p, V), need_weights=need_weights).logits
+    torch.testing.assert_close(after[:, : p + 1], before[:, : p + 1], atol=1e-6, rtol=0)
+    assert not torch.allclose(after[:, p + 1 :], before[:, p + 1 :], atol=1e-6)
+
+
+@pytest.mark.parametrize("need_weights", [False, True], ids=["fast", "weights"])
+@pytest.mark.parametrize(("path", "spec_name", "name", "params"),
+                         [c for c in cases() if c.values[1] == "per_position"
+                          and BACKBONES.get(c.values[0].stem).causal])
+def test_a_causal_backbone_never_reads_a_later_token(path: Path, spec_name: str, name: str,
+                                                     params: dict, need_weights: bool) -> None:
+    """``causal`` backbones: an output per position sees the inputs up to it only."""
+    spec = SPECS[spec_name]
+    model, factory = build(path, spec, name, params)
+    x, _ = data(spec, lengths=(T, T, T))
+    p = T - 3
+    before = model(x, need_weights=need_weights).logits  # (B, T, K)
+    after = model(changed_at(x, p, VOCAB), need_weights=need_weights).logits
+    torch.testing.assert_close(after[:, :p], before[:, :p], atol=1e-6, rtol=0)
+    assert not torch.allclose(after[:, p:], before[:, p:], atol=1e-6)  # the token is read

@@ -39,7 +39,7 @@ from attnbench.training.config import PRECISIONS
 from attnbench.training.device import native_bf16
 from attnbench.training.loop import fit
 from tests.training.conftest import RECALL, Recorder, case
-from tests.training.test_bf16_breadth import _names, _overrides
+from tests.training.test_bf16_breadth import _names, _overrides, refused
 from tests.training.test_device import needs_cuda
 from tests.training.test_memory import HUNGRY, _fit
 
@@ -71,6 +71,7 @@ def _pairs() -> list:
         pytest.param(backbone, attention, id=f"{backbone}-{attention}")
         for backbone in _names("backbone")
         for attention in _names("attention")
+        if not refused(backbone, attention)  # e.g. lm refuses lowrank (no causal form)
     ]
 
 
