@@ -44,6 +44,16 @@ START_FIRST = (
 )
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Tables at the width attnbench uses off a terminal (160) in every test and its subprocesses,
+    whatever COLUMNS the shell running pytest exports (CI's is 80); a test of the narrow layouts
+    sets COLUMNS itself."""
+    import os
+
+    for name in ("COLUMNS", "LINES"):
+        os.environ.pop(name, None)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     def rank(item: pytest.Item) -> int:
         for i, prefix in enumerate(START_FIRST):
