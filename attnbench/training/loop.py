@@ -22,6 +22,7 @@ from attnbench.backbones.base import Backbone
 from attnbench.errors import RunFailed
 from attnbench.tasks.base import TaskData
 from attnbench.tasks.metrics import compute_metrics
+from attnbench.training import throughput
 from attnbench.training.config import TrainerConfig
 from attnbench.training.device import autocast, check_precision, resolve, synchronize
 from attnbench.training.memory import RunMemory, cpu_tensor_memory
@@ -284,6 +285,7 @@ def fit(
         "samples_per_s": loop.samples / train_s if train_s else 0.0,
         "steps": float(loop.step),  # the budget actually trained (compare shows it per group)
         **memory,
+        **throughput.figures(model, data, cfg, device, loop, train_s),  # tokens/s, MFU
     }
     best_cpu = {k: v.cpu() for k, v in loop.best_state.items()}
     return FitResult(loop.best_step, loop.best_epoch, loop.best_val, test, cost, loop.step,
