@@ -117,6 +117,8 @@ COST_COLUMNS = (
     (COST_PARAMS, "params"),
     (COST_TRAIN_S, "train s"),
     (COST_SAMPLES_PER_S, "samples/s"),
+    (COST_TOKENS_PER_S, "tokens/s"),
+    (COST_MFU, "MFU %"),
     (COST_PEAK_MEM_MB, "peak MB"),
 )
 COST_BASE_MEM_MB = "cost/base_mem_mb"  # the weights' memory the peak is above (training/memory.py)

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from attnbench.backbones.base import Backbone, BackboneOutput
-from attnbench.store.schema import COST_MFU, COST_TOKENS_PER_S, metric_direction
+from attnbench.store.schema import COST_COLUMNS, COST_MFU, COST_TOKENS_PER_S, metric_direction
 from attnbench.tasks.base import PAD, Split, TaskData, TaskSpec
 from attnbench.training import throughput
 from attnbench.training.config import TrainerConfig
@@ -131,6 +131,11 @@ def lstm_step(device: str) -> object:
     rnn = nn.LSTM(8, 16, num_layers=2, batch_first=True, bidirectional=True).to(device)
     x = torch.randn(2, 5, 8, device=device, requires_grad=True)
     return lambda: rnn(x)[0].sum().backward()
+
+
+def test_compare_shows_tokens_and_mfu() -> None:
+    assert dict(COST_COLUMNS)[COST_TOKENS_PER_S] == "tokens/s"
+    assert dict(COST_COLUMNS)[COST_MFU] == "MFU %"
 
 
 def test_tokens_and_mfu_are_higher_better_costs_flops_lower() -> None:
