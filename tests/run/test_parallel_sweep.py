@@ -111,7 +111,7 @@ def loky_workers() -> Iterator[None]:
     yield
     from joblib.externals.loky import get_reusable_executor
 
-    get_reusable_executor().shutdown(wait=True)
+    get_reusable_executor(reuse=True).shutdown(wait=True, kill_workers=True)
 
 
 def cells(runs: list, parent: str) -> dict[tuple[str, ...], object]:
