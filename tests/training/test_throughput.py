@@ -74,6 +74,8 @@ def test_flops_per_sample_is_six_d_k_and_leaves_the_model_as_it_was() -> None:
     rng = torch.get_rng_state()
     cfg = TrainerConfig(batch_size=4)
     assert throughput.flops_per_sample(model, data(), cfg, torch.device("cpu")) == 6 * D * K
+    whole = TrainerConfig(batch_size=10)  # counted on FLOP_ROWS of them: the same per example
+    assert throughput.flops_per_sample(model, data(), whole, torch.device("cpu")) == 6 * D * K
     assert not model.training and torch.equal(model.out.weight.grad, torch.ones(K, D))
     assert model.embed.weight.grad is None and torch.equal(torch.get_rng_state(), rng)
 
