@@ -155,13 +155,13 @@ def test_sequential_and_parallel_sweeps_give_every_cell_the_same_numbers(
     assert str(os.getpid()) not in {r.tags[PID_TAG] for r in two.values()}
 
 
-@pytest.mark.slow  # two 5-job sweeps of the default trainer in subprocesses, then a resume
+@pytest.mark.slow  # two 5-job sweeps of the default trainer, a resume and a reproduce
 def test_default_sweep_numbers_equal_the_basic_launchers_and_resume_skips_them(
     tmp_path: Path, empty_store: Path
 ) -> None:
     """The README's variants with the default trainer: `hydra/launcher=basic` vs the default
     (parallel) launcher, each in its own store; then `--resume` of the parallel sweep, in
-    parallel, finds every cell done."""
+    parallel, finds every cell done, and `reproduce` of one of its jobs matches."""
     import shutil
 
     grid = ["attention=none,dot,scaled,additive,multihead"]
@@ -187,6 +187,12 @@ def test_default_sweep_numbers_equal_the_basic_launchers_and_resume_skips_them(
                              cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "skipped 5 of 5 cells (already finished)" in resumed.stdout + resumed.stderr
+    # a job of the parallel sweep reproduces in one process, metric for metric
+    run = found["default"][("multihead", "0")]
+    again = subprocess.run([*attnbench_cmd(), "reproduce", run.run_id, "--runs-dir",
+                            str(tmp_path / "default")],
+                           cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0 and "MATCH" in again.stdout, again.stdout[-3000:]
 
 
 def _cores() -> int:
