@@ -20,6 +20,7 @@ from attnbench.bench.device import DTYPES, available_bytes, describe, out_of_mem
 from attnbench.bench.kernels import Runner, build_module, build_runner, cases_for
 from attnbench.bench.memory import measure_memory, measure_memory_in_process
 from attnbench.bench.plan import KINDS, BenchPlan, BenchSettings, Case
+from attnbench.training.throughput import count_flops  # the FLOP counter training uses too
 
 MIN_REPEATS = 3
 PEAK_CALL_S = 2.0  # longest one product of the matmul-peak measurement may take
@@ -40,40 +41,8 @@ def estimate_bytes(case: Case, node: Mapping[str, Any], settings: BenchSettings)
     return 2 * 10 * b * t * d * e + module.memory_bytes(Call(b, t, t, e, masked=False), path)
 
 
-def _sdpa_forward(query: Any, key: Any, value: Any, *_: Any, **__: Any) -> int:
-    from torch.utils.flop_counter import sdpa_flop_count
-
-    return sdpa_flop_count(query, key, value)
-
-
-def _sdpa_backward(grad: Any, query: Any, key: Any, value: Any, *_: Any, **__: Any) -> int:
-    from torch.utils.flop_counter import sdpa_backward_flop_count
-
-    return sdpa_backward_flop_count(grad, query, key, value)
-
-
-def _cpu_sdpa_flops() -> dict[Any, Any]:
-    """FLOP formulas (on shapes) for PyTorch's fused CPU SDPA kernels, which
-    ``torch.utils.flop_counter`` does not list (it counts the CUDA ones): the same counts."""
-    aten = torch.ops.aten
-    return {
-        aten._scaled_dot_product_flash_attention_for_cpu: _sdpa_forward,
-        aten._scaled_dot_product_flash_attention_for_cpu_backward: _sdpa_backward,
-    }
-
-
 def _count_into(found: dict[Case, float], case: Case, run: Callable[[], object]) -> None:
     found[case] = count_flops(run)
-
-
-def count_flops(run: Callable[[], object]) -> float:
-    """FLOPs of one call of `run` (a case's forward+backward) as ``torch.utils.flop_counter``
-    counts them: matmuls and SDPA, 2 per multiply-add; element-wise work is not counted."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    with FlopCounterMode(display=False, custom_mapping=_cpu_sdpa_flops()) as counter:
-        run()
-    return float(counter.get_total_flops())
 
 
 def matmul_peak_gflops(
