@@ -21,6 +21,9 @@ KINDS = ("variant", "bare", "plain", "torch", "naive")
 DTYPE_BYTES = {"float32": 4, "bf16": 2, "float16": 2}  # bench.dtype -> bytes per element
 DEVICE_FORMS = "auto, cpu, cuda, cuda:N, mps"
 INPUTS = ("self", "separate")
+# bench.mode: train = forward + backward (each timed, and their sum); forward = inference forward
+# only (no autograd); decode = one decoding step after a prefix of T positions (Attention.decode)
+MODES = ("train", "forward", "decode")
 _DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 
 
@@ -46,6 +49,9 @@ class BenchSettings:
     device: str = "auto"
     dtype: str = "float32"
     inputs: str = "self"
+    mode: str = "train"
+    causal: bool = False
+    prefill: int = 256
 
     @property
     def element_bytes(self) -> int:
@@ -75,11 +81,12 @@ class BenchSettings:
         need(0 < self.mem_fraction <= 1, "mem_fraction", "must be in (0, 1]")
         need(self.peak_size >= 16, "peak_size", "must be >= 16")
         need(self.seed >= 0, "seed", "must be >= 0")
+        need(self.prefill >= 1, "prefill", "must be >= 1 positions per decoding call")
         if not (isinstance(self.device, str) and _DEVICE.fullmatch(self.device)):
             out.append(
                 f"'bench.device' = {self.device!r} is not valid: choose one of {DEVICE_FORMS}"
             )
-        for key, valid in (("dtype", tuple(DTYPE_BYTES)), ("inputs", INPUTS)):
+        for key, valid in (("dtype", tuple(DTYPE_BYTES)), ("inputs", INPUTS), ("mode", MODES)):
             if getattr(self, key) not in valid:
                 out.append(
                     f"'bench.{key}' = {getattr(self, key)!r} is not valid: choose one of "
@@ -178,6 +185,27 @@ def compose_plan(args: Sequence[str]) -> BenchPlan:
     return plan_from_configs(cfgs)
 
 
+def _nothing_causal(names: list[str], settings: BenchSettings) -> list[str]:
+    """One problem when ``bench.causal`` (or decoding) leaves none of the variants to bench."""
+    from attnbench.attention import ATTENTION
+
+    decoding = settings.mode == "decode"
+    if not (settings.causal or decoding) or not all(n in ATTENTION.names() for n in names):
+        return []
+
+    def runs(name: str) -> bool:
+        cls = ATTENTION.get(name)
+        return cls.causal and not (decoding and cls.baseline)
+
+    if not names or any(runs(n) for n in names):
+        return []
+    setting = "bench.mode=decode" if decoding else "bench.causal=true"
+    able = [n for n in ATTENTION.names() if runs(n)]
+    return [f"{setting}: {', '.join(names)} has no causal form to bench (its fact `causal` is "
+            f"False{', or it has no attention to decode' if decoding else ''}). Causal "
+            f"variants: {', '.join(able)}"]
+
+
 def plan_from_configs(cfgs: Sequence[dict[str, Any]]) -> BenchPlan:
     """The plan from composed configs (one per job of the overrides' sweep); one ConfigError
     listing every problem."""
@@ -227,6 +255,7 @@ def plan_from_configs(cfgs: Sequence[dict[str, Any]]) -> BenchPlan:
             except (ValueError, TypeError) as err:
                 problems.append(f"{name} at bench.dim={settings.dim}: {str(err).splitlines()[0]}")
         variants[name] = node
+    problems.extend(_nothing_causal(list(variants), settings))
     uri = first["tracking"].get("uri")
     if uri:
         problems.extend(check_uri(str(uri)))
@@ -241,6 +270,8 @@ def plan_from_configs(cfgs: Sequence[dict[str, Any]]) -> BenchPlan:
     if problems:
         raise ConfigError(problems[0], list(dict.fromkeys(problems)))
     settings.seq_lens = sorted(set(settings.seq_lens))
+    if settings.mode == "decode":
+        settings.causal = True  # decoding is causal by definition: recorded as such
     return BenchPlan(
         settings=settings,
         variants=variants,
