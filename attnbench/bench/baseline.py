@@ -1,12 +1,13 @@
 """``attnbench bench --baseline FILE.json``: this run's times against a stored run's, case by case,
 failing past a threshold (xformers' ``--fail_if_regression`` habit).
 
-A baseline is the ``results.json`` a bench writes (``runs/bench/<time>/results.json``) or the
-``gpu-figures.json`` the GPU kit writes (benchmarks/gpu_check: its bench stage's rows, one set
-per mode it ran). Loaded and checked before anything is measured, each problem one line (exit 2):
-a file that is missing or is neither; a baseline measured on another device (its type or name),
-in another dtype, at other sizes (``bench.batch``, ``bench.dim``, ``bench.inputs``), or with no
-rows of this run's mode (``bench.mode``, ``bench.causal``).
+A baseline is the ``results.json`` a bench writes (``runs/bench/<time>/results.json``; a folder
+names the newest one under it, e.g. ``runs/bench``: the last bench) or the ``gpu-figures.json``
+the GPU kit writes (benchmarks/gpu_check: its bench stage's rows, one set per mode it ran).
+Loaded and checked before anything is measured, each problem one line (exit 2): a file that is
+missing or is neither; a baseline measured on another device (its type or name), in another
+dtype, at other sizes (``bench.batch``, ``bench.dim``, ``bench.inputs``), or with no rows of
+this run's mode (``bench.mode``, ``bench.causal``).
 
 The comparison: a case is a label (``scaled``, ``multihead_torch``, ...) at a length T; its time
 is ``median_ms`` (forward + backward, the inference forward, or ms per decoding step: the mode's
@@ -79,7 +80,13 @@ def _fail(path: Path, why: str) -> ConfigError:
 
 def load(path: Path, mode: str, causal: bool) -> Baseline:
     """The baseline in `path`: a bench's results.json or the GPU kit's gpu-figures.json (its
-    rows of this `mode` and `causal`); one-line ConfigError otherwise."""
+    rows of this `mode` and `causal`), or a folder: the newest results.json under it (e.g.
+    runs/bench, the last bench); one-line ConfigError otherwise."""
+    if path.is_dir():
+        found = sorted(path.rglob("results.json"), key=lambda p: p.stat().st_mtime)
+        if not found:
+            raise _fail(path, "a folder with no results.json under it")
+        path = found[-1]
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:

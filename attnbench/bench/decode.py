@@ -2,7 +2,7 @@
 state it holds there.
 
 Notation: B batch (``bench.batch`` sequences decoded side by side), T the prefix length, P
-``bench.prefill`` positions per prefill call, D width.
+positions per prefill call (``bench.prefill``; 0: ⌈T / 32⌉, at least 256), D width.
 
 A case builds the variant (as training does), then the state of a T-position prefix through the
 variant's own ``Attention.decode`` (a KV cache for the softmax variants, linear's running (S, z)
@@ -33,6 +33,14 @@ from attnbench.bench.device import DTYPES
 from attnbench.bench.kernels import build_module
 from attnbench.bench.plan import BenchSettings, Case
 
+PREFILL_CALLS = 32  # bench.prefill=0: the prefix in this many decoding calls...
+MIN_PREFILL = 256  # ...of at least this many positions each
+
+
+def prefill_at(settings: BenchSettings, t: int) -> int:
+    """P: positions per prefill call for a T-position prefix (never more than T)."""
+    return min(t, settings.prefill or max(MIN_PREFILL, -(-t // PREFILL_CALLS)))
+
 
 class DecodeRunner:
     """One decoding step of ``module`` against the fixed ``state`` of a T-position prefix: call
@@ -58,7 +66,7 @@ class DecodeRunner:
 def build_decoder(case: Case, node: Mapping[str, Any], settings: BenchSettings,
                   device: str = "cpu") -> DecodeRunner:
     """The variant of `node` and the state of a ``case.n``-position prefix, built by its own
-    ``decode`` ``bench.prefill`` positions at a time; inputs drawn seeded on the CPU in float32
+    ``decode`` P positions at a time (`prefill_at`); inputs drawn seeded on the CPU in float32
     (the same numbers on every device), then moved and cast."""
     dev, dtype = torch.device(device), DTYPES[settings.dtype]
     torch.manual_seed(settings.seed)
@@ -70,10 +78,10 @@ def build_decoder(case: Case, node: Mapping[str, Any], settings: BenchSettings,
         q, k, v = (torch.randn(b, s, d, generator=g).to(device=dev, dtype=dtype) for _ in "qkv")
         return q, k, v, torch.ones(b, s, dtype=torch.bool, device=dev)  # (B, S, D) ×3, (B, S)
 
-    state = None
+    state, p = None, prefill_at(settings, case.n)
     with torch.inference_mode():
-        for start in range(0, case.n, settings.prefill):
-            _, state = attn.decode(*draw(min(settings.prefill, case.n - start)), state)
+        for start in range(0, case.n, p):
+            _, state = attn.decode(*draw(min(p, case.n - start)), state)
     return DecodeRunner(attn, state, draw(1))
 
 
@@ -116,7 +124,7 @@ def estimate_bytes(case: Case, node: Mapping[str, Any], settings: BenchSettings,
     local's full window, growing for a cache; one: proportional), else a KV cache's
     2 × B × T × D."""
     b, t, d, e = settings.batch, case.n, settings.dim, settings.element_bytes
-    p = min(settings.prefill, t)
+    p = prefill_at(settings, t)
     if len(states) >= 2:
         (n1, s1), (n2, s2) = states[-2], states[-1]
         state = s2 + max(0.0, (s2 - s1) / (n2 - n1)) * max(0, t - n2)

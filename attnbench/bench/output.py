@@ -91,8 +91,9 @@ def conditions(result: BenchResult) -> str:
     s = result.plan.settings
     dev = result.plan.device
     where = f"{result.threads} thread(s) of {os.cpu_count()} cores" if dev == "cpu" else dev
+    inputs = "" if s.mode == "decode" else f" inputs={s.inputs}"  # decoding: q, k, v apart
     return (
-        f"B={s.batch} D={s.dim} inputs={s.inputs}, {s.dtype} on {where} ({result.device_name}), "
+        f"B={s.batch} D={s.dim}{inputs}, {s.dtype} on {where} ({result.device_name}), "
         f"matmul peak {result.peak_gflops:.{0 if result.peak_gflops >= 10 else 2}f} GFLOP/s "
         f"({result.peak_n}³), "
         f"load {result.load[0]:.1f}→{result.load[1]:.1f}"

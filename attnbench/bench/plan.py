@@ -51,7 +51,7 @@ class BenchSettings:
     inputs: str = "self"
     mode: str = "train"
     causal: bool = False
-    prefill: int = 256
+    prefill: int = 0
 
     @property
     def element_bytes(self) -> int:
@@ -81,7 +81,7 @@ class BenchSettings:
         need(0 < self.mem_fraction <= 1, "mem_fraction", "must be in (0, 1]")
         need(self.peak_size >= 16, "peak_size", "must be >= 16")
         need(self.seed >= 0, "seed", "must be >= 0")
-        need(self.prefill >= 1, "prefill", "must be >= 1 positions per decoding call")
+        need(self.prefill >= 0, "prefill", "must be >= 0 (positions per call; 0 = automatic)")
         if not (isinstance(self.device, str) and _DEVICE.fullmatch(self.device)):
             out.append(
                 f"'bench.device' = {self.device!r} is not valid: choose one of {DEVICE_FORMS}"

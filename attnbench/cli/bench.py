@@ -16,9 +16,9 @@ BaselineFile = Annotated[
     Path | None,
     typer.Option(
         "--baseline",
-        help="Compare with a stored run: the results.json a bench wrote, or the GPU kit's "
-        "gpu-figures.json (same device, dtype, sizes and mode). Exit 1 when a case is slower "
-        "than --threshold allows.",
+        help="Compare with a stored run: the results.json a bench wrote (a folder: the newest "
+        "one under it, e.g. runs/bench), or the GPU kit's gpu-figures.json (same device, dtype, "
+        "sizes and mode). Exit 1 when a case is slower than --threshold allows.",
         show_default=False,
     ),
 ]

@@ -155,8 +155,14 @@ def test_bench_fails_past_the_threshold_and_still_logs_its_run(
     written = json.loads(next((runs_dir / "bench").glob("*/comparison.json")).read_text())
     assert [(c["label"], c["n"], c["regressed"]) for c in written["cases"]] == [
         ("scaled", 16, True), ("scaled", 32, False)]
-    # its own results.json is a baseline for the next run: no case is 1000x slower than itself
-    own = next((runs_dir / "bench").glob("*/results.json"))
-    again = cli("bench", "--baseline", str(own), "--threshold", "1000", *TINY,
+    # its own results.json is a baseline for the next run (a folder: the newest under it): no
+    # case is 1000x slower than itself
+    again = cli("bench", "--baseline", str(runs_dir / "bench"), "--threshold", "1000", *TINY,
                 f"runs_dir={runs_dir}")
     assert again.exit_code == 0, again.output
+    assert "against the baseline" in again.output and "REGRESSED" not in again.output
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    refused = cli("bench", "--baseline", str(empty), f"runs_dir={runs_dir}")
+    assert refused.exit_code == 2
+    assert f"--baseline {empty}: a folder with no results.json under it" in refused.output

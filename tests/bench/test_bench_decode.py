@@ -89,6 +89,16 @@ def test_exponent_fits_on_hand_made_rows() -> None:
     assert states["naive"] is None  # no state measured
 
 
+def test_prefill_chunks() -> None:
+    """bench.prefill=0: the prefix in 32 calls of at least 256 positions; a set value is kept."""
+    from attnbench.bench.decode import prefill_at
+
+    auto = BenchSettings()
+    assert [prefill_at(auto, t) for t in (100, 1000, 8192, 32768, 32769)] == [
+        100, 256, 256, 1024, 1025]
+    assert prefill_at(BenchSettings(prefill=16), 1000) == 16
+
+
 def test_the_estimate_extrapolates_the_measured_states() -> None:
     """State twice (the prefill's cat holds old and new), plus one prefill call: the variant's
     memory for P queries over T keys, a (B, P, T) bool mask, ten (B, P, D) tensors."""
