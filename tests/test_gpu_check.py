@@ -128,7 +128,7 @@ def test_full_dry_run_every_stage(tmp_path: Path) -> None:
     check_decode(doc["stages"]["bench"], md, out)
     causal = doc["stages"]["bench"]["modes"]["causal"]
     assert causal["settings"]["causal"] is True and causal["skipped"] == {
-        "lowrank": "skipped: no causal form ('lowrank' declares causal = False)"}
+        "lowrank": "skipped: lowrank has no causal form (its fact `causal` is False)"}
     assert all(r["fwd_ms"] > 0 and r["bwd_ms"] > 0 for r in causal["rows"])
 
     grid = doc["stages"]["grid"]

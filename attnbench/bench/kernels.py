@@ -18,7 +18,7 @@ from torch import Tensor
 
 from attnbench.attention.base import Attention
 from attnbench.bench.device import DTYPES
-from attnbench.bench.plan import KINDS, BenchSettings, Case
+from attnbench.bench.plan import KINDS, BenchSettings, Case, not_benched
 
 
 def build_module(node: Mapping[str, Any], settings: BenchSettings, device: str = "cpu"
@@ -141,17 +141,16 @@ def _wanted(variant: str, settings: BenchSettings) -> list[str]:
 
 
 def skipped(variant: str, settings: BenchSettings) -> dict[str, str]:
-    """Case label -> why the settings skip it at every length: under ``bench.causal`` a variant
-    whose fact ``causal`` is False (lowrank) and a reference without a causal form; when
-    decoding, the ``baseline`` (no attention: a backbone skips its mixing)."""
+    """Case label -> why the settings skip it at every length: the variant itself
+    (`plan.not_benched`: no causal form under ``bench.causal``, the baseline when decoding), or,
+    under ``bench.causal``, a reference without a causal form."""
     from attnbench.attention import ATTENTION
 
-    cls = ATTENTION.get(variant)
-    if settings.mode == "decode" and cls.baseline:
-        return {variant: "skipped: no attention to decode (a backbone skips the baseline's mixing)"}
+    why = not_benched(variant, settings)
+    if why is not None:
+        return {variant: f"skipped: {variant} {why}"}
     if not settings.causal:
         return {}
-    if not cls.causal:
-        return {variant: f"skipped: no causal form ('{variant}' declares causal = False)"}
+    references = ATTENTION.get(variant).references
     return {Case(variant, k, 0).label: "skipped: this reference has no causal form"
-            for k in _wanted(variant, settings) if not cls.references[k].causal}
+            for k in _wanted(variant, settings) if not references[k].causal}

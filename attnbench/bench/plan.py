@@ -185,25 +185,34 @@ def compose_plan(args: Sequence[str]) -> BenchPlan:
     return plan_from_configs(cfgs)
 
 
-def _nothing_causal(names: list[str], settings: BenchSettings) -> list[str]:
-    """One problem when ``bench.causal`` (or decoding) leaves none of the variants to bench."""
+def not_benched(name: str, settings: BenchSettings) -> str | None:
+    """Why the settings leave variant `name` out at every length (a predicate of it), or None:
+    under ``bench.causal`` (decoding is causal) a variant whose fact ``causal`` is False; when
+    decoding, the ``baseline`` (no attention: a backbone skips its mixing)."""
     from attnbench.attention import ATTENTION
 
+    cls = ATTENTION.get(name)
     decoding = settings.mode == "decode"
-    if not (settings.causal or decoding) or not all(n in ATTENTION.names() for n in names):
-        return []
+    if (settings.causal or decoding) and not cls.causal:
+        return "has no causal form (its fact `causal` is False)"
+    if decoding and cls.baseline:
+        return "has no attention to decode (a backbone skips the baseline's mixing)"
+    return None
 
-    def runs(name: str) -> bool:
-        cls = ATTENTION.get(name)
-        return cls.causal and not (decoding and cls.baseline)
 
-    if not names or any(runs(n) for n in names):
+def _nothing_left(names: list[str], settings: BenchSettings) -> list[str]:
+    """One problem when ``bench.causal`` or decoding leaves none of the variants to bench."""
+    from attnbench.attention import ATTENTION
+
+    if not names or not all(n in ATTENTION.names() for n in names):
         return []
-    setting = "bench.mode=decode" if decoding else "bench.causal=true"
-    able = [n for n in ATTENTION.names() if runs(n)]
-    return [f"{setting}: {', '.join(names)} has no causal form to bench (its fact `causal` is "
-            f"False{', or it has no attention to decode' if decoding else ''}). Causal "
-            f"variants: {', '.join(able)}"]
+    why = {n: not_benched(n, settings) for n in names}
+    if any(w is None for w in why.values()):
+        return []
+    setting = "bench.mode=decode" if settings.mode == "decode" else "bench.causal=true"
+    able = [n for n in ATTENTION.names() if not_benched(n, settings) is None]
+    return [f"{setting}: nothing to bench: {'; '.join(f'{n} {w}' for n, w in why.items())}. "
+            f"Variants to bench: {', '.join(able)}"]
 
 
 def plan_from_configs(cfgs: Sequence[dict[str, Any]]) -> BenchPlan:
@@ -255,7 +264,7 @@ def plan_from_configs(cfgs: Sequence[dict[str, Any]]) -> BenchPlan:
             except (ValueError, TypeError) as err:
                 problems.append(f"{name} at bench.dim={settings.dim}: {str(err).splitlines()[0]}")
         variants[name] = node
-    problems.extend(_nothing_causal(list(variants), settings))
+    problems.extend(_nothing_left(list(variants), settings))
     uri = first["tracking"].get("uri")
     if uri:
         problems.extend(check_uri(str(uri)))

@@ -70,7 +70,7 @@ def test_a_variant_without_a_causal_form_is_skipped_with_one_line() -> None:
     result = run_cases(plan)
     assert [r.label for r in result.rows] == ["scaled"]
     assert result.skipped == {
-        "lowrank": "skipped: no causal form ('lowrank' declares causal = False)"}
+        "lowrank": "skipped: lowrank has no causal form (its fact `causal` is False)"}
     from rich.console import Console
 
     from attnbench.bench.output import results_table
@@ -79,7 +79,7 @@ def test_a_variant_without_a_causal_form_is_skipped_with_one_line() -> None:
     console.print(results_table(result))
     text = console.export_text()
     lines = [ln for ln in text.splitlines() if "lowrank" in ln]
-    assert len(lines) == 1 and "all" in lines[0] and "declares causal = False" in lines[0]
+    assert len(lines) == 1 and "all" in lines[0] and "its fact `causal` is False" in lines[0]
     assert "forward+backward (fwd, bwd: each phase's median), causal" in text  # the title
 
 
@@ -105,9 +105,16 @@ def test_nothing_causal_to_bench_is_one_line(cli, runs_dir: Path) -> None:
     result = cli("bench", "attention=lowrank", "bench.causal=true", f"runs_dir={runs_dir}")
     assert result.exit_code == 2, result.output
     assert result.output.strip().splitlines() == [
-        "error: bench.causal=true: lowrank has no causal form to bench (its fact `causal` is "
-        "False). Causal variants: additive, cosine, dot, general, linear, local, multihead, "
-        "none, scaled"]
+        "error: bench.causal=true: nothing to bench: lowrank has no causal form (its fact "
+        "`causal` is False). Variants to bench: additive, cosine, dot, general, linear, local, "
+        "multihead, none, scaled"]
+    decode = cli("bench", "attention=lowrank,none", "bench.mode=decode", f"runs_dir={runs_dir}")
+    assert decode.exit_code == 2, decode.output
+    assert decode.output.strip().splitlines() == [
+        "error: bench.mode=decode: nothing to bench: lowrank has no causal form (its fact "
+        "`causal` is False); none has no attention to decode (a backbone skips the baseline's "
+        "mixing). Variants to bench: additive, cosine, dot, general, linear, local, multihead, "
+        "scaled"]
     assert all_runs(runs_dir) == []
 
 

@@ -125,8 +125,8 @@ def test_decode_mode_reports_state_and_exponents(cli, runs_dir: Path) -> None:
     out = result.output
     for text in ("ms/token", "state MB", "prefix T", "state exponent", "time exponent"):
         assert text in out, text
-    assert "skipped: no causal form ('lowrank' declares causal = False)" in out
-    assert "skipped: no attention to decode" in out
+    assert "skipped: lowrank has no causal form (its fact `causal` is False)" in out
+    assert "skipped: none has no attention to decode" in out
     run = all_runs(runs_dir)[0]
     assert run.params["bench.mode"] == "decode" and run.params["bench.causal"] == "True"
     assert run.metrics["scaled/state_exponent"] == pytest.approx(1.0)
