@@ -28,7 +28,7 @@ from pathlib import Path
 import yaml
 
 from attnbench.config.groups import conf_dir
-from attnbench.store.handle import Tracker
+from attnbench.store.tracker import Tracker
 
 DOCS = Path("docs")
 TEXT_PRESETS = {"text_pooling"}
