@@ -46,6 +46,7 @@ class SweepContext:
     swept: list[str] = field(default_factory=list)
     stage: str | None = None  # a tuned sweep's stage (run.tune): tagged on the job's run
     tags: dict[str, str] = field(default_factory=dict)  # `sweep --name/--tag/--note` (run.sweep)
+    continued: bool = False  # `--resume` reopened the same grid's earlier parent run
 
 
 def run_experiment(

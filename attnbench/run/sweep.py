@@ -204,7 +204,8 @@ class SweepCallback(Callback):
         sweep_dir.mkdir(parents=True, exist_ok=True)
         (sweep_dir / CONTEXT_FILE).write_text(
             json.dumps({"parent_run_id": self.parent_run_id, "experiment_name": exp_name,
-                        "swept": swept, "stage": self.stage, "tags": tags})
+                        "swept": swept, "stage": self.stage, "tags": tags,
+                        "continued": self.continued})
         )
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:

@@ -284,7 +284,7 @@ def run(plan: TunePlan, run_stage: Callable[[list[str]], None], tracker: Any) ->
             folder = base / f"{STAGE_DIRS[1]}-{i}"
             run_stage(_stage_args(plan, grid, folder, FINAL_STAGE, parent))
             folders.append(folder)
-    finish_sweep(tracker, parent, folders)
+    finish_sweep(tracker, parent, folders, context.continued)
 
 
 def _stage_args(plan: TunePlan, overrides: list[str], folder: Path, stage: str,

@@ -188,7 +188,7 @@ def test_default_sweep_numbers_equal_the_basic_launchers_and_resume_skips_them(
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "skipped 5 of 5 cells (already finished)" in resumed.stdout + resumed.stderr
     # a job of the parallel sweep reproduces in one process, metric for metric
-    run = found["default"][("multihead", "0")]
+    run = next(r for cell, r in found["default"].items() if cell[0] == "multihead")
     again = subprocess.run([*attnbench_cmd(), "reproduce", run.run_id, "--runs-dir",
                             str(tmp_path / "default")],
                            cwd=tmp_path, capture_output=True, text=True, timeout=600)
