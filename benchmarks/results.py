@@ -268,10 +268,7 @@ def section(preset: str, runs_dir: Path, extra: list[str], run: bool, sweep: str
     lines = [
         f"## {preset}",
         "",
-        "```bash",
-        "attnbench " + " ".join(a for a in sweep_args if not a.startswith("runs_dir=")),
-        " ".join(["attnbench compare", *options]),
-        "```",
+        *commands(preset, options),
         "",
         f"{provenance(info)} · {machine()} · sweep `{parent}` (its runs carry the package "
         "version and data fingerprint as tags)"
@@ -287,6 +284,30 @@ def section(preset: str, runs_dir: Path, extra: list[str], run: bool, sweep: str
         "",
     ]
     return "\n".join(lines)
+
+
+def commands(preset: str, options: list[str]) -> list[str]:
+    """The section's commands as a reader runs them from an empty folder: the sweep (named after
+    the section) in a block that tests/test_docs.py checks with `--dry-run` (the grid itself is
+    trained, smoke-sized, by tests/test_presets.py), then the compare that made the table."""
+    setup, data = [], []
+    if preset in TEXT_PRESETS:
+        setup = [
+            "python -c 'from pathlib import Path; from benchmarks.figures import write_reviews; "
+            'write_reviews(Path("reviews.csv"))\'',
+        ]
+        data = ["task.path=reviews.csv"]
+    sweep = ["attnbench sweep", *sweep_overrides(preset), *data, "--name", preset]
+    compare = ["attnbench compare --sweep", preset, *options]
+    return [
+        "<!-- run: slow dry -->",
+        "```bash",
+        *setup,
+        " ".join(sweep),
+        "```",
+        "",
+        f"Table: `{' '.join(compare)} --format markdown`.",
+    ]
 
 
 def figures(preset: str, runs_dir: Path, sweep_name: str) -> list[str]:
