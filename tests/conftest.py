@@ -13,6 +13,10 @@ from typer.testing import CliRunner
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"
 SMOKE = ["trainer=smoke"]
+IN_PROCESS = "hydra/launcher=basic"  # a sweep's jobs one after another, in the test's process
+# Arguments that choose a sweep's launcher themselves (directly or through their own config)
+OWN_LAUNCHER = ("hydra/launcher=", "-cn", "-cd", "-cp", "--config-name", "--config-dir",
+                "--config-path")
 
 
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
@@ -42,6 +46,16 @@ START_FIRST = (
     "tests/launchers/test_optuna_sweeper.py::test_optuna_preset_two_trials_are_child_runs",
     "tests/faults/test_fault_injection.py::test_nan_and_exception_fail_their_jobs_and_the_sweep_",
 )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Tables at the width attnbench uses off a terminal (160) in every test and its subprocesses,
+    whatever COLUMNS the shell running pytest exports (CI's is 80); a test of the narrow layouts
+    sets COLUMNS itself."""
+    import os
+
+    for name in ("COLUMNS", "LINES"):
+        os.environ.pop(name, None)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -83,7 +97,10 @@ def runs_dir(fresh_runs_dir: Path, empty_store: Path) -> Path:
 @pytest.fixture
 def cli(runs_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., object]:
     """Invoke `attnbench ARGS...` in-process (Typer's CliRunner); run/sweep get the smoke trainer
-    and the temporary runs_dir appended unless `smoke=False`."""
+    and the temporary runs_dir appended unless `smoke=False`, and a sweep gets Hydra's basic
+    launcher (its jobs in this process, where a test's monkeypatches and test-only components
+    are) unless it names a launcher or a config of its own; tests/run/test_parallel_sweep.py
+    runs the default one."""
     from attnbench.cli import app
 
     monkeypatch.chdir(runs_dir.parent)
@@ -94,6 +111,8 @@ def cli(runs_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., object
         if smoke and argv and argv[0] in ("run", "sweep"):
             argv += [*SMOKE, f"runs_dir={runs_dir}"]
         argv += list(extra)
+        if smoke and argv[:1] == ["sweep"] and not any(a.startswith(OWN_LAUNCHER) for a in argv):
+            argv.append(IN_PROCESS)
         result = runner.invoke(app, argv, catch_exceptions=False)
         return result
 

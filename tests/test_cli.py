@@ -133,10 +133,8 @@ def test_joblib_launcher_two_parallel_jobs(runs_dir: Path, tmp_path: Path) -> No
     children = [r for r in runs if r.tags.get("mlflow.parentRunId") == parent.run_id]
     assert sorted(r.tags["attention"] for r in children) == ["dot", "scaled"]
     assert all(r.status == "FINISHED" and "test/acc" in r.metrics for r in children)
-    # each of the 2 workers uses cores / 2 torch threads (what its torch reports, tagged)
-    from attnbench.training.seeding import available_cores
-
-    assert {r.tags["attnbench.threads"] for r in children} == {str(max(1, available_cores() // 2))}
+    # each worker's torch uses the trainer's threads (smoke: 1), whatever the number of workers
+    assert {r.tags["attnbench.threads"] for r in children} == {"1"}
     assert {r.tags["attnbench.openmp_wait"] for r in children} == {"GOMP_SPINCOUNT=1000"}
 
 

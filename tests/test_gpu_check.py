@@ -80,17 +80,39 @@ def check_bench(section: dict[str, Any], md: str, calls: list[list[int]]) -> Non
         assert f"**{name}**" in md
 
 
+def check_decode(section: dict[str, Any], md: str, out: Path) -> None:
+    """The decoding call: every variant with a causal form and attention to decode, per-step
+    time and state at each prefix length (linear's state flat, scaled's cache growing), read
+    back by `attnbench bench --baseline` as a decode baseline."""
+    from attnbench.bench.baseline import load
+
+    mode = section["modes"]["decode"]
+    assert mode["rc"] == 0 and mode["settings"]["mode"] == "decode", mode
+    decoded = set(options("attention")) - {"lowrank", "none"}
+    assert {r["label"] for r in mode["rows"]} == decoded
+    assert all(r["median_ms"] > 0 and r["state_mb"] > 0 for r in mode["rows"])
+    assert mode["state_exponents"]["linear"] == pytest.approx(0.0, abs=1e-9)
+    assert mode["state_exponents"]["scaled"] == pytest.approx(1.0)
+    assert set(mode["skipped"]) == {"lowrank", "none"}
+    assert "decoding: ms per step" in md
+    stored = load(out / "gpu-figures.json", "decode", True)
+    assert {label for label, _ in stored.times} == decoded
+
+
 def test_dry_run_tests_and_bench_stages(tmp_path: Path, empty_store: Path) -> None:
-    """`--only tests,bench`, one bench call on a ready store (about 30 s here, most of it the
-    processes' start-up): the other stages' sections say they were not selected."""
+    """`--only tests,bench`, one bench call and one decoding call on a ready store (about 45 s
+    here, most of it the processes' start-up): the other stages' sections say they were not
+    selected."""
     out, work = tmp_path / "out", tmp_path / "work"
     (work / "runs").mkdir(parents=True)
     shutil.copy(empty_store, work / "runs" / "mlflow.db")
     doc = figures(out, kit(out, "--dry-run", "--only", "tests,bench", "--bench-lengths",
-                           "16,32,64", "--work", str(work)))
+                           "16,32,64", "--bench-modes", "decode", "--work", str(work)))
     md = (out / "gpu-figures.md").read_text(encoding="utf-8")
     check_tests(doc["stages"]["tests"], md)
     check_bench(doc["stages"]["bench"], md, [[16, 32, 64]])
+    assert list(doc["stages"]["bench"]["modes"]) == ["decode"]
+    check_decode(doc["stages"]["bench"], md, out)
     for stage in ("grid", "sweep"):
         assert doc["stages"][stage] == {"status": "skipped", "why": "not selected (--only)"}
 
@@ -103,6 +125,11 @@ def test_full_dry_run_every_stage(tmp_path: Path) -> None:
     assert all(doc["stages"][s]["status"] == "done" for s in STAGES), doc["stages"]
     check_tests(doc["stages"]["tests"], md)
     check_bench(doc["stages"]["bench"], md, [[16, 32], [64]])
+    check_decode(doc["stages"]["bench"], md, out)
+    causal = doc["stages"]["bench"]["modes"]["causal"]
+    assert causal["settings"]["causal"] is True and causal["skipped"] == {
+        "lowrank": "skipped: lowrank has no causal form (its fact `causal` is False)"}
+    assert all(r["fwd_ms"] > 0 and r["bwd_ms"] > 0 for r in causal["rows"])
 
     grid = doc["stages"]["grid"]
     cells = {(c["attention"], c["backbone"], c["precision"]): c["status"] for c in grid["cells"]}
@@ -138,6 +165,9 @@ def test_an_unknown_stage_is_refused_naming_the_stages(tmp_path: Path) -> None:
     assert not (tmp_path / "out").exists()
     done = kit(tmp_path / "out", "--dry-run", "--bench-lengths", "16,x")
     assert done.returncode == 2 and "--bench-lengths '16,x': lengths separated by" in done.stderr
+    done = kit(tmp_path / "out", "--dry-run", "--bench-modes", "decode,prefill")
+    assert done.returncode == 2 and "--bench-modes 'decode,prefill': choose from causal, decode" \
+        in done.stderr
 
 
 def test_gpu_requirements_cover_every_dependency() -> None:

@@ -88,7 +88,8 @@ def test_verbose_brings_hydra_lines_back(cli, runs_dir: Path, tmp_path: Path) ->
     assert "[HYDRA] Launching 2 jobs locally" in loud.output
     assert f"[HYDRA] \t#1 : task=text task.path={data} backbone=rnn attention=dot seed=1" \
         in loud.output
-    info = [ln for ln in loud.output.splitlines() if "[attnbench.tasks.text][INFO]" in ln]
+    info = [ln for ln in loud.output.splitlines()
+            if "[INFO]" in ln and "detected text column" in ln]
     notes = [ln for ln in loud.output.splitlines() if ln.startswith("note: ")]
     assert len(info) == 2 and len(notes) == 1  # each job logs it; the note is shown once
     assert os.environ.get("ATTNBENCH_VERBOSE") is None  # set for the command only

@@ -35,7 +35,7 @@ from attnbench.attention.base import (
     softmax_mix,
     upcast,
 )
-from attnbench.attention.causal import Positions
+from attnbench.attention.causal import Positions, hide_future
 
 DEFAULT_CHUNK_BYTES = 64 * 2**20  # few, large chunks: robust when CPU threads are contended
 
@@ -50,10 +50,10 @@ def additive_scores_naive(wq: Tensor, uk: Tensor, v: Tensor) -> Tensor:
     return hidden @ v  # (B, Tq, Tk)
 
 
-def _additive_naive(attn: Any, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+def _additive_naive(attn: Any, q: Tensor, k: Tensor, v: Tensor, causal: bool = False) -> Tensor:
     """softmax(vᵀ tanh(W q + U k)) v with the (B, Tq, Tk, Hd) broadcast: the bench's ``naive``."""
     scores = additive_scores_naive(attn.W(q), attn.U(k), attn.v.weight[0])  # (B, Tq, Tk)
-    return torch.softmax(scores, dim=-1) @ v
+    return torch.softmax(hide_future(scores, causal), dim=-1) @ v
 
 
 def chunk_rows(b: int, tk: int, hd: int, chunk_bytes: int) -> int:
@@ -147,7 +147,7 @@ def additive_scores(wq: Tensor, uk: Tensor, v: Tensor, chunk_bytes: int) -> Tens
 class AdditiveAttention(Attention):
     bounded_in_bf16: ClassVar[bool] = True  # |score| <= Σ|v|: tanh is bounded, in float32
     accepts_bias: ClassVar[bool] = True  # on the scores; no rotation (no qᵀk to rotate)
-    references = MappingProxyType({"naive": Reference(_additive_naive)})
+    references = MappingProxyType({"naive": Reference(_additive_naive, causal=True)})
     reference: ClassVar[str] = (
         "Bahdanau, Cho & Bengio 2015, 'Neural Machine Translation by Jointly Learning to Align "
         "and Translate', eq. 6 / appendix A.1.2: e_ij = v_aᵀ tanh(W_a s_{i-1} + U_a h_j)"

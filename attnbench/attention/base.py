@@ -115,11 +115,15 @@ class Reference:
     into the tensors the timed call takes (its gradient leaves); None means it takes them as
     they are and returns the variant's (B, T, out_dim) output. ``peer`` builds a module (e.g.
     PyTorch's own implementation) from the variant's weights: ``fn`` then gets it instead of the
-    variant, and its parameters are the gradient leaves."""
+    variant, and its parameters are the gradient leaves. ``causal``: ``fn`` also takes
+    ``causal=True`` and then computes the variant's causal form (each query sees the keys up to
+    its own position: SDPA's ``is_causal``, or causal.py's ``hide_future`` on materialised
+    scores); ``bench.causal=true`` times only the references that declare it."""
 
     fn: Callable[..., Tensor]
     inputs: Callable[[Any, Tensor, Tensor, Tensor], tuple[Tensor, ...]] | None = None
     peer: Callable[[Any], nn.Module] | None = None
+    causal: bool = False
 
 
 class Attention(nn.Module):

@@ -70,6 +70,17 @@ def fold_bias(mask: Tensor | None, bias: Tensor | None, dtype: torch.dtype) -> T
     return bias if mask is None else bias.masked_fill(~mask, float("-inf"))
 
 
+def hide_future(scores: Tensor, causal: bool, fill: float = float("-inf")) -> Tensor:
+    """Scores (..., Tq, Tk) with every key after its query (j > i) set to ``fill`` when
+    ``causal`` (as they are otherwise): the causal mask of a materialised reference (a bench
+    ``Reference`` that declares ``causal``), SDPA's ``is_causal`` written out."""
+    if not causal:
+        return scores
+    tq, tk = scores.shape[-2:]
+    later = torch.ones(tq, tk, dtype=torch.bool, device=scores.device).triu(1)  # (Tq, Tk)
+    return scores.masked_fill(later, fill)
+
+
 def causal_rows(keep: Tensor, s: int) -> Tensor:
     """(B, S, t + S) bool: the newest S of t + S positions as queries, each allowed the real
     positions (``keep`` (B, t + S)) up to and including its own."""

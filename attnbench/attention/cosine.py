@@ -34,10 +34,10 @@ from attnbench.attention.dot import DotProductAttention, dot_naive, sdpa_flops
 EPS = 1e-8  # norms below this count as EPS: a zero vector has cosine 0 with everything
 
 
-def _cosine_naive(attn: Any, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+def _cosine_naive(attn: Any, q: Tensor, k: Tensor, v: Tensor, causal: bool = False) -> Tensor:
     beta = torch.exp(-attn.log_temperature)  # 1/τ
     qn = F.normalize(q, dim=-1, eps=EPS) * beta  # (B, Tq, D)
-    return dot_naive(attn.dot, qn, F.normalize(k, dim=-1, eps=EPS), v)
+    return dot_naive(attn.dot, qn, F.normalize(k, dim=-1, eps=EPS), v, causal)
 
 
 @ATTENTION.register("cosine")
@@ -48,7 +48,7 @@ class CosineAttention(Attention):
     bounded_in_bf16: ClassVar[bool] = True  # |score| <= 1/τ whatever the inputs' scale
     accepts_rotary: ClassVar[bool] = True  # in dot, on the unit vectors
     accepts_bias: ClassVar[bool] = True
-    references = MappingProxyType({"naive": Reference(_cosine_naive)})
+    references = MappingProxyType({"naive": Reference(_cosine_naive, causal=True)})
     reference: ClassVar[str] = (
         "Graves, Wayne & Danihelka 2014, 'Neural Turing Machines', §3.3.1 eq. 5-6: "
         "w_i = softmax_i(β K[k, M_i]), K[u, v] = u·v / (‖u‖ ‖v‖); here β = 1/τ"

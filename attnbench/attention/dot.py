@@ -34,21 +34,23 @@ from attnbench.attention.base import (
     sdpa_mask,
     softmax_mix,
 )
-from attnbench.attention.causal import Positions, fold_bias
+from attnbench.attention.causal import Positions, fold_bias, hide_future
 
 
-def dot_naive(attn: Any, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
-    """softmax(q kᵀ · scale) v with the (B, Tq, Tk) weights materialised: the bench's ``naive``."""
-    weights = torch.softmax(q @ k.transpose(1, 2) * attn.scale, dim=-1)  # (B, Tq, Tk)
-    return weights @ v  # (B, Tq, Dv)
+def dot_naive(attn: Any, q: Tensor, k: Tensor, v: Tensor, causal: bool = False) -> Tensor:
+    """softmax(q kᵀ · scale) v with the (B, Tq, Tk) weights materialised: the bench's ``naive``
+    (``causal``: no key after its query)."""
+    scores = hide_future(q @ k.transpose(1, 2) * attn.scale, causal)  # (B, Tq, Tk)
+    return torch.softmax(scores, dim=-1) @ v  # (B, Tq, Dv)
 
 
-def _dot_bare(attn: Any, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
-    """The fast path's SDPA call alone (no mask, no dropout): the bench's ``bare``."""
+def _dot_bare(attn: Any, q: Tensor, k: Tensor, v: Tensor, causal: bool = False) -> Tensor:
+    """The fast path's SDPA call alone (no mask but ``is_causal``, no dropout): the bench's
+    ``bare``."""
     # (B, 1, T, D): PyTorch's fused CPU kernel takes 4-D inputs only
-    return F.scaled_dot_product_attention(q[:, None], k[:, None], v[:, None], scale=attn.scale)[
-        :, 0
-    ]
+    return F.scaled_dot_product_attention(
+        q[:, None], k[:, None], v[:, None], is_causal=causal, scale=attn.scale
+    )[:, 0]
 
 
 def sdpa_flops(b: int, tq: int, tk: int, dk: int, dv: int) -> float:
@@ -64,7 +66,9 @@ class DotProductAttention(Attention):
     equal_widths: ClassVar[bool] = True
     accepts_rotary: ClassVar[bool] = True
     accepts_bias: ClassVar[bool] = True
-    references = MappingProxyType({"naive": Reference(dot_naive), "bare": Reference(_dot_bare)})
+    references = MappingProxyType(
+        {"naive": Reference(dot_naive, causal=True), "bare": Reference(_dot_bare, causal=True)}
+    )
     reference: ClassVar[str] = (
         "Luong, Pham & Manning 2015, 'Effective Approaches to Attention-based NMT', "
         "eq. 8 'dot': score(h_t, h_s) = h_tᵀ h_s"

@@ -25,8 +25,8 @@ from attnbench.attention.causal import Positions
 from attnbench.attention.dot import DotProductAttention, dot_naive, sdpa_flops
 
 
-def _general_naive(attn: Any, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
-    return dot_naive(attn.dot, q, attn.W(k), v)  # qᵀ(W k), scale 1, weights materialised
+def _general_naive(attn: Any, q: Tensor, k: Tensor, v: Tensor, causal: bool = False) -> Tensor:
+    return dot_naive(attn.dot, q, attn.W(k), v, causal)  # qᵀ(W k), scale 1, weights materialised
 
 
 @ATTENTION.register("general")
@@ -37,7 +37,7 @@ class GeneralAttention(Attention):
     materialises: ClassVar[bool] = False
     accepts_rotary: ClassVar[bool] = True  # on q and W k, in dot
     accepts_bias: ClassVar[bool] = True
-    references = MappingProxyType({"naive": Reference(_general_naive)})
+    references = MappingProxyType({"naive": Reference(_general_naive, causal=True)})
     reference: ClassVar[str] = (
         "Luong, Pham & Manning 2015, 'Effective Approaches to Attention-based NMT', "
         "eq. 8 'general': score(h_t, h_s) = h_tᵀ W_a h_s"

@@ -61,7 +61,7 @@ from attnbench.attention.base import (
     require_equal_widths,
     upcast,
 )
-from attnbench.attention.causal import Positions
+from attnbench.attention.causal import Positions, hide_future
 
 
 def feature_map(x: Tensor) -> Tensor:
@@ -69,9 +69,10 @@ def feature_map(x: Tensor) -> Tensor:
     return F.elu(x) + 1.0
 
 
-def _linear_naive(attn: Any, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
-    """The row-normalised (B, Tq, Tk) matrix φ(Q)φ(K)ᵀ, materialised: the bench's ``naive``."""
-    sim = feature_map(q) @ feature_map(k).transpose(1, 2)  # (B, Tq, Tk), positive
+def _linear_naive(attn: Any, q: Tensor, k: Tensor, v: Tensor, causal: bool = False) -> Tensor:
+    """The row-normalised (B, Tq, Tk) matrix φ(Q)φ(K)ᵀ, materialised: the bench's ``naive``
+    (``causal``: zero after the query)."""
+    sim = hide_future(feature_map(q) @ feature_map(k).transpose(1, 2), causal, 0.0)  # (B, Tq, Tk)
     return sim / sim.sum(dim=-1, keepdim=True) @ v  # (B, Tq, Dv)
 
 
@@ -88,7 +89,7 @@ class LinearAttention(Attention):
     materialises: ClassVar[bool] = False
     equal_widths: ClassVar[bool] = True
     bounded_in_bf16: ClassVar[bool] = True  # its sums and normaliser run in float32
-    references = MappingProxyType({"naive": Reference(_linear_naive)})
+    references = MappingProxyType({"naive": Reference(_linear_naive, causal=True)})
     reference: ClassVar[str] = (
         "Katharopoulos et al. 2020, 'Transformers are RNNs: Fast Autoregressive Transformers "
         "with Linear Attention', §3.2 eq. 5 and 7: V'_i = φ(Q_i)ᵀ Σ_j φ(K_j) V_jᵀ / "

@@ -42,7 +42,7 @@ from torch import Tensor
 
 from attnbench.attention import ATTENTION
 from attnbench.attention.base import Call, Reference, expand_mask, sdpa_mask
-from attnbench.attention.causal import KVCache, Positions, fold_bias
+from attnbench.attention.causal import KVCache, Positions, fold_bias, hide_future
 from attnbench.attention.dot import sdpa_flops
 from attnbench.attention.multihead import MultiHeadAttention, merge_heads, split_heads
 
@@ -55,18 +55,19 @@ def band_mask(t: int, window: int, device: torch.device) -> Tensor:
     return (pos[:, None] - pos[None, :]).abs() <= window
 
 
-def _local_naive(attn: Any, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
-    """Every head's full (T, T) band-masked softmax: the bench's ``naive``."""
+def _local_naive(attn: Any, q: Tensor, k: Tensor, v: Tensor, causal: bool = False) -> Tensor:
+    """Every head's full (T, T) band-masked softmax: the bench's ``naive`` (``causal``: the
+    band's half up to the query)."""
     qh, kh, vh = split_heads(attn, q, k, v)
     scores = qh @ kh.transpose(-2, -1) / qh.shape[-1] ** 0.5  # (B, H, T, T)
     if q is k:  # the window applies to self-attention only, as in the variant
         scores = scores.masked_fill(~band_mask(q.shape[1], attn.window, q.device), float("-inf"))
-    return merge_heads(attn, torch.softmax(scores, dim=-1) @ vh)
+    return merge_heads(attn, torch.softmax(hide_future(scores, causal), dim=-1) @ vh)
 
 
 @ATTENTION.register("local")
 class LocalAttention(MultiHeadAttention):
-    references = MappingProxyType({"naive": Reference(_local_naive)})
+    references = MappingProxyType({"naive": Reference(_local_naive, causal=True)})
     reference: ClassVar[str] = (
         "Beltagy, Peters & Cohan 2020, 'Longformer: The Long-Document Transformer', §3.1 "
         "sliding window: each token attends to the tokens within w of it; scores per head as "

@@ -36,7 +36,7 @@ from attnbench.attention.base import (
     sdpa_mask,
     softmax_mix,
 )
-from attnbench.attention.causal import KVCache, Positions, causal_rows, fold_bias
+from attnbench.attention.causal import KVCache, Positions, causal_rows, fold_bias, hide_future
 from attnbench.attention.dot import sdpa_flops
 
 
@@ -65,19 +65,19 @@ def _projected_heads(attn: Any, q: Tensor, k: Tensor, v: Tensor) -> tuple[Tensor
         return tuple(x.requires_grad_() for x in split_heads(attn, q, k, v))
 
 
-def _sdpa(attn: Any, qh: Tensor, kh: Tensor, vh: Tensor) -> Tensor:
-    return F.scaled_dot_product_attention(qh, kh, vh)  # (B, H, T, Dh)
+def _sdpa(attn: Any, qh: Tensor, kh: Tensor, vh: Tensor, causal: bool = False) -> Tensor:
+    return F.scaled_dot_product_attention(qh, kh, vh, is_causal=causal)  # (B, H, T, Dh)
 
 
-def _multihead_naive(attn: Any, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+def _multihead_naive(attn: Any, q: Tensor, k: Tensor, v: Tensor, causal: bool = False) -> Tensor:
     qh, kh, vh = split_heads(attn, q, k, v)
-    weights = torch.softmax(qh @ kh.transpose(-2, -1) / qh.shape[-1] ** 0.5, dim=-1)  # (B,H,T,T)
-    return merge_heads(attn, weights @ vh)
+    scores = hide_future(qh @ kh.transpose(-2, -1) / qh.shape[-1] ** 0.5, causal)  # (B,H,T,T)
+    return merge_heads(attn, torch.softmax(scores, dim=-1) @ vh)
 
 
-def _multihead_plain(attn: Any, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+def _multihead_plain(attn: Any, q: Tensor, k: Tensor, v: Tensor, causal: bool = False) -> Tensor:
     qh, kh, vh = split_heads(attn, q, k, v)
-    return merge_heads(attn, F.scaled_dot_product_attention(qh, kh, vh))
+    return merge_heads(attn, F.scaled_dot_product_attention(qh, kh, vh, is_causal=causal))
 
 
 def _torch_mha(attn: Any) -> nn.Module:
@@ -94,8 +94,12 @@ def _torch_mha(attn: Any) -> nn.Module:
     return mha.eval()
 
 
-def _torch_mha_call(mha: Any, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
-    return mha(q, k, v, need_weights=False)[0]  # (B, T, D)
+def _torch_mha_call(mha: Any, q: Tensor, k: Tensor, v: Tensor, causal: bool = False) -> Tensor:
+    if not causal:
+        return mha(q, k, v, need_weights=False)[0]  # (B, T, D)
+    # nn.MultiheadAttention's bool mask: True = may NOT attend; is_causal is a hint beside it
+    later = torch.ones(q.shape[1], k.shape[1], dtype=torch.bool, device=q.device).triu(1)
+    return mha(q, k, v, need_weights=False, attn_mask=later, is_causal=True)[0]
 
 
 @ATTENTION.register("multihead")
@@ -108,10 +112,10 @@ class MultiHeadAttention(Attention):
     # bare: one SDPA call on its projected heads (the floor); plain: the whole variant as plain
     # torch calls; torch: PyTorch's own module, same weights; naive: every intermediate.
     references = MappingProxyType({
-        "naive": Reference(_multihead_naive),
-        "plain": Reference(_multihead_plain),
-        "bare": Reference(_sdpa, _projected_heads),
-        "torch": Reference(_torch_mha_call, peer=_torch_mha),
+        "naive": Reference(_multihead_naive, causal=True),
+        "plain": Reference(_multihead_plain, causal=True),
+        "bare": Reference(_sdpa, _projected_heads, causal=True),
+        "torch": Reference(_torch_mha_call, peer=_torch_mha, causal=True),
     })
     reference: ClassVar[str] = (
         "Vaswani et al. 2017, 'Attention Is All You Need', §3.2.2: "

@@ -1,6 +1,9 @@
 """The code `attnbench bench` times: each variant built through the registry, and the references
 it declares (``Attention.references``: ``naive``, ``bare``, ``plain``, ``torch``), each as a
-`Runner` doing one forward+backward on fixed inputs, on the plan's device and in ``bench.dtype``.
+`Runner` on fixed inputs, on the plan's device and in ``bench.dtype``: one forward and one
+backward (``bench.mode=train``, each a phase timed on its own) or one inference forward
+(``forward``); under ``bench.causal`` the variant gets the causal mask a decoder hands it and
+each reference its causal form (``Reference.causal``). Decoding cases are decode.py's.
 
 Notation: B batch, T sequence length (queries = keys = T), D width.
 """
@@ -15,7 +18,7 @@ from torch import Tensor
 
 from attnbench.attention.base import Attention
 from attnbench.bench.device import DTYPES
-from attnbench.bench.plan import KINDS, BenchSettings, Case
+from attnbench.bench.plan import KINDS, BenchSettings, Case, not_benched
 
 
 def build_module(node: Mapping[str, Any], settings: BenchSettings, device: str = "cpu"
@@ -31,22 +34,44 @@ def build_module(node: Mapping[str, Any], settings: BenchSettings, device: str =
 
 
 class Runner:
-    """One forward+backward of a case on fixed random inputs: call it to run once."""
+    """One call of a case on fixed random inputs (``bench.mode``: train = forward + backward,
+    forward = inference forward): call it to run once, or run its ``phases`` one by one."""
 
-    def __init__(self, fn: Callable[[], Tensor], leaves: list[Tensor], grad: Tensor) -> None:
+    def __init__(self, fn: Callable[[], Tensor], leaves: list[Tensor], grad: Tensor,
+                 mode: str = "train") -> None:
         self.fn = fn
         self.leaves = leaves
         self.grad = grad
+        self.mode = mode
+        self.out: Tensor | None = None
 
     def clear(self) -> None:
+        self.out = None
         for t in self.leaves:
             t.grad = None
 
-    def __call__(self) -> None:
+    def forward(self) -> None:
+        """The training forward; its output is kept for ``backward``."""
         self.clear()  # every call allocates its gradients afresh, as a training step does
-        out = self.fn()
-        if out.requires_grad:
+        self.out = self.fn()
+
+    def backward(self) -> None:
+        out, self.out = self.out, None
+        if out is not None and out.requires_grad:
             out.backward(self.grad)
+
+    def infer(self) -> None:
+        """The forward without autograd (``torch.inference_mode``)."""
+        with torch.inference_mode():
+            self.fn()
+
+    def phases(self) -> tuple[Callable[[], None], ...]:
+        """What one call runs, in order, each timed on its own: (forward, backward) or (infer,)."""
+        return (self.forward, self.backward) if self.mode == "train" else (self.infer,)
+
+    def __call__(self) -> None:
+        for phase in self.phases():
+            phase()
 
 
 def build_runner(
@@ -60,6 +85,7 @@ def build_runner(
     applies its window to); ``separate`` passes three independent ones.
     """
     dev, dtype = torch.device(device), DTYPES[settings.dtype]
+    mode, causal = settings.mode, settings.causal
     torch.manual_seed(settings.seed)
     b, t, d = settings.batch, case.n, settings.dim
     attn = build_module(node, settings).eval()  # eval: dropout off
@@ -68,29 +94,63 @@ def build_runner(
     ref = type(attn).references.get(case.kind)
     module = ref.peer(attn) if ref is not None and ref.peer is not None else attn
     module.to(device=dev, dtype=dtype)
-    given = [x.to(device=dev, dtype=dtype).requires_grad_() for x in drawn]  # (B, T, D) each
+    train = mode == "train"  # inference: no input asks for a gradient (nor hooks one)
+    given = [x.to(device=dev, dtype=dtype).requires_grad_(train) for x in drawn]  # (B, T, D)
     q, k, v = given * 3 if len(given) == 1 else given  # self-attention: one tensor, three roles
+    extra = {"causal": True} if causal else {}  # a reference's causal form (Reference.causal)
     if ref is not None and ref.inputs is not None:  # its own leaves, e.g. multihead's heads
-        inputs = ref.inputs(module, q, k, v)
+        inputs = tuple(x.requires_grad_(train) for x in ref.inputs(module, q, k, v))
         return Runner(  # SDPA: output shape = query's
-            lambda: ref.fn(module, *inputs), list(inputs), torch.randn_like(inputs[0])
+            lambda: ref.fn(module, *inputs, **extra), list(inputs), torch.randn_like(inputs[0]),
+            mode,
         )
-    fn = (lambda: module(q, k, v)[0]) if ref is None else (lambda: ref.fn(module, q, k, v))
-    return Runner(fn, [*given, *module.parameters()], grad.to(device=dev, dtype=dtype))
+    if ref is not None:
+        fn = lambda: ref.fn(module, q, k, v, **extra)  # noqa: E731
+    else:  # the causal mask a decoder's self-attention hands the variant: (1, T, T), built once
+        mask = torch.ones(t, t, dtype=torch.bool, device=dev).tril()[None] if causal else None
+        fn = lambda: module(q, k, v, mask)[0]  # noqa: E731
+    return Runner(fn, [*given, *module.parameters()], grad.to(device=dev, dtype=dtype), mode)
 
 
 def cases_for(variant: str, n: int, settings: BenchSettings) -> list[Case]:
     """The variant's case at length `n`, then the references it declares that the settings ask
-    for."""
+    for (none when decoding; under ``bench.causal`` only those with a causal form); nothing for
+    a case ``skipped`` names."""
+    gone = skipped(variant, settings)
+    if variant in gone:
+        return []
+    kinds = ["variant", *(k for k in _wanted(variant, settings)
+                          if Case(variant, k, n).label not in gone)]
+    return [Case(variant, k, n) for k in kinds]
+
+
+def _wanted(variant: str, settings: BenchSettings) -> list[str]:
+    """The reference kinds the variant declares that the settings ask for, in KINDS order."""
     from attnbench.attention import ATTENTION
 
+    if settings.mode == "decode":
+        return []
     declared = ATTENTION.get(variant).references
-    kinds = ["variant"]
     wanted = {
         "bare": settings.bare,
         "plain": settings.bare,
         "torch": settings.bare,
         "naive": settings.naive,
     }
-    kinds += [k for k in KINDS[1:] if wanted[k] and k in declared]
-    return [Case(variant, k, n) for k in kinds]
+    return [k for k in KINDS[1:] if wanted[k] and k in declared]
+
+
+def skipped(variant: str, settings: BenchSettings) -> dict[str, str]:
+    """Case label -> why the settings skip it at every length: the variant itself
+    (`plan.not_benched`: no causal form under ``bench.causal``, the baseline when decoding), or,
+    under ``bench.causal``, a reference without a causal form."""
+    from attnbench.attention import ATTENTION
+
+    why = not_benched(variant, settings)
+    if why is not None:
+        return {variant: f"skipped: {variant} {why}"}
+    if not settings.causal:
+        return {}
+    references = ATTENTION.get(variant).references
+    return {Case(variant, k, 0).label: "skipped: this reference has no causal form"
+            for k in _wanted(variant, settings) if not references[k].causal}

@@ -21,6 +21,9 @@ KINDS = ("variant", "bare", "plain", "torch", "naive")
 DTYPE_BYTES = {"float32": 4, "bf16": 2, "float16": 2}  # bench.dtype -> bytes per element
 DEVICE_FORMS = "auto, cpu, cuda, cuda:N, mps"
 INPUTS = ("self", "separate")
+# bench.mode: train = forward + backward (each timed, and their sum); forward = inference forward
+# only (no autograd); decode = one decoding step after a prefix of T positions (Attention.decode)
+MODES = ("train", "forward", "decode")
 _DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 
 
@@ -46,6 +49,9 @@ class BenchSettings:
     device: str = "auto"
     dtype: str = "float32"
     inputs: str = "self"
+    mode: str = "train"
+    causal: bool = False
+    prefill: int = 0
 
     @property
     def element_bytes(self) -> int:
@@ -75,11 +81,12 @@ class BenchSettings:
         need(0 < self.mem_fraction <= 1, "mem_fraction", "must be in (0, 1]")
         need(self.peak_size >= 16, "peak_size", "must be >= 16")
         need(self.seed >= 0, "seed", "must be >= 0")
+        need(self.prefill >= 0, "prefill", "must be >= 0 (positions per call; 0 = automatic)")
         if not (isinstance(self.device, str) and _DEVICE.fullmatch(self.device)):
             out.append(
                 f"'bench.device' = {self.device!r} is not valid: choose one of {DEVICE_FORMS}"
             )
-        for key, valid in (("dtype", tuple(DTYPE_BYTES)), ("inputs", INPUTS)):
+        for key, valid in (("dtype", tuple(DTYPE_BYTES)), ("inputs", INPUTS), ("mode", MODES)):
             if getattr(self, key) not in valid:
                 out.append(
                     f"'bench.{key}' = {getattr(self, key)!r} is not valid: choose one of "
@@ -178,6 +185,36 @@ def compose_plan(args: Sequence[str]) -> BenchPlan:
     return plan_from_configs(cfgs)
 
 
+def not_benched(name: str, settings: BenchSettings) -> str | None:
+    """Why the settings leave variant `name` out at every length (a predicate of it), or None:
+    under ``bench.causal`` (decoding is causal) a variant whose fact ``causal`` is False; when
+    decoding, the ``baseline`` (no attention: a backbone skips its mixing)."""
+    from attnbench.attention import ATTENTION
+
+    cls = ATTENTION.get(name)
+    decoding = settings.mode == "decode"
+    if (settings.causal or decoding) and not cls.causal:
+        return "has no causal form (its fact `causal` is False)"
+    if decoding and cls.baseline:
+        return "has no attention to decode (a backbone skips the baseline's mixing)"
+    return None
+
+
+def _nothing_left(names: list[str], settings: BenchSettings) -> list[str]:
+    """One problem when ``bench.causal`` or decoding leaves none of the variants to bench."""
+    from attnbench.attention import ATTENTION
+
+    if not names or not all(n in ATTENTION.names() for n in names):
+        return []
+    why = {n: not_benched(n, settings) for n in names}
+    if any(w is None for w in why.values()):
+        return []
+    setting = "bench.mode=decode" if settings.mode == "decode" else "bench.causal=true"
+    able = [n for n in ATTENTION.names() if not_benched(n, settings) is None]
+    return [f"{setting}: nothing to bench: {'; '.join(f'{n} {w}' for n, w in why.items())}. "
+            f"Variants to bench: {', '.join(able)}"]
+
+
 def plan_from_configs(cfgs: Sequence[dict[str, Any]]) -> BenchPlan:
     """The plan from composed configs (one per job of the overrides' sweep); one ConfigError
     listing every problem."""
@@ -227,6 +264,7 @@ def plan_from_configs(cfgs: Sequence[dict[str, Any]]) -> BenchPlan:
             except (ValueError, TypeError) as err:
                 problems.append(f"{name} at bench.dim={settings.dim}: {str(err).splitlines()[0]}")
         variants[name] = node
+    problems.extend(_nothing_left(list(variants), settings))
     uri = first["tracking"].get("uri")
     if uri:
         problems.extend(check_uri(str(uri)))
@@ -241,6 +279,8 @@ def plan_from_configs(cfgs: Sequence[dict[str, Any]]) -> BenchPlan:
     if problems:
         raise ConfigError(problems[0], list(dict.fromkeys(problems)))
     settings.seq_lens = sorted(set(settings.seq_lens))
+    if settings.mode == "decode":
+        settings.causal = True  # decoding is causal by definition: recorded as such
     return BenchPlan(
         settings=settings,
         variants=variants,

@@ -302,7 +302,7 @@ def _fitted(job: Sizing, size: DataSize, match_params: str | None, *, check: boo
     """(backbone at the width `match_params` picks, the match, problems); with `check`, the
     model built on the meta device once: its constructors' refusals and the size check
     (`resources.size_problems`; `loaded`: the data exists already)."""
-    from attnbench.config.resources import size_problems
+    from attnbench.config.resources import length_problems, size_problems
 
     backbone, match, model = job.backbone, None, None
     refused: list[str] = []
@@ -310,6 +310,9 @@ def _fitted(job: Sizing, size: DataSize, match_params: str | None, *, check: boo
         if match_params is not None:
             backbone, match = match_width(job.attention, job.backbone, size.spec, match_params)
         if check:
+            too_long = length_problems(replace(job, backbone=backbone), size)
+            if too_long:  # the constructor would refuse the same length again
+                return backbone, match, too_long
             model = meta_model(job.attention, backbone, size.spec)
     except ValueError as err:
         refused.append(_value_error(err))

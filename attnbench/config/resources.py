@@ -27,9 +27,8 @@ milliseconds, no memory; for synthetic tasks from the settings alone, no tensor 
 When it does not fit, the line names the setting that pushed it over: of the settings that
 differ from their component's defaults, the one whose default saves the most.
 
-It reads a `Sizing` of the job (from its `RunConfig`, or a composed dict while validating).
-``config.build.load_checked`` hands `size_problems` its one meta-device model. Notation: B batch,
-T input length, U target length, N examples.
+It reads a `Sizing` of the job (its `RunConfig`, or a composed dict while validating);
+``config.build.load_checked`` hands `size_problems` its one meta-device model.
 """
 
 from __future__ import annotations
@@ -216,17 +215,18 @@ def length_problems(job: Sizing, size: DataSize) -> list[str]:
 
     try:
         name = job.backbone.name
-        limit = BACKBONES.get(name).length_limit({**_defaults("backbone", name),
-                                                  **job.backbone.params})
+        params = {**_defaults("backbone", name), **job.backbone.params}
+        limit = BACKBONES.get(name).length_limit(params)
         longest = BACKBONES.get(name).sequence_length(size.spec)  # lm: input and answer
     except Exception:  # noqa: BLE001 - invalid settings are reported by validation
         return []
     if limit is None or longest <= limit[1]:
         return []
     key, value = limit
+    fixes = (f"raise backbone.{key}, shorten the task, or use backbone.positions=sinusoidal|"
+             "rope|alibi" if "positions" in params else f"raise backbone.{key} or shorten the task")
     return [f"{_length_setting(job)}sequences of {longest} tokens are longer than the "
-            f"model's maximum 'backbone.{key}' = {value}: raise backbone.{key} or shorten the "
-            "task"]
+            f"model's maximum 'backbone.{key}' = {value}: {fixes}"]
 
 
 def key_limit_problems(job: Sizing, model: Backbone) -> list[str]:

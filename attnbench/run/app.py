@@ -11,7 +11,7 @@ A job never raises in a sweep: a failed job must not stop the others.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -76,18 +76,70 @@ def objective(result: RunResult, direction: str = "maximize") -> float:
     return float("inf") if direction.lower().startswith("min") else float("-inf")
 
 
+JOBLIB = "JoblibLauncher"
+AUTO_WORKERS = -1  # joblib's n_jobs default: attnbench chooses the workers (`local_workers`)
+JOBS_PER_GPU = 1  # default workers per GPU: a job's time and memory figures stay its own
+
+
 def jobs_sharing_this_machine(launcher: Any) -> int:
-    """How many jobs of the sweep run at once on the machine running this one, so that
-    `trainer.threads: 0` gives each cores / that many torch threads. joblib: `n_jobs` (-1 = one
-    per core); Ray: the machine's cores / the CPUs Ray reserves per job (`ray.remote.num_cpus`,
-    Ray's default 1), so a job uses the CPUs it was given; other launchers: one job per machine."""
+    """How many jobs of the sweep run at once on the machine running this one (`trainer.threads:
+    0` gives each cores / that many torch threads; more than one: no progress bar, one GPU each).
+    joblib: `n_jobs` (`launch` sets it from `local_workers`; another negative n is joblib's
+    cores + 1 + n); Ray: the machine's cores / the CPUs Ray reserves per job
+    (`ray.remote.num_cpus`, Ray's default 1), so a job uses the CPUs it was given; other
+    launchers: one job per machine."""
     cores = os.cpu_count() or 1
     if "RayLauncher" in str(launcher.get("_target_", "")):
         ray = launcher.get("ray") or {}
         cpus = float((ray.get("remote") or {}).get("num_cpus") or 1)
         return max(1, int(cores // max(cpus, 1e-9)))
+    if JOBLIB not in str(launcher.get("_target_", "")):
+        return 1
     n_jobs = int(launcher.get("n_jobs", 1) or 1)
-    return cores if n_jobs < 0 else n_jobs
+    return max(1, cores + 1 + n_jobs) if n_jobs < 0 else n_jobs
+
+
+def local_workers(jobs: Sequence[RunConfig], *, parallel_sweeper: bool = False,
+                  cores: int | None = None, gpus: int | None = None) -> int:
+    """The workers of the default launcher (joblib, `n_jobs: -1`), from the machine and the jobs.
+
+    CPU jobs: one worker per `trainer.threads` cores (the largest of the sweep; `0` counts as 1,
+    as joblib's one job per core), so the workers' torch threads fill the cores without
+    oversubscribing them. Jobs on a GPU (`cuda`, `cuda:N`, or `auto` where CUDA exists; `mps`
+    counts as one GPU): JOBS_PER_GPU per GPU, so a job's time and memory figures are its own
+    (several small jobs may share a GPU: `hydra.launcher.n_jobs=K` places K jobs round-robin on
+    the GPUs; the numbers stay the same, the timings become shared). Never more workers than
+    jobs (a one-job sweep runs in this process, as joblib does with one worker), except with
+    an optimising sweeper (`parallel_sweeper`), whose trials the pre-flight does not count.
+    """
+    from attnbench.training.device import resolve_device
+    from attnbench.training.seeding import available_cores
+
+    cores = available_cores() if cores is None else cores
+    threads = max((job.trainer.threads for job in jobs), default=1) or 1
+    workers = max(1, cores // threads)
+    devices = {resolve_device(job.trainer.device).type for job in jobs}
+    if "cuda" in devices:
+        if gpus is None:
+            import torch
+
+            gpus = torch.cuda.device_count()
+        workers = min(workers, max(1, gpus) * JOBS_PER_GPU)
+    elif "mps" in devices:
+        workers = min(workers, JOBS_PER_GPU)
+    return workers if parallel_sweeper else max(1, min(workers, len(jobs)))
+
+
+def workers_override(launcher: Any, sweeper: Any, jobs: Sequence[RunConfig]) -> list[str]:
+    """The Hydra override `launch` adds to a sweep on joblib with `n_jobs: -1` (the default):
+    `hydra.launcher.n_jobs=<local_workers(...)>`; nothing for any other launcher or count."""
+    if not jobs or not isinstance(launcher, dict) or JOBLIB not in str(launcher.get("_target_")):
+        return []
+    if launcher.get("n_jobs") != AUTO_WORKERS:
+        return []
+    target = str((sweeper or {}).get("_target_", "")) if isinstance(sweeper, dict) else ""
+    workers = local_workers(jobs, parallel_sweeper=bool(target) and "BasicSweeper" not in target)
+    return [f"hydra.launcher.n_jobs={workers}"]
 
 
 def with_job_device(cfg: RunConfig, hc: Any, parallel_jobs: int) -> RunConfig:
@@ -96,7 +148,7 @@ def with_job_device(cfg: RunConfig, hc: Any, parallel_jobs: int) -> RunConfig:
     they reserved (CUDA_VISIBLE_DEVICES), so `auto`/`cuda` is already theirs."""
     if parallel_jobs <= 1 or cfg.trainer.device not in ("auto", "cuda"):
         return cfg
-    if "JoblibLauncher" not in str(hc.launcher.get("_target_", "")):
+    if JOBLIB not in str(hc.launcher.get("_target_", "")):
         return cfg
     import torch
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from attnbench.console import VERBOSE_ENV
 from attnbench.errors import AttnbenchError, Interrupted, RunFailed
-from attnbench.run.app import DEBUG_ENV, Outcome, hydra_app
+from attnbench.run.app import DEBUG_ENV, Outcome, hydra_app, workers_override
 from attnbench.run.preflight import Preflight, check_overrides, precheck_overrides
 from attnbench.run.sweep import LABELS_ENV, SweepLabels
 from attnbench.store.schema import RunResult
@@ -180,6 +180,8 @@ def _run_hydra_reported(args: list[str], multirun: bool, debug: bool, outcome: O
     """`_run_hydra`, with a failure of Hydra itself (a launcher or a folder the pre-flight could
     not foresee) as one line, exit 1, and the sweep this process opened closed as FAILED instead
     of left RUNNING (Hydra would print its traceback and exit)."""
+    if multirun:  # the default launcher's workers, chosen from the cores or GPUs (run.app)
+        args = [*workers_override(checked.launcher, checked.sweeper, checked.jobs), *args]
     try:
         _run_hydra(args, multirun, debug, outcome, checked)
     except (KeyboardInterrupt, AttnbenchError):

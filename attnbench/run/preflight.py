@@ -74,6 +74,9 @@ class Preflight:
     jobs: list[RunConfig] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     prepared: Prepared = field(default_factory=Prepared)
+    # The composed `hydra.launcher` and `hydra.sweeper` nodes (resolved; the first job's)
+    launcher: dict[str, Any] = field(default_factory=dict)
+    sweeper: dict[str, Any] = field(default_factory=dict)
 
 
 class _Problems(list):
@@ -151,6 +154,9 @@ def check_overrides(args: Sequence[str], multirun: bool = False, *, create_store
         problems.add(out.notes)
     if problems:
         raise ConfigError(problems[0], list(problems))
+    hydra_node = first_tree.get("hydra") if isinstance(first_tree.get("hydra"), dict) else {}
+    out.launcher = dict(hydra_node.get("launcher") or {})
+    out.sweeper = dict(hydra_node.get("sweeper") or {})
     return out
 
 

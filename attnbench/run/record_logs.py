@@ -5,6 +5,7 @@ and confusion matrix of a classifier, and the reusable model (`attnbench evaluat
 from __future__ import annotations
 
 import json
+import logging
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -12,6 +13,8 @@ from typing import Any
 
 from attnbench.config.schema import RunConfig, flatten
 from attnbench.store import schema as record
+
+log = logging.getLogger(__name__)
 
 
 def defining_params(plain: Mapping[str, Any]) -> dict[str, Any]:
@@ -103,11 +106,12 @@ def match_note(chosen: Any) -> None:
 
 def report_notes(data: Any) -> None:
     """The task's notes (e.g. which columns were detected) and a warning when val/test examples
-    also occur in train, on stderr where the user sees them: once per sweep (`_show_once`), not
-    once per job."""
+    also occur in train: in the job's log, and on stderr where the user sees them once per sweep
+    (`_show_once`), not once per job."""
     from attnbench.tasks.overlap import overlap_warning
 
     for note in data.extra.get("notes") or ():
+        log.info(note)  # every job's own log (the data may have been read by the pre-flight)
         _show_once(f"note: {note}")
     warning = overlap_warning(data.extra)
     if warning:

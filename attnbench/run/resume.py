@@ -56,8 +56,8 @@ def skip_if_done(
         [experiment_id],
         f"tags.`{CONFIG_HASH_TAG}` = '{config_hash}' and attributes.status = 'RUNNING'",
     )
-    if not running:
-        return None
+    if not running:  # it may have finished between the two looks: look again
+        return skip_if_finished(tracker, experiment_id, config_hash, identity, parent_run_id)
     from attnbench.console import console
 
     other = running[0]

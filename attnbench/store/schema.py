@@ -108,11 +108,21 @@ COST_PEAK_MEM_MB = "cost/peak_mem_mb"
 # `val/<metric>` is the history, one point per validation.
 BEST_VAL = "best_val"
 COST_STEPS = "cost/steps"  # optimiser steps the run trained (its budget, whatever stopped it)
+# Cost that compares across devices (training/throughput.py): real (non-pad) tokens trained per
+# second of training; model FLOPs of one training example (forward + backward, FLOP counter); the
+# device's measured matmul rate in the compute dtype with the job's threads; and model FLOPs
+# utilisation, in percent of that peak.
+COST_TOKENS_PER_S = "cost/tokens_per_s"
+COST_FLOPS_PER_SAMPLE = "cost/flops_per_sample"
+COST_PEAK_GFLOPS = "cost/peak_gflops"
+COST_MFU = "cost/mfu"
 # The cost columns of tables: (metric, column label).
 COST_COLUMNS = (
     (COST_PARAMS, "params"),
     (COST_TRAIN_S, "train s"),
     (COST_SAMPLES_PER_S, "samples/s"),
+    (COST_TOKENS_PER_S, "tokens/s"),
+    (COST_MFU, "MFU %"),
     (COST_PEAK_MEM_MB, "peak MB"),
 )
 COST_BASE_MEM_MB = "cost/base_mem_mb"  # the weights' memory the peak is above (training/memory.py)
@@ -120,7 +130,8 @@ COST_PEAK_RSS_MB = "cost/peak_rss_mb"  # CPU, MPS: the process's resident set ov
 COST_BASE_RSS_MB = "cost/base_rss_mb"  # and what it held when the run started
 # Measurements of the machine, not of the model: shown, never held against a reproduction.
 TIMING_METRICS = (COST_TRAIN_S, COST_EPOCH_S, COST_SAMPLES_PER_S, COST_PEAK_MEM_MB,
-                  COST_BASE_MEM_MB, COST_PEAK_RSS_MB, COST_BASE_RSS_MB)
+                  COST_BASE_MEM_MB, COST_PEAK_RSS_MB, COST_BASE_RSS_MB, COST_TOKENS_PER_S,
+                  COST_PEAK_GFLOPS, COST_MFU)
 
 # -- which way is better, per metric (`metric_direction`): compare ranks and tests by it -------
 ATTN_ENTROPY = "attn/entropy"
@@ -138,6 +149,10 @@ METRIC_DIRECTIONS = {
     COST_BASE_RSS_MB: LOWER,
     TRAIN_SKIPPED_STEPS: LOWER,
     COST_SAMPLES_PER_S: HIGHER,
+    COST_TOKENS_PER_S: HIGHER,
+    COST_MFU: HIGHER,
+    COST_FLOPS_PER_SAMPLE: LOWER,  # a cheaper model, like cost/params
+    COST_PEAK_GFLOPS: NO_DIRECTION,  # the machine's, not the model's
     ATTN_ALIGNMENT: HIGHER,  # share of attention mass on the correct source position
     ATTN_ALIGNMENT_PM1: HIGHER,  # the same within one position of it
     ATTN_ENTROPY: NO_DIRECTION,  # a diagnostic: sharper is not better

@@ -37,7 +37,6 @@ its width ``spec.max_len``: the file a run was tested on gives that run's test t
 from __future__ import annotations
 
 import json
-import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -59,8 +58,6 @@ _INT = re.compile(r"[+-]?\d+")
 # Column names recognised as the label when a file's columns are detected (any letter case).
 LABEL_NAMES: tuple[str, ...] = ("label", "labels", "target", "class", "sentiment", "y")
 DEFAULT_COLUMNS: tuple[str, str] = ("text", "label")  # text_column, label_column defaults
-
-log = logging.getLogger(__name__)
 
 
 def label_order(labels: set[str]) -> list[str]:
@@ -223,7 +220,6 @@ class TextClassification(FileTask):
                 f"{found[0]!r} and label column {found[1]!r} "
                 f"(set task.{prefix}text_column / task.{prefix}label_column to choose)"
             )
-            log.info(note)
             notes.append(note)
             wanted = found
         if wanted[0] == wanted[1]:

@@ -30,7 +30,7 @@ class TrainerConfig:
     warmup_steps: int = 50
     limit_eval_batches: int = 0  # 0 = all
     log_every: int = 25
-    threads: int = 0  # 0 = cores / parallel jobs
+    threads: int = 1  # per job, whatever the launcher; 0 = cores / parallel jobs
     deterministic: bool = True
     progress: bool = True
     device: str = "auto"  # auto (cuda -> mps -> cpu), cpu, cuda, cuda:N, mps

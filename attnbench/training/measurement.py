@@ -29,6 +29,7 @@ import torch
 from attnbench.backbones.base import Backbone
 from attnbench.tasks.base import TaskData
 from attnbench.tasks.metrics import compute_metrics
+from attnbench.training import throughput
 from attnbench.training.config import TrainerConfig
 from attnbench.training.device import autocast, synchronize
 from attnbench.training.memory import RunMemory, cpu_tensor_memory
@@ -124,7 +125,7 @@ class Measurement:
     def cost(self, model: Backbone, cfg: TrainerConfig, optimizer: torch.optim.Optimizer,
              loop: LoopState) -> dict[str, float]:
         """The `cost/*` figures: parameters, training time per run and epoch, samples per
-        second, steps, memory."""
+        second, steps, memory, tokens per second and MFU (`training/throughput.py`)."""
         assert self._meter is not None and self._data is not None, "prepare() first"
         memory = self._meter.figures()
         if self._device.type == "cpu":  # (the resident set's figures if the profiler cannot say)
@@ -140,6 +141,7 @@ class Measurement:
             "samples_per_s": loop.samples / train_s if train_s else 0.0,
             "steps": float(loop.step),  # the budget actually trained (compare shows it per group)
             **memory,
+            **throughput.figures(model, self._data, cfg, self._device, loop, train_s),  # MFU
         }
 
     # -- the one-time work -----------------------------------------------------------------

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from benchmarks.gpu_check import benchstage, env, grid, sweeps, testsuite, wheels
-from benchmarks.gpu_check.plan import DRY, GPU, STAGES, Sizes, describe
+from benchmarks.gpu_check.plan import BENCH_MODES, DRY, GPU, STAGES, Sizes, describe
 from benchmarks.gpu_check.report import Report
 
 REPO = Path(__file__).resolve().parents[2]
@@ -38,6 +38,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
                    help="the lengths of each `attnbench bench` call, calls separated by '/' "
                         "(default on a GPU: 128,256,512,1024,2048/4096,8192/16384/32768/65536/"
                         "131072)")
+    p.add_argument("--bench-modes", metavar="MODE,...",
+                   help=f"the bench's other modes, after its forward+backward calls: "
+                        f"{','.join(BENCH_MODES)} (default) or none")
     p.add_argument("--pytest-workers", type=int,
                    help="pytest-xdist workers of the tests stage (default 6 on a GPU, 0 dry)")
     p.add_argument("--work", type=Path, help="folder for the store and run outputs "
@@ -52,6 +55,10 @@ def parse(argv: list[str]) -> argparse.Namespace:
     if ns.bench_lengths and not re.fullmatch(r"\d+(,\d+)*(/\d+(,\d+)*)*", ns.bench_lengths):
         p.error(f"--bench-lengths {ns.bench_lengths!r}: lengths separated by ',' within a call "
                 "and '/' between calls, e.g. 128,256/512")
+    modes = [] if ns.bench_modes in (None, "none") else ns.bench_modes.split(",")
+    if sorted(set(modes) - set(BENCH_MODES)):
+        p.error(f"--bench-modes {ns.bench_modes!r}: choose from {', '.join(BENCH_MODES)}, "
+                "comma-separated, or none")
     bad = sorted(set(ns.only.split(",")) - set(STAGES))
     if bad:
         p.error(f"--only: unknown stage {', '.join(bad)}; choose from {', '.join(STAGES)}")
@@ -72,6 +79,9 @@ def sizes_for(ns: argparse.Namespace) -> Sizes:
     if ns.bench_lengths:
         chunks = tuple(tuple(int(n) for n in c.split(",")) for c in ns.bench_lengths.split("/"))
         sizes = dataclasses.replace(sizes, bench_chunks=chunks)
+    if ns.bench_modes:
+        chosen = [] if ns.bench_modes == "none" else ns.bench_modes.split(",")
+        sizes = dataclasses.replace(sizes, bench_modes={m: sizes.bench_modes[m] for m in chosen})
     return sizes
 
 

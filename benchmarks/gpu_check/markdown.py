@@ -134,6 +134,40 @@ def _bench(s: dict[str, Any]) -> list[str]:
     lines += _table(["case", *map(str, ns), "longest T"],
                     [[lab, *(ms.get((lab, n)) for n in ns),
                       s.get("longest_T", {}).get(lab)] for lab in labels])
+    for name, mode in s.get("modes", {}).items():
+        lines += _mode(name, mode)
+    return lines
+
+
+MODE_TITLES = {"causal": "causal forward+backward ms (fwd + bwd)",
+               "decode": "decoding: ms per step after a prefix of T positions, and the state MB"}
+
+
+def _mode(name: str, m: dict[str, Any]) -> list[str]:
+    """One of the bench's other modes: the case x T table with its exponents."""
+    lines = [f"**{MODE_TITLES.get(name, name)}**: `{m.get('command', '')}`"
+             + (f" — {m.get('stopped') or m.get('error')}" if m.get("stopped") or m.get("error")
+                else ""), ""]
+    rows = m.get("rows", [])
+    if not rows:
+        return lines
+    decoding = m.get("settings", {}).get("mode") == "decode"
+    ns = sorted({r["n"] for r in rows})
+    cell = {(r["label"], r["n"]): r for r in rows}
+    header = ["case", *(f"{n} ms" for n in ns), "exponent"]
+    if decoding:
+        header += [*(f"{n} MB" for n in ns), "state exponent"]
+    body = []
+    for lab in dict.fromkeys(r["label"] for r in rows):
+        line = [lab, *(cell.get((lab, n), {}).get("median_ms") for n in ns),
+                _f(m.get("exponents", {}).get(lab), ".2f")]
+        if decoding:
+            line += [*(cell.get((lab, n), {}).get("state_mb") for n in ns),
+                     _f(m.get("state_exponents", {}).get(lab), ".2f")]
+        body.append(line)
+    lines += _table(header, body)
+    if m.get("skipped"):
+        lines += [f"- {lab}: {why}" for lab, why in m["skipped"].items()] + [""]
     return lines
 
 

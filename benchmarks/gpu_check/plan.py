@@ -16,6 +16,12 @@ PEERS = {
     "multihead / nn.MultiheadAttention": ("multihead", "torch"),
     "scaled / SDPA": ("scaled", "bare"),
 }
+# The bench's other modes, one `attnbench bench` call each after the growing forward+backward
+# calls (their lengths: Sizes.bench_modes): causal training, and decoding after a prefix.
+BENCH_MODES = {
+    "causal": ("bench.causal=true",),
+    "decode": ("bench.causal=true", "bench.mode=decode"),
+}
 
 
 @dataclass(frozen=True)
@@ -35,6 +41,9 @@ class Sizes:
     sweep_overrides: tuple[str, ...]  # trainer size of the default sweep (none = its default)
     bench_chunks: tuple[tuple[int, ...], ...]  # lengths per `attnbench bench` call, growing
     bench_overrides: tuple[str, ...]
+    # BENCH_MODES name -> its call's lengths (prefix lengths for decode); run in this order
+    bench_modes: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    bench_modes_s: float = 0.0  # seconds of the bench stage kept for those calls
     notes: list[str] = field(default_factory=list)
 
 
@@ -55,12 +64,14 @@ GPU = Sizes(
                   (131072,)),
     bench_overrides=("bench.naive=false", "bench.repeats=5", "bench.warmup=2",
                      "bench.budget_s=5"),
+    bench_modes={"causal": (1024, 4096), "decode": (1024, 4096, 16384)},
+    bench_modes_s=40,
 )
 
 DRY = Sizes(
     device="cpu",
     total_budget_s=600,  # generous: this is the plan's plumbing on a shared 2-core machine
-    budgets={"tests": 120, "grid": 150, "sweep": 200, "bench": 120},
+    budgets={"tests": 120, "grid": 150, "sweep": 200, "bench": 160},
     pytest_workers=0,
     grid_precisions=("32", "bf16"),  # float16 autocast needs CUDA or MPS
     grid_workers=1,
@@ -73,6 +84,8 @@ DRY = Sizes(
     bench_overrides=("bench.naive=false", "bench.repeats=1", "bench.warmup=0",
                      "bench.budget_s=5", "bench.batch=2", "bench.dim=16", "bench.peak_size=64",
                      "bench.memory=false", "bench.threads=1"),
+    bench_modes={"causal": (16, 32), "decode": (16, 32)},
+    bench_modes_s=80,
 )
 
 
@@ -99,5 +112,9 @@ def describe(sizes: Sizes, variants: list[str], backbones: list[str]) -> list[di
         {"stage": "bench", "budget_s": b["bench"],
          "what": f"attnbench bench, {len(variants)} variants + SDPA and nn.MultiheadAttention, "
                  f"T = {lengths[0]}..{lengths[-1]} in {len(sizes.bench_chunks)} calls, "
-                 f"longer T while it fits the memory and the budget"},
+                 f"longer T while it fits the memory and the budget"
+                 + "".join(f"; then {m} at T = {','.join(map(str, ns))}"
+                           for m, ns in sizes.bench_modes.items())
+                 + (f" ({sizes.bench_modes_s:.0f} s kept for them)" if sizes.bench_modes
+                    else "")},
     ]

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from attnbench.bench.measure import ratio, run_cases
+from attnbench.bench.measure import run_cases
 from attnbench.bench.plan import BenchSettings, compose_plan
+from attnbench.bench.results import ratio
 from attnbench.config.groups import group_options
 from attnbench.errors import ConfigError
 from tests.conftest import all_runs, tracker_for
@@ -181,7 +182,7 @@ def test_every_variant_is_benchable_in_bf16_on_cpu() -> None:
 def test_crossover_rule_on_hand_made_times() -> None:
     """The shortest T from which a variant is faster at every longer T; a lucky short length
     followed by slower ones does not count; not faster at the longest T = None."""
-    from attnbench.bench.measure import crossover
+    from attnbench.bench.results import crossover
 
     base = {16: 1.0, 32: 2.0, 64: 4.0, 128: 8.0}
     assert crossover({16: 0.5, 32: 1.0, 64: 2.0, 128: 4.0}, base) == 16
@@ -198,8 +199,8 @@ def test_crossover_against_scaled_is_tabled_and_logged(tmp_path: Path) -> None:
 
     from rich.console import Console
 
-    from attnbench.bench.measure import crossovers
     from attnbench.bench.output import exponent_table, log_to_mlflow, write_files
+    from attnbench.bench.results import crossovers
 
     runs = tmp_path / "runs"
     plan = compose_plan(["attention=scaled,none", *TINY, "bench.memory=false", f"runs_dir={runs}"])

@@ -27,9 +27,10 @@ from attnbench.attention.additive import (
 from attnbench.attention.base import Call
 from attnbench.attention.multihead import merge_heads
 from attnbench.bench.kernels import build_module, build_runner
-from attnbench.bench.measure import count_flops, crossover, estimate_bytes, scaling_exponent
+from attnbench.bench.measure import count_flops, estimate_bytes
 from attnbench.bench.memory import measure_memory
 from attnbench.bench.plan import BenchSettings, Case, variant_node
+from attnbench.bench.results import crossover, scaling_exponent
 from tests.conftest import CONF
 
 TOL = 1e-5

@@ -39,6 +39,32 @@ def test_a_cell_being_trained_elsewhere_counts_in_both_sweeps(runs_dir: Path) ->
         assert [r.run_id for r in select_runs(tracker, sweep=sweep).runs] == [training]
 
 
+def test_a_cell_that_finishes_between_the_two_looks_is_not_trained_again(
+    runs_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The other process's run is RUNNING when the finished runs are searched and FINISHED when
+    the running ones are (seen with two parallel resumed sweeps: the cell was trained twice)."""
+    tracker = tracker_for(runs_dir)
+    exp = tracker.experiment_id("reverse")
+    ours, theirs = (tracker.start_run(exp, f"sweep-{n}", {"attnbench.kind": "sweep"})
+                    for n in ("ours", "theirs"))
+    ident = RunIdentity("dot", "transformer", "reverse", 0)
+    training = tracker.start_run(exp, ident.run_name, {
+        **ident.tags(), "attnbench.config_hash": "c0ffee", "attnbench.pid": os.getpid(),
+        "attnbench.host": socket.gethostname(), "attnbench.heartbeat": int(time.time()),
+    }, theirs)
+    tracker.log_metrics(training, {"test/acc": 0.5}, 1)
+
+    def finishes_meanwhile(experiment_ids: object) -> list[str]:  # between the two searches
+        tracker.end_run(training)
+        return []
+
+    monkeypatch.setattr(tracker, "mark_stale_runs", finishes_meanwhile)
+    skipped = skip_if_done(tracker, exp, "c0ffee", ident, ours)
+    assert skipped is not None and (skipped.status, skipped.run_id) == ("SKIPPED", training)
+    assert skipped.metrics["test/acc"] == 0.5
+
+
 @pytest.mark.slow  # two processes, each importing torch and MLflow, sharing four cells
 def test_two_concurrent_resumed_sweeps_each_compare_every_cell(
     cli, runs_dir: Path, tmp_path: Path

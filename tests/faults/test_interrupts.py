@@ -57,7 +57,9 @@ def test_ctrl_c_marks_the_run_killed_keeps_metrics_and_last_checkpoint(
 ) -> None:
     from attnbench.training.checkpoint import load_checkpoint
 
-    proc = _start(["sweep", "attention=scaled,dot", *LONG, f"runs_dir={runs_dir}"], tmp_path)
+    # one job at a time: the second has not started when Ctrl-C comes (joblib: the test below)
+    proc = _start(["sweep", "attention=scaled,dot", "hydra/launcher=basic", *LONG,
+                   f"runs_dir={runs_dir}"], tmp_path)
     try:
         running = wait_for(lambda: _training(runs_dir, 2), 240, "the first job's 2nd epoch")
     finally:

@@ -91,7 +91,9 @@ def test_sigkill_during_artifact_upload_then_resume_has_every_metric(
     cli, runs_dir: Path
 ) -> None:
     grid = ["attention=dot", "seed=0,1"]
-    killed("upload", ["sweep", *grid, "trainer=smoke", f"runs_dir={runs_dir}"], runs_dir.parent)
+    # in this process (basic launcher), where KILLER replaced the upload
+    killed("upload", ["sweep", *grid, "trainer=smoke", "hydra/launcher=basic",
+                      f"runs_dir={runs_dir}"], runs_dir.parent)
     (dead,) = job_runs(runs_dir)
     assert dead.status == "RUNNING" and "test/acc" in dead.metrics  # killed after its metrics
     sweep_before = {r.run_id for r in all_runs(runs_dir)} - {dead.run_id}
