@@ -250,3 +250,31 @@ def test_the_wrapper_leaves_no_server_behind(tmp_path: Path, server_standin: str
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", int(port.group(1))))  # raises if the server still holds it
+
+
+LINK = re.compile(r"\]\(([^)\s]+)\)")
+
+
+def anchors(path: Path) -> set[str]:
+    """GitHub's ids for a page's headings: lower case, punctuation dropped, spaces to hyphens."""
+    text = re.sub(r"```.*?```", "", path.read_text(encoding="utf-8"), flags=re.S)
+    heads = re.findall(r"^#+ (.+)$", text, re.M)
+    return {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-") for h in heads}
+
+
+def test_every_relative_link_points_at_a_file_and_heading() -> None:
+    """A link in README.md or docs/*.md to a path in the repository names a file that exists,
+    and its #anchor, if any, a heading of that page."""
+    broken = []
+    for page in PAGES:
+        text = re.sub(r"```.*?```", "", page.read_text(encoding="utf-8"), flags=re.S)
+        for target in LINK.findall(text):
+            if re.match(r"[a-z]+:", target):
+                continue
+            file, _, anchor = target.partition("#")
+            dest = (page.parent / file).resolve() if file else page
+            if not dest.exists():
+                broken.append(f"{page_name(page)}: {target} (no such file)")
+            elif anchor and dest.suffix == ".md" and anchor not in anchors(dest):
+                broken.append(f"{page_name(page)}: {target} (no such heading)")
+    assert not broken, "\n".join(broken)
