@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from attnbench.store.handle import RunInfo, Tracker
+from attnbench.store.tracker import RunInfo, Tracker
 
 VARIANTS = "none,dot,scaled,additive,multihead"
 

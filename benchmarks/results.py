@@ -38,7 +38,7 @@ from pathlib import Path
 import yaml
 
 from attnbench.config.groups import conf_dir
-from attnbench.store.handle import Tracker
+from attnbench.store.tracker import Tracker
 from benchmarks.frontier import frontier_plot
 
 DOCS = Path("docs")

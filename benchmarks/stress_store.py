@@ -14,7 +14,7 @@ tables without a lock. Modes:
   hydra.launcher.n_jobs=J trainer=smoke``: J worker processes write one store;
 - ``runs``: J ``attnbench run`` processes started at the same moment on the same fresh store
   (every one of them creates the store);
-- ``tracker``: J processes that use ``attnbench.store.handle.Tracker`` directly (no training, no
+- ``tracker``: J processes that use ``attnbench.store.tracker.Tracker`` directly (no training, no
   torch import: seconds per repeat, the store layer alone; the default test suite runs it);
 - ``mlflow``: J plain-MLflow processes (no attnbench) that create the store and log a run each,
   to show the problem attnbench's lock exists for.
@@ -53,7 +53,7 @@ MLFLOW_STEPS = 20
 NO_LOCK_SITECUSTOMIZE = '''
 from contextlib import contextmanager
 
-import attnbench.store.handle
+import attnbench.store.tracker
 
 
 @contextmanager
@@ -61,12 +61,12 @@ def _no_lock(self):
     yield
 
 
-attnbench.store.handle.Tracker.lock = _no_lock
+attnbench.store.tracker.Tracker.lock = _no_lock
 '''
 
 TRACKER_WRITER = '''
 import sys
-from attnbench.store.handle import Tracker
+from attnbench.store.tracker import Tracker
 from attnbench.store.liveness import process_tags
 runs_dir, worker, steps = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 tracker = Tracker(None, runs_dir)

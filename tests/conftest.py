@@ -75,7 +75,7 @@ def empty_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     Creating a store runs MLflow's migrations (several seconds); tests copy this file instead.
     Tests of store creation itself use `fresh_runs_dir`.
     """
-    from attnbench.store.handle import Tracker
+    from attnbench.store.tracker import Tracker
 
     root = tmp_path_factory.mktemp("store")
     Tracker(None, root).connect()
@@ -119,8 +119,8 @@ def cli(runs_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., object
     return invoke
 
 
-def tracker_for(runs_dir: Path):  # noqa: ANN201 - attnbench.store.handle.Tracker
-    from attnbench.store.handle import Tracker
+def tracker_for(runs_dir: Path):  # noqa: ANN201 - attnbench.store.tracker.Tracker
+    from attnbench.store.tracker import Tracker
 
     return Tracker(None, runs_dir)
 

@@ -110,7 +110,7 @@ def test_triple_trains_and_logs(
 ) -> None:
     from attnbench.config.validate import validate
     from attnbench.run.experiment import run_experiment
-    from attnbench.store.handle import Tracker
+    from attnbench.store.tracker import Tracker
 
     task_cfg = _yaml("task", task)
     for key, value in SIZES.items():

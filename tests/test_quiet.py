@@ -125,7 +125,7 @@ def test_optuna_logs_through_the_root_logger() -> None:
 
 
 def test_mlflow_run_links_are_off_unless_verbose(monkeypatch: pytest.MonkeyPatch) -> None:
-    from attnbench.store.handle import _quiet_libraries
+    from attnbench.store.tracker import _quiet_libraries
 
     monkeypatch.delenv("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", raising=False)
     monkeypatch.setenv("ATTNBENCH_VERBOSE", "1")

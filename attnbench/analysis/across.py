@@ -30,12 +30,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from attnbench.analysis import stats
+from attnbench.analysis.comparison import Group, compare_runs
 from attnbench.analysis.keys import default_by, lookup
-from attnbench.analysis.model import Group, compare_runs
 from attnbench.analysis.select import Selection
 from attnbench.errors import ConfigError
-from attnbench.store.handle import RunInfo
-from attnbench.store.schema import (
+from attnbench.store.names import (
     HIGHER,
     KIND_TAG,
     NO_DIRECTION,
@@ -45,6 +44,7 @@ from attnbench.store.schema import (
     metric_range,
     rerun_kind,
 )
+from attnbench.store.tracker import RunInfo
 
 ALPHA = stats.ALPHA
 

@@ -25,9 +25,9 @@ from attnbench.analysis.columns import (
     metric_style,
     round_names,
 )
-from attnbench.analysis.model import Group
+from attnbench.analysis.comparison import Group
 from attnbench.analysis.render import ci_cell, log_report, write_tables
-from attnbench.store.handle import Tracker
+from attnbench.store.tracker import Tracker
 
 CD_PLOT = "cd_diagram.png"
 

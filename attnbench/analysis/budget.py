@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from attnbench.store.handle import RunInfo
-from attnbench.store.schema import COST_STEPS, STOPPED_BY_TAG
+from attnbench.store.names import COST_STEPS, STOPPED_BY_TAG
+from attnbench.store.tracker import RunInfo
 
 TOLERANCE = 0.10  # groups whose steps or parameters differ by more than this share are flagged
 ALL_EPOCHS = "epochs"  # stopped_by of a run that ran every epoch (it has no stopped_by tag)

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Generic, TypeVar
 
-from attnbench.store.schema import (
+from attnbench.store.names import (
     COST_EPOCH_S,
     COST_PARAMS,
     COST_PEAK_MEM_MB,

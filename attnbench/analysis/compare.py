@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from attnbench.analysis.model import check_correction, check_margin, compare_runs
+from attnbench.analysis.comparison import check_correction, check_margin, compare_runs
 from attnbench.analysis.render import (
     RENDER,
     output_format,
@@ -18,8 +18,8 @@ from attnbench.analysis.render import (
 from attnbench.analysis.select import Selection, filter_runs, select_runs
 from attnbench.analysis.tuning import read as read_selection
 from attnbench.errors import ConfigError
-from attnbench.store.handle import Tracker
 from attnbench.store.queries import open_store
+from attnbench.store.tracker import Tracker
 
 
 def compare(

@@ -9,8 +9,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from attnbench.errors import ConfigError
-from attnbench.store.handle import RunInfo
-from attnbench.store.schema import (
+from attnbench.store.names import (
     ATTENTION_TAG,
     BACKBONE_TAG,
     IDENTITY_TAGS,
@@ -19,6 +18,7 @@ from attnbench.store.schema import (
     SWEEP_KEYS_TAG,
     TASK_TAG,
 )
+from attnbench.store.tracker import RunInfo
 
 if TYPE_CHECKING:  # select filters runs by these keys (it imports this module)
     from attnbench.analysis.select import Selection

@@ -31,11 +31,11 @@ from attnbench.analysis.columns import (
     metric_style,
     round_names,
 )
-from attnbench.analysis.model import POOLED, Comparison, Group
+from attnbench.analysis.comparison import POOLED, Comparison, Group
 from attnbench.errors import ConfigError
 from attnbench.naming import inside, safe_name
-from attnbench.store.handle import Tracker
-from attnbench.store.schema import BEST_VAL, COST_COLUMNS, COST_PARAMS, COST_STEPS, REPORT_DIR
+from attnbench.store.names import BEST_VAL, COST_COLUMNS, COST_PARAMS, COST_STEPS, REPORT_DIR
+from attnbench.store.tracker import Tracker
 
 FORMATS = ("table", "markdown", "csv", "json", "latex")
 PLOTS = ("metric_ci.png", "learning_curves.png", "cost_pareto.png")
@@ -128,7 +128,8 @@ def columns(comp: Comparison) -> list[Column[Group]]:
     """The comparison's columns, declared once for every table and format: the group keys, the
     columns whoever read the sweep added (`Comparison.columns`: tuned and search sweeps), n, the
     metric's mean ± CI, std/min/max, the effect, p, the test, the mark, the cost columns
-    (`schema.COST_COLUMNS`, so a new cost metric appears without an edit here) and the steps."""
+    (`names.COST_COLUMNS`, so a new cost metric appears without an edit here; one no run
+    measured is left out of the tables) and the steps."""
     ref = reference_group(comp)
     versus = "best" if comp.baseline is None else "baseline"
     delta = f"delta_vs_{versus}"
@@ -141,8 +142,11 @@ def columns(comp: Comparison) -> list[Column[Group]]:
         return Column(k, lambda g: g.key[k], lambda v: shown.get(v, v), k, KEY, NAME)
 
     def cost(name: str, label: str) -> Column[Group]:
-        num = metric_style(name, [g.cost.get(name) for g in comp.groups])
+        values = [g.cost.get(name) for g in comp.groups]
+        num = metric_style(name, values)
         shows = {COST, LATEX} if name == COST_PARAMS else {COST}
+        if name != COST_PARAMS and all(v is None for v in values):  # none measured it: records
+            shows = set()
         return Column(label, lambda g: g.cost.get(name), num, field_name(label),
                       frozenset(shows))
 

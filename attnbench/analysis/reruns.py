@@ -8,9 +8,9 @@ from typing import Any
 
 from attnbench.analysis import writers
 from attnbench.analysis.columns import NAME, TEXT, Column, Table, metric_style
-from attnbench.analysis.model import Comparison
-from attnbench.store.handle import RunInfo
-from attnbench.store.schema import EVALUATES_TAG, IDENTITY_TAGS, REPRODUCES_TAG, rerun_kind
+from attnbench.analysis.comparison import Comparison
+from attnbench.store.names import EVALUATES_TAG, IDENTITY_TAGS, REPRODUCES_TAG, rerun_kind
+from attnbench.store.tracker import RunInfo
 
 TITLE = "evaluate / reproduce runs (not seeds: left out of the groups)"
 

@@ -9,9 +9,9 @@ from dataclasses import dataclass, replace
 
 from attnbench.analysis.keys import lookup
 from attnbench.errors import ConfigError
-from attnbench.store.handle import RunInfo, Tracker
+from attnbench.store.names import IDENTITY_TAGS, KIND_TAG, SWEEP_KIND
 from attnbench.store.queries import resumed_runs
-from attnbench.store.schema import IDENTITY_TAGS, KIND_TAG, SWEEP_KIND
+from attnbench.store.tracker import RunInfo, Tracker
 
 
 @dataclass

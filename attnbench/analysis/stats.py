@@ -7,7 +7,7 @@ Rules (stated in every comparison's caption, see ``RULE``):
 - Aggregation over the runs of a group: n, mean, sample standard deviation (ddof = 1), the 95 %
   Student-t confidence interval ``mean ± t(0.975, n-1) · std / √n`` (none when n < 2), min, max.
 - Bounded metrics (accuracy, exact match, F1, ... in [0, 1]; BLEU in [0, 100]: the range is
-  ``store.schema.metric_range``): the t-interval is clipped to the range, and a clipped interval
+  ``store.names.metric_range``): the t-interval is clipped to the range, and a clipped interval
   is flagged (shown as ``[low, high]`` instead of ``± half-width``). Clipping was chosen over a
   transformed (logit) or bootstrap interval because it keeps the t-interval's coverage of the
   mean exactly (the true mean lies in the range, so the clipped interval holds it whenever the
@@ -78,7 +78,7 @@ def holm(p_values: Sequence[float | None]) -> list[float | None]:
     return out
 
 
-Bounds = tuple[float, float] | None  # a metric's range (store.schema.metric_range); None: unbounded
+Bounds = tuple[float, float] | None  # a metric's range (store.names.metric_range); None: unbounded
 
 
 @dataclass(frozen=True)

@@ -8,9 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from attnbench.analysis.columns import NAME, TEXT, Column, Table, metric_style, round_names
-from attnbench.store.handle import RunInfo, Tracker
-from attnbench.store.queries import resumed_runs
-from attnbench.store.schema import (
+from attnbench.store.names import (
     BEST_VAL,
     COST_PARAMS,
     COST_TRAIN_S,
@@ -21,6 +19,8 @@ from attnbench.store.schema import (
     RunResult,
     split_metric,
 )
+from attnbench.store.queries import resumed_runs
+from attnbench.store.tracker import RunInfo, Tracker
 
 
 @dataclass

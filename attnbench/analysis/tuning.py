@@ -34,11 +34,10 @@ from attnbench.analysis.columns import (
     metric_style,
     round_names,
 )
-from attnbench.analysis.model import Comparison, default_metric
+from attnbench.analysis.comparison import Comparison, default_metric
 from attnbench.analysis.render import ci_cell
 from attnbench.analysis.select import Selection
-from attnbench.store.handle import RunInfo
-from attnbench.store.schema import (
+from attnbench.store.names import (
     BEST_VAL,
     LOWER,
     PRIMARY_METRIC_TAG,
@@ -51,6 +50,7 @@ from attnbench.store.schema import (
     rerun_kind,
     split_metric,
 )
+from attnbench.store.tracker import RunInfo
 
 GRID_SWEEPER = "BasicSweeper"  # Hydra's grid: its groups are set by the user, not chosen
 CHOSEN_BY = "chosen by"  # extra column: tuning seeds whose own best was the chosen value

@@ -26,7 +26,7 @@ def build_module(node: Mapping[str, Any], settings: BenchSettings, device: str =
     """The variant of config `node` at width ``bench.dim``, through the registry as training
     builds it (``device="meta"``: shapes only, for the cost facts)."""
     from attnbench.config.build import attention_factory
-    from attnbench.config.schema import ComponentConfig
+    from attnbench.config.run_config import ComponentConfig
 
     d = settings.dim
     with torch.device(device):

@@ -14,9 +14,9 @@ from typing import Any
 import torch
 
 from attnbench.bench import decode, results
+from attnbench.bench.case_memory import measure_memory, measure_memory_in_process
 from attnbench.bench.device import DTYPES, available_bytes, describe, out_of_memory, timer
 from attnbench.bench.kernels import Runner, build_module, build_runner, cases_for, skipped
-from attnbench.bench.memory import measure_memory, measure_memory_in_process
 from attnbench.bench.plan import KINDS, BenchPlan, BenchSettings, Case
 from attnbench.training.throughput import count_flops  # the FLOP counter training uses too
 

@@ -233,9 +233,9 @@ def log_to_mlflow(result: BenchResult, files: Mapping[str, Path], table_text: st
     import yaml
 
     from attnbench import __version__
-    from attnbench.config.schema import flatten
-    from attnbench.store import schema as rec
-    from attnbench.store.handle import Tracker
+    from attnbench.config.run_config import flatten
+    from attnbench.store import names as rec
+    from attnbench.store.tracker import Tracker
 
     plan = result.plan
     tracker = Tracker(plan.tracking_uri, plan.runs_dir)

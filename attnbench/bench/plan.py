@@ -220,7 +220,7 @@ def plan_from_configs(cfgs: Sequence[dict[str, Any]]) -> BenchPlan:
     listing every problem."""
     from attnbench.attention import ATTENTION
     from attnbench.attention.base import CONTEXT_ARGS
-    from attnbench.config.schema import component_params
+    from attnbench.config.run_config import component_params
     from attnbench.config.validate import check_uri
     from attnbench.registry import check_params
 

@@ -112,8 +112,8 @@ def landing_page(runs: Path, tracking_uri: str | None, experiment: str | None
     the latest sweep's experiment. Opening the store also refuses one whose runs keep their
     artifacts outside it, through a symbolic link included (`store.confine`)."""
     from attnbench.errors import ConfigError
-    from attnbench.store.handle import Tracker
     from attnbench.store.queries import latest_experiment
+    from attnbench.store.tracker import Tracker
 
     tracker = Tracker(tracking_uri, runs)
     tracker.connect()

@@ -1,3 +1,3 @@
 """The run config: the conf/ groups (`groups`), Hydra composition and its one error translator
-(`compose`), validation into the typed `RunConfig` (`validate`, `schema`), and the wiring of a
+(`compose`), validation into the typed `RunConfig` (`validate`, `run_config`), and the wiring of a
 typed config into task data + model (`build`)."""

@@ -33,7 +33,7 @@ from attnbench.attention import ATTENTION
 from attnbench.attention.base import Attention
 from attnbench.backbones import BACKBONES
 from attnbench.backbones.base import AttentionFactory, Backbone
-from attnbench.config.schema import ComponentConfig, RunConfig
+from attnbench.config.run_config import ComponentConfig, RunConfig
 from attnbench.errors import ConfigError
 from attnbench.tasks import TASKS
 from attnbench.tasks.base import DataSize, Task, TaskData, TaskSpec

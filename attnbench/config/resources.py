@@ -38,7 +38,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from attnbench.config.schema import ComponentConfig, RunConfig
+from attnbench.config.run_config import ComponentConfig, RunConfig
 
 if TYPE_CHECKING:
     from attnbench.backbones.base import Backbone

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from attnbench.config.groups import group_options
-from attnbench.config.schema import (
+from attnbench.config.run_config import (
     TOP_LEVEL_KEYS,
     RunConfig,
     TrackingConfig,

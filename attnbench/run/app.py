@@ -23,13 +23,13 @@ from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, OmegaConf
 
 from attnbench.config.groups import conf_dir
-from attnbench.config.schema import RunConfig
+from attnbench.config.run_config import RunConfig
 from attnbench.config.validate import validate
 from attnbench.errors import AttnbenchError, ConfigError, IncompatibleError
 from attnbench.run.experiment import SweepContext, run_experiment
 from attnbench.run.preflight import Prepared
 from attnbench.run.sweep import read_context, write_result
-from attnbench.store.schema import STAGE_TAG, RunIdentity, RunResult
+from attnbench.store.names import STAGE_TAG, RunIdentity, RunResult
 
 DEBUG_ENV = "ATTNBENCH_DEBUG"
 
@@ -211,7 +211,7 @@ def run_job(cfg: DictConfig, outcome: Outcome, prepared: Prepared | None = None)
 
 def _identity(plain: dict[str, Any], sweep: SweepContext | None) -> RunIdentity:
     """The job's identity from its composed config (before validation: for failed jobs too)."""
-    from attnbench.store.schema import swept_values
+    from attnbench.store.names import swept_values
 
     def name(group: str) -> str:
         node = plain.get(group)
@@ -228,8 +228,8 @@ def _record_invalid_job(
 ) -> str | None:
     """A sweep job whose config is invalid still shows in the sweep, as a FAILED run with why
     (its run id; None if even that cannot be written: the job's result file still says why)."""
-    from attnbench.store.handle import Tracker
-    from attnbench.store.schema import ERROR_TAG
+    from attnbench.store.names import ERROR_TAG
+    from attnbench.store.tracker import Tracker
 
     try:
         tracker = Tracker(cfg["tracking"]["uri"], cfg["runs_dir"])

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from attnbench.config.grid import MAX_CHECKED_JOBS
-from attnbench.config.schema import RunConfig
+from attnbench.config.run_config import RunConfig
 from attnbench.run.preflight import check_overrides
 
 LISTED = 10_000  # every job of a sweep attnbench accepts (`config.grid.MAX_JOBS`)
@@ -128,13 +128,13 @@ def _skipped(jobs: Sequence[RunConfig], master: Any, hargs: Any) -> dict[int, st
 
 
 def content_hash(cfg: RunConfig, fingerprints: dict[str, str]) -> str:
-    """The job's content hash as its run computes it (`store.schema.config_hash`): the config,
+    """The job's content hash as its run computes it (`store.names.config_hash`): the config,
     the code that trains it and the fingerprint of its data (loaded to be fingerprinted, once
     per task and seed: `fingerprints`)."""
     from attnbench import __version__
     from attnbench.config.build import build_task
     from attnbench.run import provenance
-    from attnbench.store.schema import config_hash
+    from attnbench.store.names import config_hash
 
     code = f"{__version__}+{provenance.code_hash(cfg)}"
     key = repr((cfg.task, cfg.seed))

@@ -1,6 +1,6 @@
 """`attnbench evaluate RUN_ID [task.test_path=FILE ...]`: score a trained model again.
 
-The run's reusable model (`store.schema.MODEL_DIR`: best weights, the task's spec, metrics and
+The run's reusable model (`store.names.MODEL_DIR`: best weights, the task's spec, metrics and
 vocabularies as JSON, its test split as tensors) and its saved config rebuild the model without
 the training file and without pickle (every tensor file loads with ``weights_only=True``).
 Without overrides the model is scored on the run's own test split (the same numbers as the run's
@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from attnbench.errors import ConfigError
-from attnbench.store import schema as record
+from attnbench.store import names as record
 
 
 def parse_task_overrides(args: Sequence[str]) -> dict[str, Any]:
@@ -80,7 +80,7 @@ def evaluate_run(
     spec = TaskSpec(**task_json["spec"])
     if overrides:
         from attnbench.config.build import build_task
-        from attnbench.config.schema import ComponentConfig
+        from attnbench.config.run_config import ComponentConfig
         from attnbench.registry import check_params
         from attnbench.tasks import TASKS
 

@@ -25,10 +25,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from attnbench import OPENMP_WAIT, __version__
-from attnbench.config.schema import RunConfig
+from attnbench.config.run_config import RunConfig
 from attnbench.errors import AttnbenchError
-from attnbench.store import schema as record
-from attnbench.store.schema import RunIdentity, RunResult
+from attnbench.store import names as record
+from attnbench.store.names import RunIdentity, RunResult
 
 if TYPE_CHECKING:
     from attnbench.config.build import Built, Loaded
@@ -109,7 +109,7 @@ def _start(cfg: RunConfig, sweep: SweepContext | None, parallel_jobs: int,
     """Seeds and threads set; the job's identity, store, tags and scratch folder."""
     from attnbench.run import provenance
     from attnbench.store import scratch
-    from attnbench.store.handle import Tracker
+    from attnbench.store.tracker import Tracker
     from attnbench.training.seeding import seed_everything, set_threads
 
     plain = cfg.to_dict()

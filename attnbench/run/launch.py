@@ -22,7 +22,7 @@ from attnbench.errors import AttnbenchError, Interrupted, RunFailed
 from attnbench.run.app import DEBUG_ENV, Outcome, hydra_app, workers_override
 from attnbench.run.preflight import Preflight, check_overrides, precheck_overrides
 from attnbench.run.sweep import LABELS_ENV, SweepLabels
-from attnbench.store.schema import RunResult
+from attnbench.store.names import RunResult
 
 FULL_ERROR = "HYDRA_FULL_ERROR"
 # Hydra flags that print something instead of running jobs: nothing to validate first.
@@ -126,7 +126,7 @@ def print_summary(result: RunResult) -> None:
     """What `run` prints when it ends (stdout, terminal or not): the run, its primary validation
     and test metric, its training time, and where to look next."""
     from attnbench.console import console
-    from attnbench.store.schema import COST_TRAIN_S
+    from attnbench.store.names import COST_TRAIN_S
 
     primary = result.primary or ""
     test = "test/" + primary.partition("/")[2]
@@ -144,7 +144,7 @@ def print_summary(result: RunResult) -> None:
 
 
 def _store(checked: Preflight) -> Any:
-    from attnbench.store.handle import Tracker
+    from attnbench.store.tracker import Tracker
 
     first = checked.jobs[0]
     return Tracker(first.tracking.uri, first.runs_dir)

@@ -17,7 +17,7 @@ from typing import Any
 from attnbench.config.compose import compose_reporting, hydra_compose, parse_hydra_args
 from attnbench.config.grid import expand_overrides
 from attnbench.config.guard import check_config, whence_finder
-from attnbench.config.schema import RunConfig
+from attnbench.config.run_config import RunConfig
 from attnbench.config.validate import Checked, check_uri, validate_and_load
 from attnbench.errors import ConfigError, IncompatibleError
 from attnbench.run.sources import (
@@ -213,7 +213,7 @@ def _unusable_stores(runs_dirs: Sequence[str], full: bool = False) -> list[str]:
     compares the schema with MLflow's and creates a missing store, as its parent run would next
     (a failure there would only be a Hydra callback warning)."""
     from attnbench.errors import TrackingError
-    from attnbench.store.handle import Tracker
+    from attnbench.store.tracker import Tracker
 
     found = []
     for runs_dir in runs_dirs:
@@ -242,7 +242,7 @@ def _device_problems(jobs: list[RunConfig]) -> list[str]:
 def _unreachable(servers: dict[str, str]) -> list[str]:
     """Contact each tracking server once, before anything trains (fail fast)."""
     from attnbench.errors import TrackingError
-    from attnbench.store.handle import Tracker
+    from attnbench.store.tracker import Tracker
 
     found = []
     for uri, runs_dir in servers.items():

@@ -21,7 +21,7 @@ import sys
 from collections.abc import Iterable
 from pathlib import Path
 
-from attnbench.config.schema import RunConfig
+from attnbench.config.run_config import RunConfig
 
 PACKAGE = Path(__file__).resolve().parent.parent
 COMPONENT_DIRS = ("attention", "backbones", "tasks")

@@ -11,8 +11,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from attnbench.config.schema import RunConfig, flatten
-from attnbench.store import schema as record
+from attnbench.config.run_config import RunConfig, flatten
+from attnbench.store import names as record
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ def data(tracker: Any, run_id: str, cfg: RunConfig, data: Any, chash: str) -> No
 
 
 def model(tracker: Any, run_id: str, weights: Mapping[str, Any], data: Any) -> None:
-    """The reusable model (see `store.schema.MODEL_DIR`): weights, task JSON, test split."""
+    """The reusable model (see `store.names.MODEL_DIR`): weights, task JSON, test split."""
     from dataclasses import asdict
 
     from attnbench.training.checkpoint import save_checkpoint

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from attnbench.errors import ConfigError
-from attnbench.store import schema as record
+from attnbench.store import names as record
 
 NOT_COMPARED = record.TIMING_METRICS
 

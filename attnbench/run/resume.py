@@ -1,6 +1,6 @@
 """`run/sweep ... --resume`: every cell ends as one run, and a sweep as one parent run.
 
-- A cell with a FINISHED run of the same content hash (`store.schema.config_hash`: resolved
+- A cell with a FINISHED run of the same content hash (`store.names.config_hash`: resolved
   config + package version + data fingerprint) is skipped; so is one another process is training
   now. A skipped cell makes no new run: when the run belongs to another sweep, it is tagged
   `RESUMED_BY_TAG` with this sweep's parent run id (a space-separated list when several sweeps
@@ -19,9 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from attnbench.store.handle import RunInfo, Tracker
-from attnbench.store.queries import finished_run
-from attnbench.store.schema import (
+from attnbench.store.names import (
     BEST_VAL,
     CONFIG_HASH_TAG,
     EPOCH_METRIC,
@@ -39,6 +37,8 @@ from attnbench.store.schema import (
     RunResult,
     split_metric,
 )
+from attnbench.store.queries import finished_run
+from attnbench.store.tracker import RunInfo, Tracker
 
 
 def skip_if_done(

@@ -23,8 +23,8 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from attnbench.run.experiment import SweepContext
-from attnbench.store import schema as record
-from attnbench.store.schema import RunResult
+from attnbench.store import names as record
+from attnbench.store.names import RunResult
 
 CONTEXT_FILE = "attnbench_sweep.json"
 RESULT_FILE = "attnbench_result.json"
@@ -141,8 +141,8 @@ class SweepCallback(Callback):
         self.continued = False  # `--resume` reopened the same grid's earlier parent run
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        from attnbench.store.handle import Tracker
         from attnbench.store.liveness import process_tags
+        from attnbench.store.tracker import Tracker
 
         if "optuna" in str(config.hydra.sweeper.get("_target_", "")).lower():
             from attnbench.console import optuna_through_root
@@ -189,7 +189,7 @@ class SweepCallback(Callback):
     def _join(self, config: DictConfig) -> None:
         """A later stage of a tuned sweep: its jobs are children of the sweep `self.join`, in its
         experiment, named and tagged by the keys that sweep varies."""
-        from attnbench.store.handle import Tracker
+        from attnbench.store.tracker import Tracker
 
         tracker = Tracker(config.tracking.uri, config.runs_dir)
         parent = tracker.get_run(self.join)
@@ -208,7 +208,7 @@ class SweepCallback(Callback):
         )
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        from attnbench.store.handle import Tracker
+        from attnbench.store.tracker import Tracker
 
         if self.parent_run_id is None or self.keep_open:
             return

@@ -264,7 +264,7 @@ def run(plan: TunePlan, run_stage: Callable[[list[str]], None], tracker: Any) ->
     from attnbench.analysis.select import select_runs
     from attnbench.analysis.tuning import Protocol, choose
     from attnbench.run.sweep import finish_sweep, read_context, read_results
-    from attnbench.store.schema import FINAL_STAGE, TUNE_STAGE, TUNE_TAG
+    from attnbench.store.names import FINAL_STAGE, TUNE_STAGE, TUNE_TAG
 
     base = Path(plan.base_dir)
     first = base / STAGE_DIRS[0]

@@ -1,8 +1,8 @@
 """The store: the only code that talks to MLflow.
 
-- `schema`: every tag, param, metric and artifact name, the run identity, `RunResult`,
+- `names`: every tag, param, metric and artifact name, the run identity, `RunResult`,
   `config_hash`, metric directions (imports nothing heavy; safe anywhere);
-- `handle`: `Tracker`, the handle on one store (SQLite under `runs_dir`, or a server); `records`:
+- `tracker`: `Tracker`, the handle on one store (SQLite under `runs_dir`, or a server); `records`:
   `RunInfo`, a run read back; `datasets`: a run's data as an MLflow dataset input;
 - `sqlite_file`: creating a local store atomically, and recognising a broken one;
 - `confine`: a local store reads and writes artifacts only under its own folder (a copied one is

@@ -11,7 +11,7 @@ import socket
 import time
 from pathlib import Path
 
-from attnbench.store.schema import HOST_TAG, PID_SINCE_TAG, PID_TAG
+from attnbench.store.names import HOST_TAG, PID_SINCE_TAG, PID_TAG
 
 
 def process_tags() -> dict[str, str]:

@@ -9,14 +9,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from attnbench.errors import ConfigError
-from attnbench.store.handle import RunInfo, Tracker
-from attnbench.store.schema import (
+from attnbench.store.names import (
     CONFIG_HASH_TAG,
     KIND_TAG,
     RESUMED_BY_TAG,
     SWEEP_KIND,
     SWEEP_NAME_TAG,
 )
+from attnbench.store.tracker import RunInfo, Tracker
 
 
 def open_store(runs_dir: str | Path = "runs", tracking_uri: str | None = None) -> Tracker:

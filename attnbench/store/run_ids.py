@@ -9,7 +9,7 @@ import re
 from typing import Any
 
 from attnbench.errors import TrackingError
-from attnbench.store.schema import KIND_TAG, SWEEP_KIND, SWEEP_NAME, SWEEP_NAME_TAG
+from attnbench.store.names import KIND_TAG, SWEEP_KIND, SWEEP_NAME, SWEEP_NAME_TAG
 
 MIN_PREFIX = 6
 FULL_LENGTH = 32

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from attnbench.errors import TrackingError
 
 if TYPE_CHECKING:
-    from attnbench.store.handle import Tracker
+    from attnbench.store.tracker import Tracker
 
 
 class PendingRun:
@@ -199,7 +199,7 @@ class Heartbeat:
         self._thread.start()
 
     def _beat(self) -> None:
-        from attnbench.store.schema import HEARTBEAT_TAG
+        from attnbench.store.names import HEARTBEAT_TAG
 
         while True:
             with contextlib.suppress(Exception):  # a missed beat is retried at the next one

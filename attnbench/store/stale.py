@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from attnbench.store.liveness import process_alive, taken_ms
-from attnbench.store.schema import (
+from attnbench.store.names import (
     CHECKPOINT_DIR,
     ERROR_TAG,
     HEARTBEAT_TAG,
@@ -22,7 +22,7 @@ from attnbench.store.schema import (
 )
 
 if TYPE_CHECKING:
-    from attnbench.store.handle import RunInfo, Tracker
+    from attnbench.store.tracker import RunInfo, Tracker
 
 
 def mark_stale_runs(tracker: Tracker, experiment_ids: Iterable[str] | None = None) -> list[str]:

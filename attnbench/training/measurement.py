@@ -32,8 +32,8 @@ from attnbench.tasks.metrics import compute_metrics
 from attnbench.training import throughput
 from attnbench.training.config import TrainerConfig
 from attnbench.training.device import autocast, synchronize
-from attnbench.training.memory import RunMemory, cpu_tensor_memory
 from attnbench.training.optimizers import warm_up
+from attnbench.training.run_memory import RunMemory, cpu_tensor_memory
 from attnbench.training.state import LoopState
 from attnbench.training.steps import to_device, train_step
 

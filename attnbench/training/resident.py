@@ -1,5 +1,5 @@
 """The process's resident set (RSS), the one reader behind the memory figures of runs
-(`training.memory`) and bench cases (`bench.memory`): now, its peak since a reset, and the heap
+(`training.run_memory`) and bench cases (`bench.case_memory`): now, its peak since a reset, and the heap
 handed back to the system so that the figures follow the live memory.
 
 - now: psutil (Linux, macOS, Windows);

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from attnbench.store import schema as rec
+from attnbench.store import names as rec
 
 
 def attnbench(*args: str) -> list[str]:
@@ -26,7 +26,7 @@ def job_runs(runs_dir: Path, experiment: str) -> list[Any]:
     """Every training run (not a sweep's parent) in `experiment`; [] if there is none yet."""
     if not (runs_dir / "mlflow.db").exists():
         return []
-    from attnbench.store.handle import Tracker
+    from attnbench.store.tracker import Tracker
 
     tracker = Tracker(None, runs_dir)
     exp_id = tracker.find_experiment(experiment)
@@ -36,7 +36,7 @@ def job_runs(runs_dir: Path, experiment: str) -> list[Any]:
 
 
 def train_loss_history(runs_dir: Path, run_id: str) -> list[tuple[int, float]]:
-    from attnbench.store.handle import Tracker
+    from attnbench.store.tracker import Tracker
 
     return Tracker(None, runs_dir).metric_history(run_id, rec.TRAIN_LOSS)
 

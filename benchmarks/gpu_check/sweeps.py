@@ -10,7 +10,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from attnbench.store import schema as rec
+from attnbench.store import names as rec
 from benchmarks.gpu_check import proc, runs
 from benchmarks.gpu_check.plan import SWEEP_VARIANTS, Sizes
 
@@ -66,7 +66,7 @@ def figures(found: list[Any], precisions: tuple[str, ...]) -> dict[str, Any]:
 
 def compare(first: list[Any], again: list[Any], runs_dir: Path) -> dict[str, Any]:
     """Each repeated run against the first run of its cell: every metric but the machine's
-    measurements (schema.TIMING_METRICS), and the whole train/loss curve, must be equal."""
+    measurements (names.TIMING_METRICS), and the whole train/loss curve, must be equal."""
     before = {runs.cell(r, KEY): r for r in first if r.status == "FINISHED"}
     pairs, differing = 0, []
     for r in again:

@@ -43,7 +43,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from benchmarks.overhead.common import Report, loadavg, log, template_store
-from benchmarks.overhead.memory import section_memory
+from benchmarks.overhead.memory_order import section_memory
 from benchmarks.overhead.runner import section_loop
 from benchmarks.overhead.sink import section_logging
 from benchmarks.overhead.startup import section_cli, section_startup

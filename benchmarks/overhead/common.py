@@ -59,7 +59,7 @@ def exe() -> str:
 
 def template_store(root: Path) -> Path:
     """A created and migrated MLflow store, copied into every runs_dir (creation costs seconds)."""
-    from attnbench.store.handle import Tracker
+    from attnbench.store.tracker import Tracker
 
     Tracker(None, root).connect()
     return root / "mlflow.db"
@@ -93,7 +93,7 @@ def run_cli(args: Sequence[str], cwd: Path, timeout: float = 3600) -> tuple[floa
 
 
 def runs_of(runs_dir: Path, experiment: str) -> list[Any]:
-    from attnbench.store.handle import Tracker
+    from attnbench.store.tracker import Tracker
 
     tracker = Tracker(None, runs_dir)
     exp = tracker.find_experiment(experiment)
@@ -102,7 +102,7 @@ def runs_of(runs_dir: Path, experiment: str) -> list[Any]:
 
 def loss_timestamps(runs_dir: Path, run_id: str) -> dict[int, float]:
     """step -> epoch seconds at which the training loop logged train/loss for that step."""
-    from attnbench.store.handle import Tracker
+    from attnbench.store.tracker import Tracker
 
     history = Tracker(None, runs_dir).client.get_metric_history(run_id, "train/loss")
     return {m.step: m.timestamp / 1000.0 for m in history}

@@ -39,7 +39,7 @@ def section_logging(report: Report, work: Path, template: Path, quick: bool, rep
 
     from attnbench.config.build import build
     from attnbench.config.validate import validate
-    from attnbench.store.handle import Tracker
+    from attnbench.store.tracker import Tracker
     from attnbench.training.loop import fit
     from attnbench.training.seeding import set_threads
 

@@ -51,7 +51,7 @@ def sweep_once(mode: str, work: Path, template: Path, trainer: list[str], i: int
 def same_numbers(a: dict[tuple[str, str], Any], b: dict[tuple[str, str], Any]
                  ) -> tuple[bool, bool, list[str]]:
     """(every test/* metric identical, every non-timing metric identical, what differs)."""
-    from attnbench.store.schema import TIMING_METRICS
+    from attnbench.store.names import TIMING_METRICS
 
     differ = []
     for cell, run in sorted(a.items()):

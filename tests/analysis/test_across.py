@@ -14,7 +14,7 @@ from scipy import stats as sps
 from attnbench.analysis import across
 from attnbench.analysis.select import Selection
 from attnbench.errors import ConfigError
-from attnbench.store.handle import RunInfo
+from attnbench.store.tracker import RunInfo
 from tests.analysis.test_compare_grouping import one_line_error
 from tests.conftest import tracker_for
 
@@ -190,7 +190,7 @@ def test_across_refusals() -> None:
 
 
 def test_pooling_two_tasks_in_one_group_points_to_across() -> None:
-    from attnbench.analysis.model import compare_runs
+    from attnbench.analysis.comparison import compare_runs
 
     runs = [r for r in fake_runs() if r.tags["task"] == "assoc_recall"]
     for r in list(runs):  # the same variants on a second task scored by accuracy

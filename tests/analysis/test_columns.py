@@ -13,12 +13,12 @@ import pytest
 
 from attnbench.analysis import render
 from attnbench.analysis.columns import NAME, NUMBER, TEXT, Cell, Num, metric_style, round_names
+from attnbench.analysis.comparison import compare_runs
 from attnbench.analysis.layout import Fitted, fit, wrap
-from attnbench.analysis.model import compare_runs
 from attnbench.analysis.select import Selection
 from attnbench.analysis.writers import tex
-from attnbench.store.handle import RunInfo
-from attnbench.store.schema import RunIdentity
+from attnbench.store.names import RunIdentity
+from attnbench.store.tracker import RunInfo
 
 T2_975 = math.sqrt(0.9025 * 2 / 0.0975)  # Student's t, 2 degrees of freedom, 0.975
 

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from attnbench.analysis.model import compare_runs
+from attnbench.analysis.comparison import compare_runs
 from attnbench.analysis.select import Selection
 from attnbench.errors import ConfigError
-from attnbench.store.handle import RunInfo
+from attnbench.store.tracker import RunInfo
 from tests.conftest import tracker_for
 
 T2_975 = math.sqrt(0.9025 * 2 / 0.0975)

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from attnbench.analysis.model import compare_runs, default_by
+from attnbench.analysis.comparison import compare_runs, default_by
 from attnbench.analysis.select import Selection
 from attnbench.errors import ConfigError
-from attnbench.store.handle import RunInfo
-from attnbench.store.schema import metric_direction
+from attnbench.store.names import metric_direction
+from attnbench.store.tracker import RunInfo
 from tests.conftest import tracker_for
 
 # An experiment like the one a user compared: two attention variants on two backbones at two

@@ -206,16 +206,16 @@ def test_numbers_in_csv_and_markdown(cli, store: Path) -> None:
 
 
 def test_a_new_cost_metric_appears_without_an_edit(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A cost metric another stream adds to schema.COST_COLUMNS shows in the cost table and the
+    """A cost metric another stream adds to names.COST_COLUMNS shows in the cost table and the
     records, in a style read from its values."""
-    from attnbench.analysis import model, render
-    from attnbench.analysis.model import compare_runs
+    from attnbench.analysis import comparison, render
+    from attnbench.analysis.comparison import compare_runs
     from attnbench.analysis.select import Selection
-    from attnbench.store.handle import RunInfo
-    from attnbench.store.schema import COST_COLUMNS
+    from attnbench.store.names import COST_COLUMNS
+    from attnbench.store.tracker import RunInfo
 
     wider = (*COST_COLUMNS, ("cost/tokens_per_s", "tokens/s"))
-    monkeypatch.setattr(model, "COST_COLUMNS", wider)
+    monkeypatch.setattr(comparison, "COST_COLUMNS", wider)
     monkeypatch.setattr(render, "COST_COLUMNS", wider)
     runs = [RunInfo(f"{a}{s}", "x", "FINISHED", "1", {"attention": a, "seed": str(s)},
                     {"attention.name": a}, {"test/acc": 0.5 + s / 10 + (a == "dot") / 20,

@@ -9,11 +9,11 @@ import pytest
 from scipy import stats as sps
 
 from attnbench.analysis import effects, stats
-from attnbench.analysis.model import compare_runs
+from attnbench.analysis.comparison import compare_runs
 from attnbench.analysis.select import Selection
 from attnbench.errors import ConfigError
-from attnbench.store.handle import RunInfo
-from attnbench.store.schema import metric_range
+from attnbench.store.names import metric_range
+from attnbench.store.tracker import RunInfo
 
 T2_975 = math.sqrt(0.9025 * 2 / 0.0975)
 

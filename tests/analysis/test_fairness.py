@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from attnbench.analysis import budget, plots
-from attnbench.analysis.model import compare_runs
+from attnbench.analysis.comparison import compare_runs
 from attnbench.analysis.render import RENDER, write_plots
 from attnbench.analysis.select import Selection
-from attnbench.store.handle import RunInfo
+from attnbench.store.tracker import RunInfo
 from tests.conftest import all_runs
 
 

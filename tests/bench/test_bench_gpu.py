@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+from attnbench.bench.case_memory import measure_memory_in_process
 from attnbench.bench.device import resolve, timer
 from attnbench.bench.kernels import build_runner
 from attnbench.bench.measure import run_cases
-from attnbench.bench.memory import measure_memory_in_process
 from attnbench.bench.plan import BenchSettings, Case, compose_plan
 from attnbench.training.device import native_bf16
 

@@ -26,9 +26,9 @@ from attnbench.attention.additive import (
 )
 from attnbench.attention.base import Call
 from attnbench.attention.multihead import merge_heads
+from attnbench.bench.case_memory import measure_memory
 from attnbench.bench.kernels import build_module, build_runner
 from attnbench.bench.measure import count_flops, estimate_bytes
-from attnbench.bench.memory import measure_memory
 from attnbench.bench.plan import BenchSettings, Case, variant_node
 from attnbench.bench.results import crossover, scaling_exponent
 from tests.conftest import CONF
@@ -95,7 +95,7 @@ def test_multihead_bare_is_its_own_sdpa_step() -> None:
     assert heads_out.shape == runner.grad.shape == (2, 4, 24, 4)
     torch.manual_seed(settings.seed)  # the module build_runner made for this case, same weights
     from attnbench.config.build import attention_factory
-    from attnbench.config.schema import ComponentConfig
+    from attnbench.config.run_config import ComponentConfig
 
     attn = attention_factory(ComponentConfig.from_node(NODES["multihead"]))(16, 16, 16)
     with torch.no_grad():

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from attnbench.config.build import MATCH_TOLERANCE, _nearest_width, build_model, match_width
-from attnbench.config.schema import ComponentConfig
+from attnbench.config.run_config import ComponentConfig
 from attnbench.tasks import TASKS
 from tests.conftest import all_runs
 

@@ -131,9 +131,9 @@ def test_the_step_estimate_is_a_lower_bound_of_a_real_step(backbone: str, task: 
     """The backbone's activations and its attention calls' memory, from their facts, stay under
     what one real training step's tensors hold at once (torch.profiler's allocation events)."""
     from attnbench.config.build import attention_factory
-    from attnbench.config.schema import ComponentConfig
+    from attnbench.config.run_config import ComponentConfig
     from attnbench.training.device import autocast
-    from attnbench.training.memory import MB, tensor_peak_mb
+    from attnbench.training.run_memory import MB, tensor_peak_mb
     from attnbench.training.steps import train_step
 
     cfg = composed(f"backbone={backbone}", f"task={task}", f"attention={attention}",

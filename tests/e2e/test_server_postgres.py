@@ -89,8 +89,8 @@ def _wait_for_postgres(uri: str, server: Started, timeout: float = 120.0) -> Non
 def test_sweep_through_mlflow_server_on_postgres(postgres: str, tmp_path: Path) -> None:
     import psycopg
 
-    from attnbench.store.handle import Tracker
     from attnbench.store.server import SERVER_ENV, server_command
+    from attnbench.store.tracker import Tracker
 
     port = free_port()
     artifacts = tmp_path / "artifacts"

@@ -15,7 +15,7 @@ import pytest
 
 from attnbench.analysis.select import select_runs
 from attnbench.run.resume import skip_if_done
-from attnbench.store.schema import RunIdentity
+from attnbench.store.names import RunIdentity
 from tests.conftest import all_runs, attnbench_cmd, tracker_for
 
 

@@ -2,7 +2,7 @@
 0 lost metric points, an intact file; and store creation killed at random instants.
 
 MLflow's SQLite store creates and migrates its tables without a lock; attnbench creates the
-store under a file lock (attnbench.store.handle.Tracker.connect). These tests drive the stress
+store under a file lock (attnbench.store.tracker.Tracker.connect). These tests drive the stress
 tool the README's figures come from (``python -m benchmarks.stress_store --repeats 10 --jobs 4``)
 once per mode, as a command: it reads every store back and exits 1 on any error or loss.
 """

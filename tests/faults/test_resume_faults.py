@@ -28,7 +28,7 @@ from tests.run.test_continue import ARGS, CURVES, ctrl_c_at, history
 KILLER = textwrap.dedent("""
     import os, signal, sys
     from pathlib import Path
-    from attnbench.store.handle import Tracker
+    from attnbench.store.tracker import Tracker
     from attnbench.store.sink import RunSink
 
     def die(tracker):

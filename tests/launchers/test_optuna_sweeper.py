@@ -31,7 +31,7 @@ def test_optuna_preset_two_trials_are_child_runs(cli, runs_dir: Path, tmp_path: 
 
 def test_objective_is_validation_metric_and_worst_when_failed() -> None:
     from attnbench.run.app import objective
-    from attnbench.store.schema import RunResult
+    from attnbench.store.names import RunResult
 
     done = RunResult("x", "FINISHED", "id", {"val/acc": 0.75, "test/acc": 0.5}, primary="val/acc")
     assert objective(done) == 0.75

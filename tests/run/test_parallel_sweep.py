@@ -15,7 +15,7 @@ import torch
 
 from attnbench.config.validate import validate
 from attnbench.run.app import jobs_sharing_this_machine, local_workers, workers_override
-from attnbench.store.schema import PID_TAG, THREADS_TAG, TIMING_METRICS
+from attnbench.store.names import PID_TAG, THREADS_TAG, TIMING_METRICS
 from tests.conftest import all_runs, attnbench_cmd
 
 JOBLIB = "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"

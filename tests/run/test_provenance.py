@@ -14,8 +14,8 @@ import pytest
 from attnbench.config.validate import validate
 from attnbench.run import provenance
 from attnbench.run.resume import skip_if_done
-from attnbench.store.handle import Tracker
-from attnbench.store.schema import CONFIG_HASH_TAG, HEARTBEAT_TAG, RunIdentity
+from attnbench.store.names import CONFIG_HASH_TAG, HEARTBEAT_TAG, RunIdentity
+from attnbench.store.tracker import Tracker
 from tests.conftest import all_runs
 
 BASE = {"seed": 0, "runs_dir": "runs", "backbone": {"name": "transformer"},

@@ -10,8 +10,8 @@ import pytest
 
 from attnbench.run.app import objective
 from attnbench.run.resume import skip_if_finished
-from attnbench.store.handle import Tracker
-from attnbench.store.schema import CONFIG_HASH_TAG, RunIdentity
+from attnbench.store.names import CONFIG_HASH_TAG, RunIdentity
+from attnbench.store.tracker import Tracker
 from tests.conftest import all_runs
 
 GRID = ("attention=none,dot,scaled", "seed=0,1")  # 6 jobs

@@ -14,8 +14,7 @@ from typing import Any
 import pytest
 
 from attnbench.analysis.tuning import Protocol, choose
-from attnbench.store.handle import RunInfo
-from attnbench.store.schema import (
+from attnbench.store.names import (
     FINAL_STAGE,
     KIND_TAG,
     PARENT_RUN_TAG,
@@ -24,6 +23,7 @@ from attnbench.store.schema import (
     TUNE_STAGE,
     TUNE_TAG,
 )
+from attnbench.store.tracker import RunInfo
 from tests.conftest import all_runs, tracker_for
 
 OPTUNA = "hydra_plugins.hydra_optuna_sweeper.optuna_sweeper.OptunaSweeper"

@@ -16,7 +16,7 @@ import pytest
 
 from attnbench.errors import TrackingError
 from attnbench.store import confine
-from attnbench.store.handle import Tracker
+from attnbench.store.tracker import Tracker
 from tests.analysis.test_compare import fill_store
 from tests.conftest import all_runs, tracker_for
 

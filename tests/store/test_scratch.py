@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from attnbench.store import scratch
-from attnbench.store.handle import Tracker
-from attnbench.store.schema import HEARTBEAT_TAG, HOST_TAG, PID_TAG, SCRATCH_TAG
+from attnbench.store.names import HEARTBEAT_TAG, HOST_TAG, PID_TAG, SCRATCH_TAG
+from attnbench.store.tracker import Tracker
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import pytest
 
 from attnbench.errors import TrackingError
 from attnbench.store import sqlite_file
-from attnbench.store.handle import Tracker
+from attnbench.store.tracker import Tracker
 
 
 def _db(folder: Path) -> Path:

@@ -106,7 +106,7 @@ def test_three_seeds_share_split_vocabulary_and_parameter_count(tmp_path: Path) 
     """Issue 14: with the default split_seed, `seed` varies initialisation only, never the data."""
     from attnbench.backbones import BACKBONES
     from attnbench.config.build import attention_factory
-    from attnbench.config.schema import ComponentConfig
+    from attnbench.config.run_config import ComponentConfig
 
     rows = ["text,label"] + [f"review {i} says w{i % 11} and w{i % 7},{i % 3}" for i in range(90)]
     path = write(tmp_path, "train.csv", "\n".join(rows) + "\n")

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from attnbench.backbones.base import Backbone
-from attnbench.config.schema import RunConfig
+from attnbench.config.run_config import RunConfig
 from attnbench.tasks.base import TaskData
 from attnbench.training.config import TrainerConfig
 

@@ -32,6 +32,7 @@ from typing import Any
 
 import pytest
 import torch
+from tests.training.test_memory import HUNGRY, _fit
 from torch import Tensor, nn
 
 from attnbench.attention import ATTENTION
@@ -41,7 +42,6 @@ from attnbench.training.loop import fit
 from tests.training.conftest import RECALL, Recorder, case
 from tests.training.test_bf16_breadth import _names, _overrides, refused
 from tests.training.test_device import needs_cuda
-from tests.training.test_memory import HUNGRY, _fit
 
 pytestmark = [pytest.mark.gpu, needs_cuda]
 

@@ -15,7 +15,7 @@ from attnbench.attention import ATTENTION
 from attnbench.backbones import BACKBONES
 from attnbench.backbones.base import BackboneOutput, padding_mask
 from attnbench.config.build import attention_factory
-from attnbench.config.schema import ComponentConfig
+from attnbench.config.run_config import ComponentConfig
 from attnbench.tasks import TASKS
 from attnbench.tasks.base import PAD, Split, TaskData, TaskSpec
 from attnbench.training.diagnostics import (

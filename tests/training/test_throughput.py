@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from attnbench.backbones.base import Backbone, BackboneOutput
-from attnbench.store.schema import COST_COLUMNS, COST_MFU, COST_TOKENS_PER_S, metric_direction
+from attnbench.store.names import COST_COLUMNS, COST_MFU, COST_TOKENS_PER_S, metric_direction
 from attnbench.tasks.base import PAD, Split, TaskData, TaskSpec
 from attnbench.training import throughput
 from attnbench.training.config import TrainerConfig

@@ -125,7 +125,7 @@ COST_COLUMNS = (
     (COST_MFU, "MFU %"),
     (COST_PEAK_MEM_MB, "peak MB"),
 )
-COST_BASE_MEM_MB = "cost/base_mem_mb"  # the weights' memory the peak is above (training/memory.py)
+COST_BASE_MEM_MB = "cost/base_mem_mb"  # the weights' memory under the peak (training/run_memory.py)
 COST_PEAK_RSS_MB = "cost/peak_rss_mb"  # CPU, MPS: the process's resident set over the run
 COST_BASE_RSS_MB = "cost/base_rss_mb"  # and what it held when the run started
 # Measurements of the machine, not of the model: shown, never held against a reproduction.

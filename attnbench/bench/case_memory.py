@@ -53,7 +53,7 @@ def _mp_context() -> Any:
     import multiprocessing
 
     ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload([__name__])  # attnbench.bench.memory: torch and the kernels
+    ctx.set_forkserver_preload([__name__])  # attnbench.bench.case_memory: torch and the kernels
     return ctx
 
 

@@ -1,4 +1,4 @@
-"""Per-run memory (training/memory.py).
+"""Per-run memory (training/run_memory.py).
 
 cost/peak_mem_mb on the CPU is the tensor memory the run needed above its weights, measured on a
 probe with torch.profiler's allocation events: the same job reports the same figure to the byte
@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from attnbench.training.loop import FitResult, fit
-from attnbench.training.memory import MB, tensor_mb, tensor_peak_mb
+from attnbench.training.run_memory import MB, tensor_mb, tensor_peak_mb
 from tests.training.conftest import RECALL, Recorder, case
 
 
@@ -88,7 +88,7 @@ JOB = dict(max_steps=4, batch_size=64, eval_batch_size=96, log_every=2, device="
 
 def test_the_same_job_reports_the_same_peak_first_or_after_a_hungry_job() -> None:
     """Issue 13: the same job, the same figure whatever ran before it in the process (the
-    resident-set figure moved 0.6-1.6x here, memory.py)."""
+    resident-set figure moved 0.6-1.6x here, run_memory.py)."""
     first = _fit(SMALL, **JOB).cost
     hungry = _fit(HUNGRY, max_steps=2, batch_size=256, eval_batch_size=96, device="cpu").cost
     after = _fit(SMALL, **JOB).cost
@@ -140,9 +140,9 @@ def test_without_allocation_events_the_cpu_figure_falls_back_to_the_resident_set
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A torch whose profiler reported no allocations must not give a peak of 0 + what is held."""
-    from attnbench.training import memory
+    from attnbench.training import run_memory
 
-    monkeypatch.setattr(memory, "_cpu_allocations", lambda nodes: [])
+    monkeypatch.setattr(run_memory, "_cpu_allocations", lambda nodes: [])
     assert tensor_peak_mb(lambda: torch.ones(1000)) is None
     cost = _fit(RECALL, max_steps=2, batch_size=32, device="cpu").cost
     assert cost["peak_mem_mb"] == cost["peak_rss_mb"]

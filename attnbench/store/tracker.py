@@ -21,8 +21,7 @@ from filelock import FileLock
 
 from attnbench.errors import TrackingError
 from attnbench.store import sqlite_file
-from attnbench.store.records import RunInfo, run_info
-from attnbench.store.schema import (
+from attnbench.store.names import (
     ERROR_TAG,
     EXPERIMENT_KIND_TAG,
     HEARTBEAT_S,
@@ -30,6 +29,7 @@ from attnbench.store.schema import (
     PARENT_RUN_TAG,
     TRAINING_KIND,
 )
+from attnbench.store.records import RunInfo, run_info
 from attnbench.store.server import check_server
 from attnbench.store.sink import Heartbeat, PendingRun, RunSink
 

@@ -5,7 +5,7 @@ The default 5-variant sweep runs twice with the basic launcher (every job in one
 each order: ``none`` is first in one and fifth in the other, ``dot`` second and fourth, and so on.
 Each variant's figure in one order is divided by its figure in the other; the worst ratio over the
 variants that moved is the figure (``scaled``, third both times, is shown apart as a repeat). The
-same ratios of ``cost/peak_rss_mb`` (the process's resident set, training/memory.py) are shown
+same ratios of ``cost/peak_rss_mb`` (the process's resident set, training/run_memory.py) are shown
 beside it: what the figure was before it came from the allocator's events."""
 
 from __future__ import annotations

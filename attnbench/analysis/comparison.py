@@ -7,7 +7,7 @@ minus the seed), else `attention` plus `backbone` / `task` when those differ bet
 A group whose runs still differ in another trained config key (`pooled_keys`) pools settings
 as if they were seeds: it is marked, and no paired test is made against it or with it.
 
-Only training runs are seeds: `evaluate` and `reproduce` runs (`schema.rerun_kind`) are left out
+Only training runs are seeds: `evaluate` and `reproduce` runs (`names.rerun_kind`) are left out
 of every group and kept aside (`Comparison.reruns`). Each tested group gets its effect against the
 reference (`analysis.effects`); one the test does not separate from it is *tied* only when the
 interval of the difference lies within the margin, else *inconclusive*. Steps, what stopped
@@ -33,8 +33,7 @@ from attnbench.analysis.keys import (
 )
 from attnbench.analysis.select import Selection
 from attnbench.errors import ConfigError
-from attnbench.store.handle import RunInfo
-from attnbench.store.schema import (
+from attnbench.store.names import (
     COST_COLUMNS,
     COST_PARAMS,
     HIGHER,
@@ -48,6 +47,7 @@ from attnbench.store.schema import (
     metric_range,
     rerun_kind,
 )
+from attnbench.store.tracker import RunInfo
 
 POOLED = "pooled"  # status reason: the group (or the reference) mixes differing configs
 UNRANKED = "unranked"  # status of every group when the metric has no better direction
@@ -83,7 +83,7 @@ class Comparison:
     name: str
     metric: str
     by: list[str]
-    direction: str  # higher | lower | none (see store.schema.metric_direction)
+    direction: str  # higher | lower | none (see store.names.metric_direction)
     groups: list[Group]  # best first (by group key when the metric has no direction)
     excluded: int = 0  # runs not FINISHED or without the metric
     duplicates: int = 0  # older runs of an identical config in the same group (latest kept)
