@@ -4,6 +4,7 @@
     python -m benchmarks.results default default_tuned   # the quickstart sweep, untuned and tuned
     python -m benchmarks.results --no-run heads_ablation   # reuse the last sweep of that name
     python -m benchmarks.results --no-run --runs-dir DIR --sweep ID default_tuned   # made elsewhere
+    python -m benchmarks.results   # rewrite the page alone: every section kept, today's commands
 
 A section is a preset of conf/experiment/ (`attnbench sweep experiment=<preset>`), or `default`:
 the quickstart sweep (`attention=none,dot,scaled,additive,multihead seed=0,1,2`, no preset). Each
@@ -355,7 +356,10 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("presets", nargs="+", metavar="section")
+    parser.add_argument(
+        "presets", nargs="*", metavar="section",
+        help="sections to regenerate (none: rewrite the page, every section kept as measured)",
+    )
     parser.add_argument("--runs-dir", default="runs/results")
     parser.add_argument("--no-run", action="store_true", help="reuse each section's latest sweep")
     parser.add_argument(
@@ -383,10 +387,20 @@ def main(argv: list[str] | None = None) -> int:
             extra.append(f"task.path={path.resolve()}")
         sections[preset] = section(preset, runs_dir, extra, not ns.no_run, ns.sweep)
     order = [k for k in ORDER if k in sections] + [k for k in sections if k not in ORDER]
-    body = "\n".join(memory_note(sections[k], k) for k in order)
+    body = "\n".join(memory_note(current_commands(sections[k], k), k) for k in order)
     out.write_text(HEADER + body, encoding="utf-8")
     print(f"wrote {out}")
     return 0
+
+
+def current_commands(text: str, preset: str) -> str:
+    """A kept section with its commands in today's form (`commands`): its measurements stay as
+    they were, the block a reader copies is the one tests/test_docs.py checks."""
+    options = [*grouping(preset), *COMPARE_ARGS.get(preset, [])]
+    block = re.compile(
+        r"(?:<!-- run: [\w ]+ -->\n)?```bash\n.*?```\n(?:\nTable: `[^`]*`\.\n)?", re.S
+    )
+    return block.sub(lambda _: "\n".join(commands(preset, options)) + "\n", text, count=1)
 
 
 def _split(text: str) -> list[tuple[str, str]]:
