@@ -32,7 +32,7 @@ from typing import Any
 
 import pytest
 import torch
-from tests.training.test_memory import HUNGRY, _fit
+from tests.training.test_run_memory import HUNGRY, _fit
 from torch import Tensor, nn
 
 from attnbench.attention import ATTENTION
@@ -123,7 +123,7 @@ def test_the_same_job_reports_the_same_cuda_peak_first_or_after_a_hungry_job() -
     where a block is the request rounded up to 512 bytes whatever is cached. (A request over
     1 MiB comes from the large pool, which hands out a cached block unsplit when less than 1 MiB
     of it would remain: there the figure can depend on what an earlier job left cached.) Each
-    job runs in its own call (``test_memory._fit``), so nothing of it outlives the call."""
+    job runs in its own call (``test_run_memory._fit``), so nothing of it outlives the call."""
     job = dict(max_steps=24, batch_size=128, eval_batch_size=96, log_every=8, device="cuda")
     first = _fit(RECALL, **job).cost
     repeat = _fit(RECALL, **job).cost
