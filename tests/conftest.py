@@ -32,7 +32,7 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
 # rest, so no worker is left with one of them while the others have finished (pytest-xdist's
 # worksteal hands out the collection order; a long test collected last ran alone at the end).
 START_FIRST = (
-    "tests/test_readme.py::test_quickstart_commands_run",
+    "tests/test_docs.py::test_page[README.md]",
     "tests/test_add_component.py",
     "tests/faults/test_interrupts.py::test_ctrl_c_marks_the_run_killed_keeps_metrics_and_last_",
     "tests/test_presets.py::test_preset_runs_its_grid",

@@ -9,5 +9,5 @@ one CUDA GPU, written as it goes to OUTDIR/gpu-figures.json and OUTDIR/gpu-figur
 Stages, each with its own time budget (plan.py): `tests` (pytest -m gpu), `grid` (every variant
 x backbone x precision, a few steps), `sweep` (the default sweep in float32 and bf16, and its
 determinism), `bench` (attnbench bench with SDPA and nn.MultiheadAttention as peers, growing
-lengths). docs/notes/gpu.md says how to run it through the device tool and how to read it.
+lengths). docs/gpu.md says how to run it through the device tool and how to read it.
 """

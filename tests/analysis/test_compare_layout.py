@@ -4,7 +4,7 @@ is longer than the terminal, and no cell is cut with an ellipsis; `--wide` puts 
 table; reports of other metrics do not overwrite each other; `--filter` narrows the runs.
 
 The store is the README's quickstart sweep (5 variants x 3 seeds) with numbers shaped like the
-real one's (docs/notes/tune.md): an interval clipped at 1, six-digit parameter counts, thousands
+real one's (docs/comparison.md): an interval clipped at 1, six-digit parameter counts, thousands
 of samples per second, a time budget that stopped some runs.
 """
 

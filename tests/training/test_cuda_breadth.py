@@ -32,7 +32,6 @@ from typing import Any
 
 import pytest
 import torch
-from tests.training.test_run_memory import HUNGRY, _fit
 from torch import Tensor, nn
 
 from attnbench.attention import ATTENTION
@@ -42,6 +41,7 @@ from attnbench.training.loop import fit
 from tests.training.conftest import RECALL, Recorder, case
 from tests.training.test_bf16_breadth import _names, _overrides, refused
 from tests.training.test_device import needs_cuda
+from tests.training.test_run_memory import HUNGRY, _fit
 
 pytestmark = [pytest.mark.gpu, needs_cuda]
 
