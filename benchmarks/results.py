@@ -387,10 +387,21 @@ def main(argv: list[str] | None = None) -> int:
             extra.append(f"task.path={path.resolve()}")
         sections[preset] = section(preset, runs_dir, extra, not ns.no_run, ns.sweep)
     order = [k for k in ORDER if k in sections] + [k for k in sections if k not in ORDER]
-    body = "\n".join(memory_note(current_commands(sections[k], k), k) for k in order)
+    body = "\n".join(memory_note(current_commands(with_verdict(sections[k], k), k), k)
+                     for k in order)
     out.write_text(HEADER + body, encoding="utf-8")
     print(f"wrote {out}")
     return 0
+
+
+def with_verdict(text: str, preset: str) -> str:
+    """A kept section with its verdict read again (docs/verdicts/<section>.md), so a verdict
+    written after the sweep needs no store: its measurements stay as they were."""
+    verdict = DOCS / "verdicts" / f"{preset}.md"
+    placeholder = "_Verdict not written yet (docs/verdicts/" + preset + ".md)._"
+    if not verdict.exists() or placeholder not in text:
+        return text
+    return text.replace(placeholder, verdict.read_text(encoding="utf-8").strip())
 
 
 def current_commands(text: str, preset: str) -> str:
