@@ -171,6 +171,22 @@ def test_dry_run_with_resume_names_the_cells_it_would_skip(cli, runs_dir: Path) 
     assert _tree(runs_dir) == before  # the store read, not written
 
 
+def test_dry_run_names_the_cells_a_backbone_cannot_run(cli, runs_dir: Path) -> None:
+    """A grid with a cell the lm cannot run (lowrank: no causal form), with --resume after a
+    finished cell: the jobs it would run and skip are named, not numbered, and the note says
+    which variants the lm takes."""
+    first = cli("sweep", "backbone=lm", "attention=scaled")
+    assert first.exit_code == 0, first.output
+    done = next(r.run_id for r in all_runs(runs_dir) if r.tags.get("seed"))
+    result = cli("sweep", "backbone=lm", "attention=lowrank,scaled", "--resume", "--dry-run")
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert "would launch 2 jobs" in out
+    assert f"  skip: scaled-lm-assoc_recall-s0 (FINISHED run {done[:8]}, same config hash)" in out
+    assert "note: backbone 'lm' cannot run attention 'lowrank'" in out and "Compatible" in out
+    assert out.splitlines()[-1].startswith("--resume would skip 1 of 1 cells")
+
+
 @pytest.mark.e2e
 def test_runs_and_names_on_a_tracking_server(cli, tmp_path: Path) -> None:
     """`mlflow server` on 127.0.0.1 (started and stopped here, by its PID): a named sweep made

@@ -105,6 +105,14 @@ class _Job:
         return self.sweep.parent_run_id if self.sweep else None
 
 
+def identity(cfg: RunConfig, swept: Sequence[str] = (),
+             plain: Mapping[str, Any] | None = None) -> RunIdentity:
+    """The job's identity (its run name and identity tags); `swept`: the other keys its sweep
+    varies, read from `plain` (the config as a dict, made here when not given)."""
+    return RunIdentity(cfg.attention.name, cfg.backbone.name, cfg.task.name, cfg.seed,
+                       record.swept_values(plain if plain is not None else cfg.to_dict(), swept))
+
+
 def _start(cfg: RunConfig, sweep: SweepContext | None, parallel_jobs: int,
            tags: Mapping[str, str] | None, device: Any, started_ms: int) -> _Job:
     """Seeds and threads set; the job's identity, store, tags and scratch folder."""
@@ -114,8 +122,7 @@ def _start(cfg: RunConfig, sweep: SweepContext | None, parallel_jobs: int,
     from attnbench.training.seeding import seed_everything, set_threads
 
     plain = cfg.to_dict()
-    ident = RunIdentity(cfg.attention.name, cfg.backbone.name, cfg.task.name, cfg.seed,
-                        record.swept_values(plain, sweep.swept if sweep else ()))
+    ident = identity(cfg, sweep.swept if sweep else (), plain)
     seed_everything(cfg.seed, cfg.trainer.deterministic)
     threads = set_threads(cfg.trainer.threads, parallel_jobs)
     code = f"{__version__}+{provenance.code_hash(cfg)}"
