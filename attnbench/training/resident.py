@@ -1,6 +1,6 @@
 """The process's resident set (RSS), the one reader behind the memory figures of runs
-(`training.run_memory`) and bench cases (`bench.case_memory`): now, its peak since a reset, and the heap
-handed back to the system so that the figures follow the live memory.
+(`training.run_memory`) and bench cases (`bench.case_memory`): now, its peak since a reset, and
+the heap handed back to the system so that the figures follow the live memory.
 
 - now: psutil (Linux, macOS, Windows);
 - peak: ``getrusage``'s ``ru_maxrss`` (Linux, macOS), psutil's ``peak_wset`` (Windows);
