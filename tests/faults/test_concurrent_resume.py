@@ -19,7 +19,9 @@ from attnbench.store.names import RunIdentity
 from tests.conftest import all_runs, attnbench_cmd, tracker_for
 
 
-def test_a_cell_being_trained_elsewhere_counts_in_both_sweeps(runs_dir: Path) -> None:
+def _trained_elsewhere(runs_dir: Path) -> tuple:
+    """Two sweeps, "ours" and "theirs", and a cell RUNNING in theirs with a fresh heartbeat:
+    (tracker, experiment id, our sweep's id, theirs, the cell's identity, the running run's id)."""
     tracker = tracker_for(runs_dir)
     exp = tracker.experiment_id("reverse")
     ours, theirs = (tracker.start_run(exp, f"sweep-{n}", {"attnbench.kind": "sweep"})
@@ -29,6 +31,11 @@ def test_a_cell_being_trained_elsewhere_counts_in_both_sweeps(runs_dir: Path) ->
         **ident.tags(), "attnbench.config_hash": "c0ffee", "attnbench.pid": os.getpid(),
         "attnbench.host": socket.gethostname(), "attnbench.heartbeat": int(time.time()),
     }, theirs)
+    return tracker, exp, ours, theirs, ident, training
+
+
+def test_a_cell_being_trained_elsewhere_counts_in_both_sweeps(runs_dir: Path) -> None:
+    tracker, exp, ours, theirs, ident, training = _trained_elsewhere(runs_dir)
 
     skipped = skip_if_done(tracker, exp, "c0ffee", ident, ours)
     assert skipped is not None and (skipped.status, skipped.run_id) == ("SKIPPED", training)
@@ -44,15 +51,7 @@ def test_a_cell_that_finishes_between_the_two_looks_is_not_trained_again(
 ) -> None:
     """The other process's run is RUNNING when the finished runs are searched and FINISHED when
     the running ones are (seen with two parallel resumed sweeps: the cell was trained twice)."""
-    tracker = tracker_for(runs_dir)
-    exp = tracker.experiment_id("reverse")
-    ours, theirs = (tracker.start_run(exp, f"sweep-{n}", {"attnbench.kind": "sweep"})
-                    for n in ("ours", "theirs"))
-    ident = RunIdentity("dot", "transformer", "reverse", 0)
-    training = tracker.start_run(exp, ident.run_name, {
-        **ident.tags(), "attnbench.config_hash": "c0ffee", "attnbench.pid": os.getpid(),
-        "attnbench.host": socket.gethostname(), "attnbench.heartbeat": int(time.time()),
-    }, theirs)
+    tracker, exp, ours, _, ident, training = _trained_elsewhere(runs_dir)
     tracker.log_metrics(training, {"test/acc": 0.5}, 1)
 
     def finishes_meanwhile(experiment_ids: object) -> list[str]:  # between the two searches
